@@ -1,0 +1,89 @@
+/*
+ * codec: the replace command (proto/README.md is the spec; this is its C
+ * binding). The api encodes, the worker decodes, bulk producers in any
+ * language write the same bytes.
+ *
+ * Ownership: a decoded command borrows from the input bytes (recipient_id,
+ * source and profile_msgpack point into them); keep the bytes alive while the
+ * command is used. codec_encode copies nothing it does not own: it appends to
+ * `out`.
+ */
+#ifndef PROFILED_CODEC_H
+#define PROFILED_CODEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "limits.h"
+
+#define CODEC_SCHEMA_VERSION 1
+#define CODEC_COMMAND_ID_BYTES 16
+
+typedef struct codec_command {
+    uint32_t schema_version;
+    uint8_t command_id[CODEC_COMMAND_ID_BYTES];
+    const char *recipient_id; /* UTF-8, not NUL-terminated */
+    size_t recipient_id_len;
+    int64_t accepted_at_us; /* microseconds since the Unix epoch */
+    bool has_version;       /* external version present */
+    uint64_t version;
+    const char *source; /* optional tag; NULL when absent */
+    size_t source_len;
+    const uint8_t *profile_msgpack; /* the profile, one msgpack map, canonical on encode */
+    size_t profile_msgpack_len;
+} codec_command_t;
+
+/* Stable error codes: their names (codec_error_name) appear in the dead-letter
+ * headers and in proto/vectors, so never renumber or rename one. */
+typedef enum codec_error {
+    CODEC_OK = 0,
+    CODEC_ERR_MALFORMED,              /* not msgpack, or truncated */
+    CODEC_ERR_TRAILING_BYTES,         /* bytes after the command map */
+    CODEC_ERR_NOT_A_MAP,              /* top level is not a map */
+    CODEC_ERR_MISSING_FIELD,          /* a required field is absent */
+    CODEC_ERR_WRONG_TYPE,             /* a known field has the wrong msgpack type */
+    CODEC_ERR_UNKNOWN_SCHEMA_VERSION, /* schema version this build does not read */
+    CODEC_ERR_UNKNOWN_OPERATION,      /* op other than "replace" */
+    CODEC_ERR_BAD_COMMAND_ID,         /* id not 16 bytes */
+    CODEC_ERR_BAD_RECIPIENT_ID,       /* empty, over 256 bytes, or not UTF-8 */
+    CODEC_ERR_KEY_MISMATCH,           /* recipient id differs from the Kafka key */
+    CODEC_ERR_INVALID_UTF8,           /* a string in the profile is not UTF-8 */
+    CODEC_ERR_NUL_IN_STRING,          /* U+0000 in a profile string or key */
+    CODEC_ERR_LIMIT,                  /* depth, key, string or entry count over its limit */
+    CODEC_ERR_NON_FINITE_NUMBER,      /* NaN or infinity */
+    CODEC_ERR_NON_STRING_KEY,         /* a profile map key that is not a str */
+    CODEC_ERR_UNSUPPORTED_TYPE,       /* bin or ext inside the profile */
+    CODEC_ERR__COUNT
+} codec_error_t;
+
+typedef struct codec_failure {
+    codec_error_t code;
+    char message[256]; /* names the field and the rule, e.g. "profile.a.b: string over 65536 bytes" */
+} codec_failure_t;
+
+/* "malformed", "key_mismatch", ...: the snake_case name of a code. */
+const char *codec_error_name(codec_error_t code);
+
+/*
+ * Appends the canonical encoding of `command` to `out` (proto/README.md,
+ * "Canonical encoding"). command->profile_msgpack is copied as given: the
+ * transcoder already wrote it canonically. Fails only on a command that breaks
+ * the spec (empty recipient id, profile not a map), with errstr filled.
+ */
+int codec_encode(const codec_command_t *command, buf_t *out, char *errstr, size_t errstr_size)
+    __attribute__((warn_unused_result));
+
+/*
+ * Decodes and validates one command. `key` is the Kafka message key (NULL
+ * when the record had none, which fails with KEY_MISMATCH). On success fills
+ * `command` (borrowing from `bytes`), appends the profile as JSON text to
+ * `profile_json` (the form PostgreSQL jsonb stores), and returns 0. On any
+ * invalid input returns -1 with `failure` filled; never reads past len.
+ */
+int codec_decode(const uint8_t *bytes, size_t len, const uint8_t *key, size_t key_len, const limits_t *limits,
+                 codec_command_t *command, buf_t *profile_json, codec_failure_t *failure)
+    __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * json_transcode: the request path's strict single-pass JSON to msgpack
+ * transcoder. RFC 8259 grammar, valid UTF-8, no U+0000, paired surrogates,
+ * integers exact within int64/uint64 (others become float64), limits on
+ * depth, key and string bytes, and entries per object/array. Objects with a
+ * duplicate key keep the last value (PostgreSQL jsonb's rule), so the msgpack
+ * output never holds a duplicate key. Output is the canonical msgpack of
+ * proto/README.md (smallest integer forms, float64, str).
+ */
+#ifndef PROFILED_JSON_TRANSCODE_H
+#define PROFILED_JSON_TRANSCODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "limits.h"
+
+typedef enum transcode_status {
+    TRANSCODE_OK = 0,
+    TRANSCODE_ERR_SYNTAX,           /* not JSON: grammar, bad escape, bad UTF-8, NUL, lone surrogate */
+    TRANSCODE_ERR_LIMIT,            /* depth, key, string or entry count over its limit (400) */
+    TRANSCODE_ERR_TOO_LARGE,        /* body over limits->max_body_bytes (413) */
+    TRANSCODE_ERR_SCHEMA,           /* valid JSON, wrong shape: no "profile" object, a documented field mistyped */
+} transcode_status_t;
+
+typedef struct transcode_error {
+    transcode_status_t status;
+    size_t offset;     /* byte offset in the input where it went wrong */
+    char message[256]; /* names the field path and the rule: "profile.address.locality must be a string" */
+} transcode_error_t;
+
+/*
+ * A PUT /profiles body: {"profile": {...}}. Appends the msgpack map of the
+ * profile (only) to `profile_out`. Other top-level keys are checked as JSON
+ * and ignored. Documented Courier profile fields are type-checked.
+ * Returns 0, or -1 with `error` filled and profile_out left unspecified.
+ */
+int transcode_profile_request(const uint8_t *body, size_t len, const limits_t *limits, buf_t *profile_out,
+                              transcode_error_t *error) __attribute__((warn_unused_result));
+
+/* Any one JSON value, no schema: for tests, fuzzing and tools. */
+int transcode_value(const uint8_t *json, size_t len, const limits_t *limits, buf_t *out, transcode_error_t *error)
+    __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,41 @@
+/*
+ * json_write: msgpack to JSON text, for the worker (profile into jsonb) and
+ * for the api's GET path if it needs it. Exact integers, the shortest double
+ * text that reads back to the same double, RFC 8259 escaping.
+ *
+ * Rejections are errors, never crashes: NUL in a string or key, invalid
+ * UTF-8, NaN/infinity, non-str map keys, bin/ext values, and breaches of
+ * `limits` (depth, key bytes, string bytes, entries per map/array). The
+ * codec uses this walk to validate a decoded profile, so one set of rules
+ * serves both.
+ */
+#ifndef PROFILED_JSON_WRITE_H
+#define PROFILED_JSON_WRITE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "codec.h"
+#include "limits.h"
+
+/*
+ * Writes the one msgpack value at bytes[0..len) as JSON appended to `out`;
+ * *consumed receives the bytes it took (the caller decides whether trailing
+ * bytes are an error). `path` names the value in messages ("profile").
+ * Returns 0, or -1 with failure->code one of the profile codes of codec.h
+ * (MALFORMED, INVALID_UTF8, NUL_IN_STRING, LIMIT, NON_FINITE_NUMBER,
+ * NON_STRING_KEY, UNSUPPORTED_TYPE) and a message naming the path.
+ */
+int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, const char *path, size_t *consumed,
+                     buf_t *out, codec_failure_t *failure) __attribute__((warn_unused_result));
+
+/* Appends `s` as a quoted JSON string. The caller vouches it is valid UTF-8. */
+void json_write_string(buf_t *out, const char *s, size_t len);
+
+/* Appends the shortest decimal text that reads back as exactly `value`
+ * (finite values only; the caller checks). Integral values keep a ".0" or an
+ * exponent so that they read back as doubles. */
+void json_write_double(buf_t *out, double value);
+
+#endif

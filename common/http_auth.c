@@ -13,7 +13,10 @@ struct http_keys {
     size_t count, cap;
 };
 
-http_keys_t *http_keys_new(void) { return calloc(1, sizeof(http_keys_t)); }
+http_keys_t *http_keys_new(void)
+{
+    return calloc(1, sizeof(http_keys_t));
+}
 
 void http_keys_destroy(http_keys_t *keys)
 {
@@ -23,7 +26,10 @@ void http_keys_destroy(http_keys_t *keys)
     free(keys);
 }
 
-size_t http_keys_count(const http_keys_t *keys) { return keys->count; }
+size_t http_keys_count(const http_keys_t *keys)
+{
+    return keys->count;
+}
 
 static int http_keys_add(http_keys_t *keys, const char *key, size_t len, char *errstr, size_t errstr_size)
 {

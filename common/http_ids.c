@@ -30,8 +30,8 @@ int http_command_id_random(uint8_t id[HTTP_COMMAND_ID_BYTES])
     return 0;
 }
 
-void http_command_id_from_key(const char *key, size_t key_len, const char *recipient_id, size_t recipient_id_len,
-                              uint8_t id[HTTP_COMMAND_ID_BYTES])
+void http_command_id_from_key(const char *key, size_t key_len, const char *recipient_id,
+                              size_t recipient_id_len, uint8_t id[HTTP_COMMAND_ID_BYTES])
 {
     static const uint8_t separator = 0;
     uint8_t digest[SHA256_DIGEST_BYTES];
@@ -62,7 +62,8 @@ int http_idempotency_key_check(const char *key, char *errstr, size_t errstr_size
 {
     size_t len = strlen(key);
     if (len == 0 || len > HTTP_IDEMPOTENCY_KEY_MAX) {
-        snprintf(errstr, errstr_size, "Idempotency-Key header must be 1 to %d characters", HTTP_IDEMPOTENCY_KEY_MAX);
+        snprintf(errstr, errstr_size, "Idempotency-Key header must be 1 to %d characters",
+                 HTTP_IDEMPOTENCY_KEY_MAX);
         return -1;
     }
     for (size_t i = 0; i < len; i++) {

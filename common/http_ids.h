@@ -13,16 +13,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HTTP_COMMAND_ID_BYTES 16
-#define HTTP_COMMAND_ID_TEXT 37 /* 36 characters of UUID text and a NUL */
+#define HTTP_COMMAND_ID_BYTES    16
+#define HTTP_COMMAND_ID_TEXT     37 /* 36 characters of UUID text and a NUL */
 #define HTTP_IDEMPOTENCY_KEY_MAX 255
 
 /* Random id; -1 only when the kernel's random source fails. */
 int http_command_id_random(uint8_t id[HTTP_COMMAND_ID_BYTES]) __attribute__((warn_unused_result));
 
 /* Deterministic id from an Idempotency-Key and the decoded recipient id. */
-void http_command_id_from_key(const char *key, size_t key_len, const char *recipient_id, size_t recipient_id_len,
-                              uint8_t id[HTTP_COMMAND_ID_BYTES]);
+void http_command_id_from_key(const char *key, size_t key_len, const char *recipient_id,
+                              size_t recipient_id_len, uint8_t id[HTTP_COMMAND_ID_BYTES]);
 
 /* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", lower-case hex. */
 void http_command_id_format(const uint8_t id[HTTP_COMMAND_ID_BYTES], char text[HTTP_COMMAND_ID_TEXT]);

@@ -78,8 +78,8 @@ static int http_hex_value(char c)
     return -1;
 }
 
-int http_recipient_id_decode(const char *segment, size_t segment_len, char *out, size_t *out_len, char *errstr,
-                             size_t errstr_size)
+int http_recipient_id_decode(const char *segment, size_t segment_len, char *out, size_t *out_len,
+                             char *errstr, size_t errstr_size)
 {
     size_t len = 0;
     for (size_t i = 0; i < segment_len; i++) {
@@ -88,10 +88,11 @@ int http_recipient_id_decode(const char *segment, size_t segment_len, char *out,
             int high = i + 1 < segment_len ? http_hex_value(segment[i + 1]) : -1;
             int low = i + 2 < segment_len ? http_hex_value(segment[i + 2]) : -1;
             if (high < 0 || low < 0) {
-                snprintf(errstr, errstr_size,
-                         "recipient_id: invalid percent-escape at byte %zu of the path segment (expected %%XX "
-                         "with two hex digits)",
-                         i);
+                snprintf(
+                    errstr, errstr_size,
+                    "recipient_id: invalid percent-escape at byte %zu of the path segment (expected %%XX "
+                    "with two hex digits)",
+                    i);
                 return -1;
             }
             byte = (uint8_t)(high << 4 | low);

@@ -43,7 +43,7 @@ http_route_t http_route_match(const char *target, const char **segment, size_t *
  * two-hex-digit escape. Returns 0, or -1 with errstr naming `recipient_id`
  * and the rule it breaks (text safe to return to the caller).
  */
-int http_recipient_id_decode(const char *segment, size_t segment_len, char *out, size_t *out_len, char *errstr,
-                             size_t errstr_size) __attribute__((warn_unused_result));
+int http_recipient_id_decode(const char *segment, size_t segment_len, char *out, size_t *out_len,
+                             char *errstr, size_t errstr_size) __attribute__((warn_unused_result));
 
 #endif

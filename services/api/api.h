@@ -92,7 +92,7 @@ typedef struct api_loop api_loop_t;
 /* A request held on a loop until an outside answer (Kafka, PostgreSQL) or its deadline. */
 typedef struct api_held {
     struct api_held *prev, *next;
-    int64_t deadline_us;             /* monotonic */
+    int64_t deadline_us;               /* monotonic */
     void (*expire)(struct api_held *); /* answers 503 and detaches; called on the loop thread */
 } api_held_t;
 
@@ -137,8 +137,9 @@ typedef enum api_pg_state {
 typedef struct api_pg {
     api_pg_state_t state;
     PGconn *conn;
-    struct event *socket_event; /* PQsocket; re-created on each connection */
-    struct event *retry_timer;  /* DOWN -> CONNECTING, and the connect timeout while CONNECTING */
+    struct event *read_event, *write_event; /* on PQsocket; re-created when the socket changes */
+    int event_fd;
+    struct event *retry_timer; /* DOWN -> CONNECTING, and the connect timeout while CONNECTING */
     int64_t backoff_ms;
     api_get_t *head, *tail; /* FIFO; head is in flight while BUSY */
     size_t queued;
@@ -204,7 +205,8 @@ struct api {
 };
 
 /* config.c */
-int api_config_load(api_config_t *config, char *errstr, size_t errstr_size) __attribute__((warn_unused_result));
+int api_config_load(api_config_t *config, char *errstr, size_t errstr_size)
+    __attribute__((warn_unused_result));
 void api_config_help(FILE *out);
 void api_config_free(api_config_t *config);
 
@@ -216,28 +218,29 @@ void api_loop_destroy(api_loop_t *loop);
 void *api_loop_run(void *arg);
 void api_held_add(api_loop_t *loop, api_held_t *held);
 void api_held_remove(api_loop_t *loop, api_held_t *held);
-/* Records the request held on req's connection (so a close detaches it); false if the connection is unknown. */
+/* Records the request held on req's connection (so a close detaches it); false if the connection is unknown.
+ */
 bool api_conn_hold(api_loop_t *loop, struct evhttp_request *req, void *held, void (*detach)(void *held));
 void api_conn_release(api_loop_t *loop, struct evhttp_request *req);
 /* Called whenever a held request finishes: while draining, ends the loop once nothing is left. */
 void api_loop_check_drained(api_loop_t *loop);
-void api_reply(api_loop_t *loop, struct evhttp_request *req, api_route_t route, int status, int64_t started_us,
-               const void *body, size_t body_len);
+void api_reply(api_loop_t *loop, struct evhttp_request *req, api_route_t route, int status,
+               int64_t started_us, const void *body, size_t body_len);
 void api_reply_error(api_loop_t *loop, struct evhttp_request *req, api_route_t route, int status,
                      int64_t started_us, uint64_t request_seq, const char *message);
 
 /* put.c */
 int api_producer_init(api_loop_t *loop, char *errstr, size_t errstr_size) __attribute__((warn_unused_result));
 void api_producer_destroy(api_loop_t *loop, int64_t deadline_us);
-void api_put_handle(api_loop_t *loop, struct evhttp_request *req, const char *recipient_id, size_t recipient_id_len,
-                    int64_t started_us, uint64_t request_seq);
+void api_put_handle(api_loop_t *loop, struct evhttp_request *req, const char *recipient_id,
+                    size_t recipient_id_len, int64_t started_us, uint64_t request_seq);
 bool api_producer_idle(api_loop_t *loop);
 
 /* get.c */
 int api_pg_init(api_loop_t *loop, char *errstr, size_t errstr_size) __attribute__((warn_unused_result));
 void api_pg_destroy(api_loop_t *loop);
-void api_get_handle(api_loop_t *loop, struct evhttp_request *req, const char *recipient_id, size_t recipient_id_len,
-                    int64_t started_us, uint64_t request_seq);
+void api_get_handle(api_loop_t *loop, struct evhttp_request *req, const char *recipient_id,
+                    size_t recipient_id_len, int64_t started_us, uint64_t request_seq);
 bool api_pg_idle(api_loop_t *loop);
 
 /* ops.c */

@@ -24,8 +24,8 @@ static const cfg_entry_t api_config_table[] = {
     {"PROFILED_HTTP_MAX_CONNECTIONS", CFG_INT, API_CFG(http_max_connections), "10000", 1, 1000000, false,
      "Connections served at once (split evenly over the threads); a request on a connection beyond it is "
      "answered 503 and the connection closed."},
-    {"PROFILED_HTTP_MAX_HEADER_BYTES", CFG_SIZE, API_CFG(http_max_header_bytes), "16KiB", 1024, 1048576, false,
-     "Largest request line plus headers."},
+    {"PROFILED_HTTP_MAX_HEADER_BYTES", CFG_SIZE, API_CFG(http_max_header_bytes), "16KiB", 1024, 1048576,
+     false, "Largest request line plus headers."},
     {"PROFILED_REQUEST_DEADLINE", CFG_DURATION, API_CFG(request_deadline_ms), "10s", 100, 300000, false,
      "A PUT not acknowledged by Kafka, or a GET not answered by PostgreSQL, within this time gets 503. Also "
      "the producer's message.timeout.ms."},
@@ -50,7 +50,8 @@ static const cfg_entry_t api_config_table[] = {
      "libpq connection string for GET /profiles (empty: libpq's PG* environment defaults)."},
     {"PROFILED_PG_CONNECT_TIMEOUT", CFG_DURATION, API_CFG(pg_connect_timeout_ms), "5s", 100, 600000, false,
      "A PostgreSQL connection attempt taking longer fails (and is retried with backoff)."},
-    {"PROFILED_LOG_LEVEL", CFG_STRING, API_CFG(log_level), "info", 0, 0, false, "debug, info, warn or error."},
+    {"PROFILED_LOG_LEVEL", CFG_STRING, API_CFG(log_level), "info", 0, 0, false,
+     "debug, info, warn or error."},
     {"PROFILED_MAX_BODY_BYTES", CFG_SIZE, API_CFG(max_body_bytes), "256KiB", 1024, 64 << 20, false,
      "Largest PUT body (413 above it)."},
     {"PROFILED_MAX_DEPTH", CFG_INT, API_CFG(max_depth), "32", 1, 1000, false,

@@ -34,8 +34,8 @@ static int api_status_slot(int status)
     return API_STATUS_SLOTS - 1;
 }
 
-void api_reply(api_loop_t *loop, struct evhttp_request *req, api_route_t route, int status, int64_t started_us,
-               const void *body, size_t body_len)
+void api_reply(api_loop_t *loop, struct evhttp_request *req, api_route_t route, int status,
+               int64_t started_us, const void *body, size_t body_len)
 {
     api_metrics_t *m = &loop->api->m;
     struct evbuffer *out = evhttp_request_get_output_buffer(req);
@@ -228,7 +228,8 @@ static void api_request_cb(struct evhttp_request *req, void *arg)
 
     if (method != EVHTTP_REQ_PUT && method != EVHTTP_REQ_GET) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, PUT");
-        snprintf(message, sizeof(message), "method %s is not allowed on /profiles/{recipient_id}; allowed: GET, PUT",
+        snprintf(message, sizeof(message),
+                 "method %s is not allowed on /profiles/{recipient_id}; allowed: GET, PUT",
                  api_method_name(method));
         api_reply_error(loop, req, API_ROUTE_OTHER, 405, started, seq, message);
         return;
@@ -258,8 +259,8 @@ static void api_request_cb(struct evhttp_request *req, void *arg)
     /* 3. recipient id */
     char recipient_id[HTTP_RECIPIENT_ID_CAP];
     size_t recipient_id_len = 0;
-    if (http_recipient_id_decode(segment, segment_len, recipient_id, &recipient_id_len, message, sizeof(message)) <
-        0) {
+    if (http_recipient_id_decode(segment, segment_len, recipient_id, &recipient_id_len, message,
+                                 sizeof(message)) < 0) {
         api_reply_error(loop, req, metric_route, 400, started, seq, message);
         return;
     }
@@ -344,7 +345,8 @@ static void api_stop_cb(evutil_socket_t fd, short what, void *arg)
         evhttp_del_accept_socket(loop->http, loop->bound);
         loop->bound = NULL;
     }
-    int64_t left = loop->api->config.shutdown_deadline_ms * 1000 - (api_now_us() - loop->api->stop_started_us);
+    int64_t left =
+        loop->api->config.shutdown_deadline_ms * 1000 - (api_now_us() - loop->api->stop_started_us);
     if (left < 0)
         left = 0;
     struct timeval tv = {.tv_sec = left / 1000000, .tv_usec = left % 1000000};
@@ -363,14 +365,15 @@ static int api_loop_listen(api_loop_t *loop, char *errstr, size_t errstr_size)
     struct sockaddr_storage sa;
     int sa_len = sizeof(sa);
     if (evutil_parse_sockaddr_port(address, (struct sockaddr *)&sa, &sa_len) < 0) {
-        snprintf(errstr, errstr_size, "PROFILED_HTTP_ADDR=%s: not an IPv4 or IPv6 address", config->http_addr);
+        snprintf(errstr, errstr_size, "PROFILED_HTTP_ADDR=%s: not an IPv4 or IPv6 address",
+                 config->http_addr);
         return -1;
     }
     /* Every loop binds the same port with SO_REUSEPORT; the kernel spreads new connections. */
-    struct evconnlistener *listener = evconnlistener_new_bind(
-        loop->base, NULL, NULL,
-        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT, 1024,
-        (struct sockaddr *)&sa, sa_len);
+    struct evconnlistener *listener = evconnlistener_new_bind(loop->base, NULL, NULL,
+                                                              LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
+                                                                  LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT,
+                                                              1024, (struct sockaddr *)&sa, sa_len);
     if (!listener) {
         snprintf(errstr, errstr_size, "cannot listen on %s: %s", address, strerror(errno));
         return -1;
@@ -404,9 +407,9 @@ int api_loop_init(api_loop_t *loop, api_t *api, unsigned index, char *errstr, si
         return -1;
     }
     /* Accept every method libevent knows, so that we, not libevent, answer 405 in JSON. */
-    evhttp_set_allowed_methods(loop->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-                                               EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-                                               EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+    evhttp_set_allowed_methods(loop->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                               EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                                               EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
     evhttp_set_default_content_type(loop->http, "application/json");
     /* libevent refuses a declared body over this before reading it (its own 413 page); bodies between the
      * configured limit and this cap are read and refused by us with a JSON 413. */

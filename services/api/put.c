@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,14 +84,15 @@ static void api_put_detach(void *arg)
     put->state = API_PUT_ANSWERED;
 }
 
-void api_put_handle(api_loop_t *loop, struct evhttp_request *req, const char *recipient_id, size_t recipient_id_len,
-                    int64_t started_us, uint64_t request_seq)
+void api_put_handle(api_loop_t *loop, struct evhttp_request *req, const char *recipient_id,
+                    size_t recipient_id_len, int64_t started_us, uint64_t request_seq)
 {
     api_t *api = loop->api;
     char message[512];
     uint8_t command_id[HTTP_COMMAND_ID_BYTES];
 
-    const char *idempotency_key = evhttp_find_header(evhttp_request_get_input_headers(req), "Idempotency-Key");
+    const char *idempotency_key =
+        evhttp_find_header(evhttp_request_get_input_headers(req), "Idempotency-Key");
     if (idempotency_key) {
         if (http_idempotency_key_check(idempotency_key, message, sizeof(message)) < 0) {
             api_reply_error(loop, req, API_ROUTE_PUT_PROFILE, 400, started_us, request_seq, message);
@@ -280,9 +280,8 @@ static void api_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaq
 static void api_kafka_log_cb(const rd_kafka_t *rk, int level, const char *facility, const char *text)
 {
     (void)rk;
-    log_level_t ours = level <= LOG_ERR ? LOG_ERROR : level <= LOG_WARNING ? LOG_WARN
-                                                  : level <= LOG_INFO      ? LOG_INFO
-                                                                           : LOG_DEBUG;
+    /* syslog levels: 3 error, 4 warning, 5 notice, 6 info, 7 debug (<syslog.h> clashes with log.h). */
+    log_level_t ours = level <= 3 ? LOG_ERROR : level <= 4 ? LOG_WARN : level <= 6 ? LOG_INFO : LOG_DEBUG;
     log_fields_t fields = LOG_FIELDS_INIT;
     log_field_str(&fields, "facility", facility);
     log_at(ours, &fields, "librdkafka: %s", text);
@@ -300,13 +299,17 @@ static void api_kafka_readable_cb(evutil_socket_t fd, short what, void *arg)
     api_loop_check_drained(loop);
 }
 
-bool api_producer_idle(api_loop_t *loop) { return rd_kafka_outq_len(loop->rk) == 0; }
+bool api_producer_idle(api_loop_t *loop)
+{
+    return rd_kafka_outq_len(loop->rk) == 0;
+}
 
 int api_producer_init(api_loop_t *loop, char *errstr, size_t errstr_size)
 {
     const api_config_t *config = &loop->api->config;
     char value[32], client_id[64];
-    rd_kafka_conf_t *conf = kafka_conf_new(config->kafka_brokers, config->kafka_properties, errstr, errstr_size);
+    rd_kafka_conf_t *conf =
+        kafka_conf_new(config->kafka_brokers, config->kafka_properties, errstr, errstr_size);
     if (!conf)
         return -1;
     snprintf(client_id, sizeof(client_id), "profiled-api-%u", loop->index);
@@ -353,7 +356,8 @@ int api_producer_init(api_loop_t *loop, char *errstr, size_t errstr_size)
     }
     loop->rkqu = rd_kafka_queue_get_main(loop->rk);
     rd_kafka_queue_io_event_enable(loop->rkqu, loop->kafka_pipe[1], "1", 1);
-    loop->kafka_event = event_new(loop->base, loop->kafka_pipe[0], EV_READ | EV_PERSIST, api_kafka_readable_cb, loop);
+    loop->kafka_event =
+        event_new(loop->base, loop->kafka_pipe[0], EV_READ | EV_PERSIST, api_kafka_readable_cb, loop);
     if (!loop->kafka_event || event_add(loop->kafka_event, NULL) < 0) {
         snprintf(errstr, errstr_size, "cannot watch the Kafka queue");
         return -1;

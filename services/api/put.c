@@ -308,10 +308,13 @@ int api_producer_init(api_loop_t *loop, char *errstr, size_t errstr_size)
 {
     const api_config_t *config = &loop->api->config;
     char value[32], client_id[64];
+    char reason[512];
     rd_kafka_conf_t *conf =
-        kafka_conf_new(config->kafka_brokers, config->kafka_properties, errstr, errstr_size);
-    if (!conf)
+        kafka_conf_new(config->kafka_brokers, config->kafka_properties, reason, sizeof(reason));
+    if (!conf) {
+        snprintf(errstr, errstr_size, "PROFILED_KAFKA_BROKERS / PROFILED_KAFKA_PROPERTIES: %s", reason);
         return -1;
+    }
     snprintf(client_id, sizeof(client_id), "profiled-api-%u", loop->index);
     if (kafka_conf_set(conf, "client.id", client_id, errstr, errstr_size) < 0)
         goto error;
@@ -337,7 +340,6 @@ int api_producer_init(api_loop_t *loop, char *errstr, size_t errstr_size)
     rd_kafka_conf_set_log_cb(conf, api_kafka_log_cb);
     rd_kafka_conf_set_opaque(conf, loop);
 
-    char reason[512];
     loop->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, reason, sizeof(reason));
     if (!loop->rk) {
         snprintf(errstr, errstr_size, "cannot create the Kafka producer: %s", reason);

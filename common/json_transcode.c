@@ -40,6 +40,9 @@
 #include "transcode_schema.h"
 #include "utf8.h"
 
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the string scanner finds the first special byte with a little-endian load"
+#endif
 #if FLT_EVAL_METHOD != 0
 #error "the exact decimal fast path needs double arithmetic without extended precision"
 #endif
@@ -370,14 +373,18 @@ static inline void transcode_fix_header(transcode_ctx_t *ctx, uint8_t *hdr, uint
 
 /* ---- strings ----------------------------------------------------------- */
 
-static inline bool transcode_word_is_plain(uint64_t w)
+/*
+ * One bit (the top bit of its byte) per byte of w that the copy loop must
+ * stop for: < 0x20, '"', '\\' or >= 0x80. Borrows can flag bytes above a
+ * real hit, never below, so the lowest set bit is exact: with the bytes
+ * loaded little-endian it is the first special byte in the input.
+ */
+static inline uint64_t transcode_special_bytes(uint64_t w)
 {
     const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
     uint64_t quote = w ^ (ones * '"');
     uint64_t escape = w ^ (ones * '\\');
-    /* Each term is non-zero iff some byte is < 0x20, '"', '\\' or >= 0x80. */
-    uint64_t special = ((w - ones * 0x20) & ~w) | ((quote - ones) & ~quote) | ((escape - ones) & ~escape) | w;
-    return (special & highs) == 0;
+    return (((w - ones * 0x20) & ~w) | ((quote - ones) & ~quote) | ((escape - ones) & ~escape) | w) & highs;
 }
 
 static int transcode_hex4(transcode_ctx_t *ctx, uint32_t *cp)
@@ -490,22 +497,29 @@ static int transcode_string(transcode_ctx_t *ctx, uint32_t max_bytes, bool is_ke
     uint8_t *hdr = ctx->o;
     uint8_t *o = hdr + 1;
     for (;;) {
-        while (end - p >= 8) {
+        if (end - p >= 8) {
+            /* Eight bytes at a time; all eight are stored even when only the
+             * first k are plain (the rest is overwritten next; the output
+             * reserve has slack for it). */
             uint64_t w;
             memcpy(&w, p, 8);
-            if (!transcode_word_is_plain(w))
-                break;
             memcpy(o, &w, 8);
-            p += 8;
-            o += 8;
-        }
-        if (p >= end) {
+            uint64_t special = transcode_special_bytes(w);
+            if (special == 0) {
+                p += 8;
+                o += 8;
+                continue;
+            }
+            unsigned k = (unsigned)__builtin_ctzll(special) >> 3;
+            p += k;
+            o += k;
+        } else if (p >= end) {
             ctx->p = p;
             return transcode_syntax(ctx, "unterminated string");
         }
         uint8_t c = *p;
         switch (transcode_string_class[c]) {
-        case SC_PLAIN:
+        case SC_PLAIN: /* only within 8 bytes of the end of the input */
             *o++ = c;
             p++;
             continue;
@@ -728,12 +742,27 @@ static int transcode_grow_keys(transcode_ctx_t *ctx)
     return 0;
 }
 
+/* A word-at-a-time multiplicative hash of a key's bytes; only equality of
+ * keys depends on it being good, and a collision costs one memcmp. */
 static uint32_t transcode_hash(const uint8_t *s, size_t n)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ s[i]) * 16777619u;
-    return h;
+    const uint64_t k = 0x9E3779B97F4A7C15ULL;
+    uint64_t h = n * k;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = (h ^ w) * k;
+        h ^= h >> 29;
+        s += 8;
+        n -= 8;
+    }
+    if (n) {
+        uint64_t w = 0;
+        memcpy(&w, s, n);
+        h = (h ^ w) * k;
+        h ^= h >> 29;
+    }
+    return (uint32_t)(h >> 32);
 }
 
 static size_t transcode_key_size(const uint8_t *key)

@@ -21,6 +21,7 @@ typedef enum schema_kind {
 
 typedef struct schema_field {
     const char *name;
+    uint32_t name_len;
     schema_kind_t kind;
     const struct schema_field *members; /* SCHEMA_OBJECT: sorted by name; NULL for any object */
     size_t nmembers;
@@ -29,77 +30,77 @@ typedef struct schema_field {
 #define SCHEMA_TABLE(t) t, sizeof(t) / sizeof(t[0])
 
 static const schema_field_t schema_address[] = {
-    {"country", SCHEMA_STRING, NULL, 0},  {"formatted", SCHEMA_STRING, NULL, 0},
-    {"locality", SCHEMA_STRING, NULL, 0}, {"postal_code", SCHEMA_STRING, NULL, 0},
-    {"region", SCHEMA_STRING, NULL, 0},   {"street_address", SCHEMA_STRING, NULL, 0},
+    {"country", 7, SCHEMA_STRING, NULL, 0},  {"formatted", 9, SCHEMA_STRING, NULL, 0},
+    {"locality", 8, SCHEMA_STRING, NULL, 0}, {"postal_code", 11, SCHEMA_STRING, NULL, 0},
+    {"region", 6, SCHEMA_STRING, NULL, 0},   {"street_address", 14, SCHEMA_STRING, NULL, 0},
 };
 
 /* Slack: an OAuth access token plus one of channel, user_id or email. */
 static const schema_field_t schema_slack[] = {
-    {"access_token", SCHEMA_STRING, NULL, 0},
-    {"channel", SCHEMA_STRING, NULL, 0},
-    {"email", SCHEMA_STRING, NULL, 0},
-    {"user_id", SCHEMA_STRING, NULL, 0},
+    {"access_token", 12, SCHEMA_STRING, NULL, 0},
+    {"channel", 7, SCHEMA_STRING, NULL, 0},
+    {"email", 5, SCHEMA_STRING, NULL, 0},
+    {"user_id", 7, SCHEMA_STRING, NULL, 0},
 };
 
 /* Microsoft Teams: a tenant and service URL plus a user or a conversation/channel. */
 static const schema_field_t schema_ms_teams[] = {
-    {"channel_id", SCHEMA_STRING, NULL, 0},      {"channel_name", SCHEMA_STRING, NULL, 0},
-    {"conversation_id", SCHEMA_STRING, NULL, 0}, {"email", SCHEMA_STRING, NULL, 0},
-    {"service_url", SCHEMA_STRING, NULL, 0},     {"team_id", SCHEMA_STRING, NULL, 0},
-    {"tenant_id", SCHEMA_STRING, NULL, 0},       {"user_id", SCHEMA_STRING, NULL, 0},
+    {"channel_id", 10, SCHEMA_STRING, NULL, 0},      {"channel_name", 12, SCHEMA_STRING, NULL, 0},
+    {"conversation_id", 15, SCHEMA_STRING, NULL, 0}, {"email", 5, SCHEMA_STRING, NULL, 0},
+    {"service_url", 11, SCHEMA_STRING, NULL, 0},     {"team_id", 7, SCHEMA_STRING, NULL, 0},
+    {"tenant_id", 9, SCHEMA_STRING, NULL, 0},        {"user_id", 7, SCHEMA_STRING, NULL, 0},
 };
 
 static const schema_field_t schema_discord[] = {
-    {"channel_id", SCHEMA_STRING, NULL, 0},
-    {"user_id", SCHEMA_STRING, NULL, 0},
+    {"channel_id", 10, SCHEMA_STRING, NULL, 0},
+    {"user_id", 7, SCHEMA_STRING, NULL, 0},
 };
 
 /* Expo: one push token, or several. */
 static const schema_field_t schema_expo[] = {
-    {"token", SCHEMA_STRING, NULL, 0},
-    {"tokens", SCHEMA_STRINGS, NULL, 0},
+    {"token", 5, SCHEMA_STRING, NULL, 0},
+    {"tokens", 6, SCHEMA_STRINGS, NULL, 0},
 };
 
 static const schema_field_t schema_apn[] = {
-    {"token", SCHEMA_STRING, NULL, 0},
+    {"token", 5, SCHEMA_STRING, NULL, 0},
 };
 
 static const schema_field_t schema_intercom[] = {
-    {"from", SCHEMA_STRING, NULL, 0},
-    {"to", SCHEMA_OBJECT, NULL, 0},
+    {"from", 4, SCHEMA_STRING, NULL, 0},
+    {"to", 2, SCHEMA_OBJECT, NULL, 0},
 };
 
 /* Sorted by name (byte order): lookups bisect it. */
 static const schema_field_t schema_profile[] = {
-    {"address", SCHEMA_OBJECT, SCHEMA_TABLE(schema_address)},
-    {"airship", SCHEMA_OBJECT, NULL, 0},
-    {"apn", SCHEMA_OBJECT, SCHEMA_TABLE(schema_apn)},
-    {"birthdate", SCHEMA_STRING, NULL, 0},
-    {"discord", SCHEMA_OBJECT, SCHEMA_TABLE(schema_discord)},
-    {"email", SCHEMA_STRING, NULL, 0},
-    {"email_verified", SCHEMA_BOOLEAN, NULL, 0},
-    {"expo", SCHEMA_OBJECT, SCHEMA_TABLE(schema_expo)},
-    {"family_name", SCHEMA_STRING, NULL, 0},
-    {"firebaseToken", SCHEMA_STRING_OR_STRINGS, NULL, 0},
-    {"gender", SCHEMA_STRING, NULL, 0},
-    {"given_name", SCHEMA_STRING, NULL, 0},
-    {"intercom", SCHEMA_OBJECT, SCHEMA_TABLE(schema_intercom)},
-    {"locale", SCHEMA_STRING, NULL, 0},
-    {"middle_name", SCHEMA_STRING, NULL, 0},
-    {"ms_teams", SCHEMA_OBJECT, SCHEMA_TABLE(schema_ms_teams)},
-    {"name", SCHEMA_STRING, NULL, 0},
-    {"nickname", SCHEMA_STRING, NULL, 0},
-    {"phone_number", SCHEMA_STRING, NULL, 0},
-    {"phone_number_verified", SCHEMA_BOOLEAN, NULL, 0},
-    {"picture", SCHEMA_STRING, NULL, 0},
-    {"preferred_username", SCHEMA_STRING, NULL, 0},
-    {"profile", SCHEMA_STRING, NULL, 0},
-    {"slack", SCHEMA_OBJECT, SCHEMA_TABLE(schema_slack)},
-    {"sub", SCHEMA_STRING, NULL, 0},
-    {"updated_at", SCHEMA_STRING, NULL, 0},
-    {"website", SCHEMA_STRING, NULL, 0},
-    {"zoneinfo", SCHEMA_STRING, NULL, 0},
+    {"address", 7, SCHEMA_OBJECT, SCHEMA_TABLE(schema_address)},
+    {"airship", 7, SCHEMA_OBJECT, NULL, 0},
+    {"apn", 3, SCHEMA_OBJECT, SCHEMA_TABLE(schema_apn)},
+    {"birthdate", 9, SCHEMA_STRING, NULL, 0},
+    {"discord", 7, SCHEMA_OBJECT, SCHEMA_TABLE(schema_discord)},
+    {"email", 5, SCHEMA_STRING, NULL, 0},
+    {"email_verified", 14, SCHEMA_BOOLEAN, NULL, 0},
+    {"expo", 4, SCHEMA_OBJECT, SCHEMA_TABLE(schema_expo)},
+    {"family_name", 11, SCHEMA_STRING, NULL, 0},
+    {"firebaseToken", 13, SCHEMA_STRING_OR_STRINGS, NULL, 0},
+    {"gender", 6, SCHEMA_STRING, NULL, 0},
+    {"given_name", 10, SCHEMA_STRING, NULL, 0},
+    {"intercom", 8, SCHEMA_OBJECT, SCHEMA_TABLE(schema_intercom)},
+    {"locale", 6, SCHEMA_STRING, NULL, 0},
+    {"middle_name", 11, SCHEMA_STRING, NULL, 0},
+    {"ms_teams", 8, SCHEMA_OBJECT, SCHEMA_TABLE(schema_ms_teams)},
+    {"name", 4, SCHEMA_STRING, NULL, 0},
+    {"nickname", 8, SCHEMA_STRING, NULL, 0},
+    {"phone_number", 12, SCHEMA_STRING, NULL, 0},
+    {"phone_number_verified", 21, SCHEMA_BOOLEAN, NULL, 0},
+    {"picture", 7, SCHEMA_STRING, NULL, 0},
+    {"preferred_username", 18, SCHEMA_STRING, NULL, 0},
+    {"profile", 7, SCHEMA_STRING, NULL, 0},
+    {"slack", 5, SCHEMA_OBJECT, SCHEMA_TABLE(schema_slack)},
+    {"sub", 3, SCHEMA_STRING, NULL, 0},
+    {"updated_at", 10, SCHEMA_STRING, NULL, 0},
+    {"website", 7, SCHEMA_STRING, NULL, 0},
+    {"zoneinfo", 8, SCHEMA_STRING, NULL, 0},
 };
 
 /* ---- reading trusted canonical msgpack -------------------------------- */
@@ -161,6 +162,7 @@ static const uint8_t *schema_container(const uint8_t *p, bool is_map, uint32_t *
  * transcoder's business, not the stack's. */
 static const uint8_t *schema_skip(const uint8_t *p, const uint8_t *end)
 {
+    (void)end; /* only the asserts read it */
     uint64_t pending = 1;
     while (pending > 0) {
         assert(p < end);
@@ -214,7 +216,7 @@ static const schema_field_t *schema_lookup(const schema_field_t *table, size_t n
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
         const char *name = table[mid].name;
-        size_t name_len = strlen(name);
+        size_t name_len = table[mid].name_len;
         size_t common = name_len < key_len ? name_len : key_len;
         int c = memcmp(name, key, common);
         if (c == 0)
@@ -246,12 +248,42 @@ static const char *schema_kind_rule(schema_kind_t kind)
     abort();
 }
 
+/* The path of the value being checked, as a chain on the C stack: it is
+ * only formatted when a check fails, so a valid profile costs no printf. */
+typedef struct schema_path {
+    const struct schema_path *parent; /* NULL: the root, "profile" */
+    const uint8_t *key;
+    uint32_t key_len;
+} schema_path_t;
+
+static size_t schema_path_format(const schema_path_t *path, char *out, size_t cap)
+{
+    size_t len = path->parent ? schema_path_format(path->parent, out, cap) : 0;
+    int n = path->parent
+                ? snprintf(out + len, cap - len, ".%.*s", (int)path->key_len, (const char *)path->key)
+                : snprintf(out, cap, "profile");
+    len += n < 0 ? 0 : (size_t)n;
+    return len < cap ? len : cap - 1;
+}
+
+static int schema_fail(const schema_path_t *path, int index, const char *rule, char *errstr,
+                       size_t errstr_size)
+{
+    char where[192];
+    schema_path_format(path, where, sizeof(where));
+    if (index >= 0)
+        snprintf(errstr, errstr_size, "%s[%d] %s", where, index, rule);
+    else
+        snprintf(errstr, errstr_size, "%s %s", where, rule);
+    return -1;
+}
+
 static int schema_check_map(const uint8_t *p, const uint8_t *end, const schema_field_t *table, size_t ntable,
-                            const char *path, char *errstr, size_t errstr_size);
+                            const schema_path_t *path, char *errstr, size_t errstr_size);
 
 /* Checks the value at p against field; `path` names it. */
 static int schema_check_value(const uint8_t *p, const uint8_t *end, const schema_field_t *field,
-                              const char *path, char *errstr, size_t errstr_size)
+                              const schema_path_t *path, char *errstr, size_t errstr_size)
 {
     uint32_t n;
     if (*p == 0xC0)
@@ -280,21 +312,18 @@ static int schema_check_value(const uint8_t *p, const uint8_t *end, const schema
             break;
         for (uint32_t i = 0; i < n; i++) {
             uint32_t len;
-            if (!schema_str(item, &len)) {
-                snprintf(errstr, errstr_size, "%s[%u] must be a string", path, i);
-                return -1;
-            }
+            if (!schema_str(item, &len))
+                return schema_fail(path, (int)i, "must be a string", errstr, errstr_size);
             item = schema_skip(item, end);
         }
         return 0;
     }
     }
-    snprintf(errstr, errstr_size, "%s %s", path, schema_kind_rule(field->kind));
-    return -1;
+    return schema_fail(path, -1, schema_kind_rule(field->kind), errstr, errstr_size);
 }
 
 static int schema_check_map(const uint8_t *p, const uint8_t *end, const schema_field_t *table, size_t ntable,
-                            const char *path, char *errstr, size_t errstr_size)
+                            const schema_path_t *path, char *errstr, size_t errstr_size)
 {
     uint32_t count;
     p = schema_container(p, true, &count);
@@ -306,9 +335,8 @@ static int schema_check_map(const uint8_t *p, const uint8_t *end, const schema_f
         const uint8_t *value = key + key_len;
         const schema_field_t *field = schema_lookup(table, ntable, key, key_len);
         if (field) {
-            char sub[160];
-            snprintf(sub, sizeof(sub), "%s.%.*s", path, (int)key_len, (const char *)key);
-            if (schema_check_value(value, end, field, sub, errstr, errstr_size) != 0)
+            schema_path_t sub = {path, key, key_len};
+            if (schema_check_value(value, end, field, &sub, errstr, errstr_size) != 0)
                 return -1;
         }
         p = schema_skip(value, end);
@@ -318,9 +346,9 @@ static int schema_check_map(const uint8_t *p, const uint8_t *end, const schema_f
 
 int transcode_schema_check(const uint8_t *profile, size_t len, char *errstr, size_t errstr_size)
 {
+    schema_path_t root = {NULL, NULL, 0};
     return schema_check_map(profile, profile + len, schema_profile,
-                            sizeof(schema_profile) / sizeof(schema_profile[0]), "profile", errstr,
-                            errstr_size);
+                            sizeof(schema_profile) / sizeof(schema_profile[0]), &root, errstr, errstr_size);
 }
 
 static int schema_sorted(const schema_field_t *table, size_t n)

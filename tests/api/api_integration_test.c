@@ -76,7 +76,7 @@ START_TEST(test_put_roundtrip)
 
     const char *profile_text = "{\"email\":\"ada@example.com\",\"phone_number\":\"+15555550100\","
                                "\"address\":{\"locality\":\"Paris\"},"
-                               "\"custom\":{\"nested\":[1,2.5,\"x\",true,null,-7,18446744073709551615]}}";
+                               "\"custom\":{\"nested\":[1,2.5,\"x\",true,null,-7,9007199254740993]}}";
     char body[1024];
     snprintf(body, sizeof(body), "{\"profile\":%s}", profile_text);
     int64_t before = wall_us();
@@ -163,12 +163,14 @@ static const bad_case_t bad_cases[] = {
     {"address.locality not a string", "PUT", "/profiles/u1", NULL,
      "{\"profile\":{\"address\":{\"locality\":true}}}", 400, INVALID, "address.locality"},
     {"depth over PROFILED_MAX_DEPTH=4", "PUT", "/profiles/u1", NULL,
-     "{\"profile\":{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{}}}}}}}", 400, INVALID, "depth"},
+     "{\"profile\":{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{}}}}}}}", 400, INVALID, "PROFILED_MAX_DEPTH"},
     {"key over PROFILED_MAX_KEY_BYTES=16", "PUT", "/profiles/u1", NULL,
-     "{\"profile\":{\"abcdefghijklmnopqrstuvwxyz\":1}}", 400, INVALID, "key"},
+     "{\"profile\":{\"abcdefghijklmnopqrstuvwxyz\":1}}", 400, INVALID, "PROFILED_MAX_KEY_BYTES"},
     {"string over PROFILED_MAX_STRING_BYTES=64", "PUT", "/profiles/u1", NULL,
      "{\"profile\":{\"s\":\"0123456789012345678901234567890123456789012345678901234567890123456789\"}}", 400,
-     INVALID, "string"},
+     INVALID, "PROFILED_MAX_STRING_BYTES"},
+    {"entries over PROFILED_MAX_KEYS=8", "PUT", "/profiles/u1", NULL,
+     "{\"profile\":{\"l\":[1,2,3,4,5,6,7,8,9]}}", 400, INVALID, "PROFILED_MAX_KEYS"},
     {"bad percent-escape", "PUT", "/profiles/ab%zz", NULL, GOOD_BODY, 400, INVALID, "recipient_id"},
     {"truncated percent-escape", "PUT", "/profiles/ab%4", NULL, GOOD_BODY, 400, INVALID, "recipient_id"},
     {"empty id", "PUT", "/profiles/", NULL, GOOD_BODY, 400, INVALID, "recipient_id must not be empty"},
@@ -196,7 +198,7 @@ static const bad_case_t bad_cases[] = {
 START_TEST(test_bad_requests)
 {
     static const char *const overrides[] = {"PROFILED_MAX_DEPTH=4", "PROFILED_MAX_KEY_BYTES=16",
-                                            "PROFILED_MAX_STRING_BYTES=64", NULL};
+                                            "PROFILED_MAX_STRING_BYTES=64", "PROFILED_MAX_KEYS=8", NULL};
     harness_api_t api;
     harness_api_start(&api, overrides);
     harness_client_t client;

@@ -317,6 +317,56 @@ START_TEST(test_idempotency_key)
 }
 END_TEST
 
+/* ---- operations endpoints -------------------------------------------------------- */
+
+START_TEST(test_ops)
+{
+    harness_api_t api;
+    harness_api_start(&api, NULL);
+    harness_client_t client;
+    harness_client_init(&client, api.port);
+    harness_response_t response = {0};
+    const char body[] = GOOD_BODY;
+    ck_assert_int_eq(harness_request(&client, "PUT", "/profiles/ops-1", AUTH, body, strlen(body), &response),
+                     0);
+    ck_assert_int_eq(response.status, 200);
+    ck_assert_int_eq(harness_request(&client, "PUT", "/profiles/ops-1", "", body, strlen(body), &response),
+                     0);
+    ck_assert_int_eq(response.status, 401);
+
+    /* No key needed for probes and metrics. */
+    ck_assert_int_eq(harness_request(&client, "GET", "/healthz", NULL, NULL, 0, &response), 0);
+    ck_assert_int_eq(response.status, 200);
+    ck_assert_str_eq((const char *)response.body.data, "{\"status\":\"ok\"}");
+    ck_assert_int_eq(harness_request(&client, "GET", "/readyz", NULL, NULL, 0, &response), 0);
+    ck_assert_int_eq(response.status, 200);
+    ck_assert_int_eq(harness_request(&client, "POST", "/metrics", NULL, "", 0, &response), 0);
+    assert_error(&response, 405, INVALID, "POST", "POST /metrics");
+
+    ck_assert_int_eq(harness_request(&client, "GET", "/metrics", NULL, NULL, 0, &response), 0);
+    ck_assert_int_eq(response.status, 200);
+    char content_type[128];
+    ck_assert(harness_header(&response, "Content-Type", content_type, sizeof(content_type)));
+    ck_assert_ptr_nonnull(strstr(content_type, "text/plain"));
+    const char *text = (const char *)response.body.data;
+    static const char *const expected[] = {
+        "profiled_api_requests_total{route=\"put_profile\",status=\"200\"} 1\n",
+        "profiled_api_requests_total{route=\"put_profile\",status=\"401\"} 1\n",
+        "profiled_api_requests_total{route=\"other\",status=\"405\"} 1\n",
+        "profiled_api_request_duration_seconds_bucket{route=\"put_profile\",le=\"+Inf\"} 2\n",
+        "profiled_api_in_flight_requests 0\n",
+        "profiled_api_producer_queue_messages 0\n",
+        "profiled_api_produce_errors_total{reason=\"queue_full\"} 0\n",
+        "profiled_api_ready 1\n",
+    };
+    for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++)
+        ck_assert_msg(strstr(text, expected[i]) != NULL, "/metrics lacks %s", expected[i]);
+    harness_response_free(&response);
+    harness_client_close(&client);
+    ck_assert_int_eq(harness_api_stop(&api, SIGTERM, 30000), 0);
+}
+END_TEST
+
 /* ---- GET from PostgreSQL ---------------------------------------------------- */
 
 static PGconn *pg_connect(void)
@@ -672,6 +722,7 @@ static Suite *api_integration_suite(void)
     tcase_add_test(tc, test_body_limits);
     tcase_add_test(tc, test_idempotency_key);
     tcase_add_test(tc, test_get);
+    tcase_add_test(tc, test_ops);
     suite_add_tcase(suite, tc);
 
     tc = tcase_create("faults");

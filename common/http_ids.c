@@ -14,18 +14,31 @@ static void http_uuid_shape(uint8_t id[HTTP_COMMAND_ID_BYTES], unsigned version)
     id[8] = (uint8_t)((id[8] & 0x3f) | 0x80);
 }
 
+/* Random bytes are drawn from the kernel a page of ids at a time: one getrandom(2) per 256 ids
+ * instead of one per PUT. The pool is per thread, so loop threads never share or lock it. */
+#define HTTP_RANDOM_POOL (256 * HTTP_COMMAND_ID_BYTES)
+static __thread uint8_t http_random_pool[HTTP_RANDOM_POOL];
+static __thread size_t http_random_left;
+
 int http_command_id_random(uint8_t id[HTTP_COMMAND_ID_BYTES])
 {
-    size_t got = 0;
-    while (got < HTTP_COMMAND_ID_BYTES) {
-        ssize_t n = getrandom(id + got, HTTP_COMMAND_ID_BYTES - got, 0);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
+    if (http_random_left < HTTP_COMMAND_ID_BYTES) {
+        size_t got = 0;
+        while (got < HTTP_RANDOM_POOL) {
+            ssize_t n = getrandom(http_random_pool + got, HTTP_RANDOM_POOL - got, 0);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                return -1;
+            }
+            got += (size_t)n;
         }
-        got += (size_t)n;
+        http_random_left = HTTP_RANDOM_POOL;
     }
+    uint8_t *take = http_random_pool + HTTP_RANDOM_POOL - http_random_left;
+    memcpy(id, take, HTTP_COMMAND_ID_BYTES);
+    memset(take, 0, HTTP_COMMAND_ID_BYTES); /* an id is used once; do not keep it around */
+    http_random_left -= HTTP_COMMAND_ID_BYTES;
     http_uuid_shape(id, 4);
     return 0;
 }

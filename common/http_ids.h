@@ -1,8 +1,8 @@
 /*
  * http_ids: command ids for PUTs.
  *
- * Without an Idempotency-Key a command id is 16 random bytes (getrandom),
- * shaped as a UUID version 4. With one, it is the first 16 bytes of
+ * Without an Idempotency-Key a command id is 16 random bytes (getrandom, drawn
+ * in batches into a per-thread pool), shaped as a UUID version 4. With one, it is the first 16 bytes of
  * SHA-256(key ‖ 0x00 ‖ recipient_id) shaped as a UUID version 8 (RFC 9562
  * §5.8), so a retried PUT carries the same id and the worker applies it once
  * (DESIGN §2.3). The NUL separator keeps ("ab","c") and ("a","bc") apart.

@@ -184,7 +184,6 @@ static void api_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage,
     api_t *api = loop->api;
     api_put_t *put = rkmessage->_private;
     char request_id[32], id_text[HTTP_COMMAND_ID_TEXT];
-    api_put_request_id(put, request_id, sizeof(request_id));
     http_command_id_format(put->command_id, id_text);
 
     if (rkmessage->err)
@@ -204,6 +203,7 @@ static void api_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage,
             api_reply(loop, put->req, API_ROUTE_PUT_PROFILE, 200, put->started_us, api_put_success,
                       sizeof(api_put_success) - 1);
             if (log_level_min <= LOG_DEBUG) {
+                api_put_request_id(put, request_id, sizeof(request_id));
                 log_fields_t fields = LOG_FIELDS_INIT;
                 log_field_str(&fields, "request_id", request_id);
                 log_field_str(&fields, "command_id", id_text);
@@ -220,6 +220,7 @@ static void api_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage,
         }
     } else {
         metrics_counter_add(api->m.delivery_late, 1);
+        api_put_request_id(put, request_id, sizeof(request_id));
         log_fields_t fields = LOG_FIELDS_INIT;
         log_field_str(&fields, "request_id", request_id);
         log_field_str(&fields, "command_id", id_text);
@@ -292,9 +293,10 @@ static void api_kafka_readable_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     api_loop_t *loop = arg;
     char drain[256];
-    /* Drain the wake-up bytes first: a report enqueued after this read writes a new byte. */
-    while (read(fd, drain, sizeof(drain)) > 0)
-        ;
+    /* Take the wake-up bytes first: a report enqueued after this read writes a new byte. One read
+     * is enough; if more bytes are left the (level-triggered) event fires again. */
+    ssize_t got = read(fd, drain, sizeof(drain));
+    (void)got;
     rd_kafka_poll(loop->rk, 0);
     api_loop_check_drained(loop);
 }

@@ -57,7 +57,7 @@ void harness_api_dump_log(const harness_api_t *api)
     fclose(log);
 }
 
-void harness_api_start(harness_api_t *api, const char *const *overrides)
+static void harness_api_spawn(harness_api_t *api, const char *const *overrides, const char *probe)
 {
     ck_assert_msg(harness_binary != NULL, "harness_set_binary was not called");
     /* The stack's environment is required, not optional. */
@@ -94,7 +94,7 @@ void harness_api_start(harness_api_t *api, const char *const *overrides)
     harness_client_init(&client, api->port);
     for (;;) {
         harness_response_t response = {0};
-        int rc = harness_request(&client, "GET", "/readyz", NULL, NULL, 0, &response);
+        int rc = harness_request(&client, "GET", probe, NULL, NULL, 0, &response);
         int status = response.status;
         harness_response_free(&response);
         if (rc == 0 && status == 200)
@@ -108,11 +108,21 @@ void harness_api_start(harness_api_t *api, const char *const *overrides)
         if (harness_now_ms() > until) {
             harness_api_dump_log(api);
             harness_api_stop(api, SIGKILL, 5000);
-            ck_abort_msg("profiled-api not ready within 30 s (last /readyz: %d)", status);
+            ck_abort_msg("profiled-api not ready within 30 s (last %s: %d)", probe, status);
         }
         usleep(100 * 1000);
     }
     harness_client_close(&client);
+}
+
+void harness_api_start(harness_api_t *api, const char *const *overrides)
+{
+    harness_api_spawn(api, overrides, "/readyz");
+}
+
+void harness_api_start_live(harness_api_t *api, const char *const *overrides)
+{
+    harness_api_spawn(api, overrides, "/healthz");
 }
 
 int harness_api_stop(harness_api_t *api, int sig, int timeout_ms)

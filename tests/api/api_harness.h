@@ -30,6 +30,8 @@ typedef struct harness_api {
  * PROFILED_API_KEYS=HARNESS_API_KEY, a free port, and `overrides` ("NAME=value", NULL-terminated).
  * Waits up to 30 s for /readyz to answer 200. */
 void harness_api_start(harness_api_t *api, const char *const *overrides);
+/* Same, waiting for /healthz only (for tests that start the api with the broker down). */
+void harness_api_start_live(harness_api_t *api, const char *const *overrides);
 /* Sends `sig` and waits up to timeout_ms for the exit; returns the exit status, or -1 on timeout
  * (the child is then killed). */
 int harness_api_stop(harness_api_t *api, int sig, int timeout_ms);

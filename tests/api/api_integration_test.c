@@ -539,6 +539,76 @@ START_TEST(test_broker_outage)
 }
 END_TEST
 
+/* ---- shutdown with commands the broker never acknowledges ---------------------------- */
+
+typedef struct held_put {
+    int port;
+    int status;
+    int64_t took_ms;
+} held_put_t;
+
+static void *held_put_thread(void *arg)
+{
+    held_put_t *held = arg;
+    harness_client_t client;
+    harness_client_init(&client, held->port);
+    harness_response_t response = {0};
+    const char body[] = GOOD_BODY;
+    int64_t started = now_ms();
+    int rc = harness_request(&client, "PUT", "/profiles/held", AUTH, body, strlen(body), &response);
+    held->took_ms = now_ms() - started;
+    held->status = rc == 0 ? response.status : -1;
+    harness_response_free(&response);
+    harness_client_close(&client);
+    return NULL;
+}
+
+START_TEST(test_shutdown_broker_down)
+{
+    test_env_require("PROFILED_STACK");
+    harness_sh("\"$PROFILED_STACK\" stop kafka >/dev/null 2>&1");
+
+    /* First SIGTERM with a PUT held: answered 503 at PROFILED_SHUTDOWN_DEADLINE, never 200; exit 0. */
+    static const char *const graceful[] = {"PROFILED_REQUEST_DEADLINE=60s", "PROFILED_SHUTDOWN_DEADLINE=2s",
+                                           NULL};
+    harness_api_t api;
+    harness_api_start_live(&api, graceful);
+    held_put_t held = {.port = api.port};
+    pthread_t thread;
+    pthread_create(&thread, NULL, held_put_thread, &held);
+    usleep(700 * 1000);
+    int64_t signalled = now_ms();
+    int status = harness_api_stop(&api, SIGTERM, 15000);
+    int64_t took = now_ms() - signalled;
+    pthread_join(thread, NULL);
+    if (status != 0)
+        harness_api_dump_log(&api);
+    ck_assert_msg(status == 0, "exit status %d after SIGTERM", status);
+    ck_assert_msg(held.status == 503, "held PUT answered %d at shutdown, expected 503", held.status);
+    ck_assert_msg(took >= 1500 && took < 6000, "exit %lld ms after SIGTERM with a 2 s shutdown deadline",
+                  (long long)took);
+
+    /* A second signal exits at once (status 1), without waiting for the held PUT. */
+    static const char *const patient[] = {"PROFILED_REQUEST_DEADLINE=60s", "PROFILED_SHUTDOWN_DEADLINE=60s",
+                                          NULL};
+    harness_api_start_live(&api, patient);
+    held.port = api.port;
+    pthread_create(&thread, NULL, held_put_thread, &held);
+    usleep(700 * 1000);
+    kill(api.pid, SIGTERM);
+    usleep(300 * 1000);
+    signalled = now_ms();
+    status = harness_api_stop(&api, SIGTERM, 5000);
+    took = now_ms() - signalled;
+    pthread_join(thread, NULL);
+    ck_assert_msg(status == 1, "exit status %d after a second SIGTERM, expected 1", status);
+    ck_assert_msg(took < 2000, "second SIGTERM took %lld ms", (long long)took);
+    ck_assert_msg(held.status != 200, "a PUT was answered 200 with the broker down");
+
+    restart_kafka();
+}
+END_TEST
+
 /* ---- SIGTERM under load ----------------------------------------------------------- */
 
 #define LOAD_THREADS   6
@@ -730,6 +800,7 @@ static Suite *api_integration_suite(void)
     /* Unchecked: runs in the runner process even when the test died with the broker stopped. */
     tcase_add_unchecked_fixture(tc, NULL, restart_kafka);
     tcase_add_test(tc, test_broker_outage);
+    tcase_add_test(tc, test_shutdown_broker_down);
     tcase_add_test(tc, test_sigterm_under_load);
     suite_add_tcase(suite, tc);
     return suite;

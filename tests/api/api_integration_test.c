@@ -284,6 +284,45 @@ START_TEST(test_body_limits)
 }
 END_TEST
 
+/* ---- PROFILED_HTTP_MAX_CONNECTIONS ---------------------------------------------------- */
+
+START_TEST(test_max_connections)
+{
+    static const char *const overrides[] = {"PROFILED_HTTP_THREADS=1", "PROFILED_HTTP_MAX_CONNECTIONS=2",
+                                            NULL};
+    harness_api_t api;
+    harness_api_start(&api, overrides);
+    harness_client_t clients[3];
+    harness_response_t response = {0};
+    for (int i = 0; i < 3; i++)
+        harness_client_init(&clients[i], api.port);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(harness_request(&clients[i], "GET", "/healthz", NULL, NULL, 0, &response), 0);
+        ck_assert_int_eq(response.status, 200);
+    }
+    /* A third connection is one too many: 503, and the server closes it. */
+    ck_assert_int_eq(harness_request(&clients[2], "GET", "/healthz", NULL, NULL, 0, &response), 0);
+    assert_error(&response, 503, "api_error", "PROFILED_HTTP_MAX_CONNECTIONS", "third connection");
+    char connection[32];
+    ck_assert(harness_header(&response, "Connection", connection, sizeof(connection)));
+    ck_assert_str_eq(connection, "close");
+    /* Once one closes, a new connection is served. */
+    harness_client_close(&clients[0]);
+    int status = 0;
+    for (int attempt = 0; attempt < 50 && status != 200; attempt++) {
+        usleep(50 * 1000);
+        harness_client_close(&clients[2]);
+        ck_assert_int_eq(harness_request(&clients[2], "GET", "/healthz", NULL, NULL, 0, &response), 0);
+        status = response.status;
+    }
+    ck_assert_int_eq(status, 200);
+    harness_response_free(&response);
+    for (int i = 0; i < 3; i++)
+        harness_client_close(&clients[i]);
+    ck_assert_int_eq(harness_api_stop(&api, SIGTERM, 30000), 0);
+}
+END_TEST
+
 /* ---- Idempotency-Key -------------------------------------------------------- */
 
 START_TEST(test_idempotency_key)
@@ -791,6 +830,7 @@ static Suite *api_integration_suite(void)
     tcase_add_test(tc, test_bad_requests);
     tcase_add_test(tc, test_body_limits);
     tcase_add_test(tc, test_idempotency_key);
+    tcase_add_test(tc, test_max_connections);
     tcase_add_test(tc, test_get);
     tcase_add_test(tc, test_ops);
     suite_add_tcase(suite, tc);

@@ -165,6 +165,23 @@ static int codec_wrong_type(codec_failure_t *failure, codec_field_t field, const
                       mp_type_name(item->type));
 }
 
+/* Reads an item of bytes that mp_skip has already walked: it cannot fail. */
+static void codec_read_walked(const uint8_t *p, size_t avail, mp_item_t *item)
+{
+    int rc = mp_read(p, avail, item);
+    assert(rc == 0 && "mp_skip walked these bytes");
+    (void)rc;
+}
+
+static size_t codec_skip_walked(const uint8_t *p, size_t avail)
+{
+    size_t consumed = 0;
+    int rc = mp_skip(p, avail, &consumed);
+    assert(rc == 0 && "mp_skip walked these bytes");
+    (void)rc;
+    return consumed;
+}
+
 int codec_decode(const uint8_t *bytes, size_t len, const uint8_t *key, size_t key_len, const limits_t *limits,
                  codec_command_t *command, buf_t *profile_json, codec_failure_t *failure)
 {
@@ -186,8 +203,7 @@ int codec_decode(const uint8_t *bytes, size_t len, const uint8_t *key, size_t ke
         return codec_fail(failure, CODEC_ERR_TRAILING_BYTES, "command: %zu bytes after the command map",
                           len - total);
     }
-    if (mp_read(bytes, len, &top) != 0)
-        assert(!"mp_skip accepted what mp_read rejects");
+    codec_read_walked(bytes, len, &top);
     if (top.type != MP_MAP)
         return codec_fail(failure, CODEC_ERR_NOT_A_MAP, "command: must be a msgpack map, got %s",
                           mp_type_name(top.type));
@@ -196,8 +212,8 @@ int codec_decode(const uint8_t *bytes, size_t len, const uint8_t *key, size_t ke
     size_t pos = top.size;
     for (uint32_t i = 0; i < top.len; i++) {
         mp_item_t k;
-        size_t skipped;
-        if (mp_read(bytes + pos, len - pos, &k) != 0 || k.type != MP_STR)
+        codec_read_walked(bytes + pos, len - pos, &k);
+        if (k.type != MP_STR)
             return codec_fail(failure, CODEC_ERR_NON_STRING_KEY, "command: a field name is a %s, not a str",
                               mp_type_name(k.type));
         pos += k.size;
@@ -213,12 +229,9 @@ int codec_decode(const uint8_t *bytes, size_t len, const uint8_t *key, size_t ke
                 return codec_fail(failure, CODEC_ERR_DUPLICATE_FIELD, "%s: appears more than once",
                                   codec_fields[field].name);
             at[field] = bytes + pos;
-            if (mp_read(bytes + pos, len - pos, &value[field]) != 0)
-                assert(!"mp_skip accepted what mp_read rejects");
+            codec_read_walked(bytes + pos, len - pos, &value[field]);
         }
-        if (mp_skip(bytes + pos, len - pos, &skipped) != 0)
-            assert(!"mp_skip accepted the whole but not a part");
-        pos += skipped;
+        pos += codec_skip_walked(bytes + pos, len - pos);
     }
 
     /* 5-12: fields present and typed, in spec order. Optional ones may be

@@ -214,8 +214,8 @@ int codec_decode(const uint8_t *bytes, size_t len, const uint8_t *key, size_t ke
         mp_item_t k;
         codec_read_walked(bytes + pos, len - pos, &k);
         if (k.type != MP_STR)
-            return codec_fail(failure, CODEC_ERR_NON_STRING_KEY, "command: a field name is a %s, not a str",
-                              mp_type_name(k.type));
+            return codec_fail(failure, CODEC_ERR_NON_STRING_KEY,
+                              "command: a field name is not a str (got %s)", mp_type_name(k.type));
         pos += k.size;
         int field = -1;
         for (int f = 0; f < CODEC_F__COUNT; f++) {
@@ -294,13 +294,19 @@ int codec_decode(const uint8_t *bytes, size_t len, const uint8_t *key, size_t ke
         command->accepted_at_us = v->v.i64;
     else if (v->type == MP_UINT && v->v.u64 <= INT64_MAX)
         command->accepted_at_us = (int64_t)v->v.u64;
+    else if (v->type == MP_UINT)
+        return codec_fail(failure, CODEC_ERR_WRONG_TYPE, "accepted_at_us: %llu is beyond int64",
+                          (unsigned long long)v->v.u64);
     else
-        return codec_wrong_type(failure, CODEC_F_ACCEPTED_AT_US, "an int64", v);
+        return codec_wrong_type(failure, CODEC_F_ACCEPTED_AT_US, "an int", v);
 
     v = &value[CODEC_F_VERSION];
     if (at[CODEC_F_VERSION] && v->type != MP_NIL) {
+        if (v->type == MP_INT)
+            return codec_fail(failure, CODEC_ERR_WRONG_TYPE, "version: %lld is negative",
+                              (long long)v->v.i64);
         if (v->type != MP_UINT)
-            return codec_wrong_type(failure, CODEC_F_VERSION, "a non-negative int", v);
+            return codec_wrong_type(failure, CODEC_F_VERSION, "an int", v);
         command->has_version = true;
         command->version = v->v.u64;
     }

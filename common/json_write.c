@@ -361,7 +361,7 @@ int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, c
 
         if (top && top->is_map && top->want_key) {
             if (item.type != MP_STR) {
-                snprintf(what, sizeof(what), "map key is a %s, not a str", mp_type_name(item.type));
+                snprintf(what, sizeof(what), "map key is not a str (got %s)", mp_type_name(item.type));
                 json_write_fail(failure, CODEC_ERR_NON_STRING_KEY, path, frames, depth, what);
                 goto cleanup;
             }

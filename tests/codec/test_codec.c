@@ -467,6 +467,7 @@ int main(void)
     SRunner *sr = srunner_create(codec_suite());
     srunner_add_suite(sr, json_write_suite());
     srunner_add_suite(sr, vectors_suite());
+    srunner_add_suite(sr, differential_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

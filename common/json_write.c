@@ -339,11 +339,15 @@ int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, c
     int rc = -1;
     char what[96];
 
-    if (limits->max_depth > JSON_WRITE_STACK_FRAMES) {
-        heap_frames = malloc((size_t)limits->max_depth * sizeof(*heap_frames));
+    /* Every open container took at least one input byte, so the depth never
+     * exceeds len: a huge configured limit costs nothing on small input. */
+    size_t max_frames = limits->max_depth < len ? limits->max_depth : len;
+    if (max_frames > JSON_WRITE_STACK_FRAMES) {
+        heap_frames = malloc(max_frames * sizeof(*heap_frames));
         if (!heap_frames) {
-            fprintf(stderr, "{\"level\":\"fatal\",\"message\":\"out of memory for %u JSON writer frames\"}\n",
-                    limits->max_depth);
+            fprintf(stderr,
+                    "{\"level\":\"fatal\",\"message\":\"out of memory for %zu JSON writer frames\"}\n",
+                    max_frames);
             abort();
         }
         frames = heap_frames;

@@ -348,6 +348,9 @@ START_TEST(limits_depth)
     buf_reset(&p);
     test_nested(&p, 1001);
     ck_assert_int_eq(test_profile(&p, &limits, &json, NULL, 0), CODEC_ERR_LIMIT);
+    /* An absurd configured limit costs frames for the input only. */
+    limits.max_depth = UINT32_MAX;
+    ck_assert_int_eq(test_profile(&p, &limits, &json, NULL, 0), CODEC_OK);
     buf_free(&p);
     buf_free(&json);
 }

@@ -1,0 +1,54 @@
+#include "kafka_conf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
+                   size_t errstr_size)
+{
+    char reason[256];
+    if (rd_kafka_conf_set(conf, name, value, reason, sizeof(reason)) != RD_KAFKA_CONF_OK) {
+        snprintf(errstr, errstr_size, "kafka property %s: %s", name, reason);
+        return -1;
+    }
+    return 0;
+}
+
+int kafka_conf_set_list(rd_kafka_conf_t *conf, const char *list, char *errstr, size_t errstr_size)
+{
+    if (!list || !*list)
+        return 0;
+    int rc = -1;
+    char *copy = strdup(list);
+    if (!copy) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    char *save = NULL;
+    for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        char *equals = strchr(item, '=');
+        if (!equals || equals == item) {
+            snprintf(errstr, errstr_size, "kafka property list: \"%s\" is not name=value", item);
+            goto cleanup;
+        }
+        *equals = '\0';
+        if (kafka_conf_set(conf, item, equals + 1, errstr, errstr_size) < 0)
+            goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    free(copy);
+    return rc;
+}
+
+rd_kafka_conf_t *kafka_conf_new(const char *brokers, const char *extra, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, errstr_size) < 0 ||
+        kafka_conf_set_list(conf, extra, errstr, errstr_size) < 0) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return conf;
+}

@@ -1,0 +1,25 @@
+/*
+ * kafka_conf: building librdkafka configurations from profiled settings, so
+ * that both binaries accept the same knobs: PROFILED_KAFKA_BROKERS and a
+ * free-form list of extra librdkafka properties ("k=v,k=v", e.g. for TLS or
+ * SASL) that an operator can pass without a new release.
+ */
+#ifndef PROFILED_KAFKA_CONF_H
+#define PROFILED_KAFKA_CONF_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+
+/* Sets one property; on failure errstr names the property and librdkafka's reason. */
+int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
+                   size_t errstr_size) __attribute__((warn_unused_result));
+
+/* Applies "k=v,k=v" (empty or NULL: nothing). A value may not contain a comma. */
+int kafka_conf_set_list(rd_kafka_conf_t *conf, const char *list, char *errstr, size_t errstr_size)
+    __attribute__((warn_unused_result));
+
+/* A new conf with bootstrap.servers and the extra list applied; NULL with errstr on failure.
+ * The caller owns the result until rd_kafka_new takes it. */
+rd_kafka_conf_t *kafka_conf_new(const char *brokers, const char *extra, char *errstr, size_t errstr_size);
+
+#endif

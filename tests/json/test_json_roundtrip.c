@@ -39,8 +39,12 @@ START_TEST(test_roundtrip)
             gen_mutate(&rng, &text);
         json_error_t jerror;
         json_t *original = json_loadb((const char *)text.data, text.len, JSON_DECODE_ANY, &jerror);
-        if (!original)
-            continue; /* acceptance is test_json_differential's business */
+        /* Acceptance is test_json_differential's business, raw NUL bytes
+         * (which jansson sometimes lets through) included. */
+        if (!original || memchr(text.data, 0, text.len)) {
+            json_decref(original);
+            continue;
+        }
         buf_reset(&msgpack);
         transcode_error_t terror;
         ck_assert_msg(transcode_value(text.data, text.len, &limits, &msgpack, &terror) == 0, "doc %u: %s",

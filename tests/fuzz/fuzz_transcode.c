@@ -10,6 +10,9 @@
  *   unpacked object gives the same bytes); a profile is a map;
  * - on failure, the status is one of the enum and the message is non-empty,
  *   NUL-terminated and valid UTF-8;
+ * - a profile the transcoder accepts under some limits, json_write_value (the
+ *   worker's check of a decoded command) accepts under the same limits, so a
+ *   command the api produces is one the worker applies;
  * - with generous limits, the transcoder accepts exactly what jansson accepts
  *   (JSON_DECODE_ANY), apart from the documented differences (integers
  *   beyond int64, raw NUL bytes), and then holds the same value.
@@ -21,6 +24,7 @@
 
 #include "json_gen.h"
 #include "json_transcode.h"
+#include "json_write.h"
 #include "utf8.h"
 
 static void fuzz_check_msgpack(const buf_t *out, size_t from, bool must_be_map, const json_t *same_as)
@@ -77,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                          .max_string_bytes = 1 << 20,
                          .max_keys = 1 << 20};
     limits_t tight = {
-        .max_body_bytes = 4096, .max_depth = 3, .max_key_bytes = 6, .max_string_bytes = 12, .max_keys = 5};
+        .max_body_bytes = 4096, .max_depth = 3, .max_key_bytes = 8, .max_string_bytes = 12, .max_keys = 5};
     buf_t out = {0};
     transcode_error_t error;
 
@@ -116,10 +120,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int pass = 0; pass < 2; pass++) {
         buf_reset(&out);
         buf_append_str(&out, "prefix");
-        if (transcode_profile_request(text, size, pass ? &tight : &generous, &out, &error) == 0) {
+        const limits_t *limits = pass ? &tight : &generous;
+        if (transcode_profile_request(text, size, limits, &out, &error) == 0) {
             if (memcmp(out.data, "prefix", 6) != 0)
                 abort();
             fuzz_check_msgpack(&out, 6, true, NULL);
+            buf_t json = {0};
+            size_t consumed = 0;
+            codec_failure_t failure;
+            if (json_write_value(out.data + 6, out.len - 6, limits, "profile", &consumed, &json, &failure) !=
+                    0 ||
+                consumed != out.len - 6) {
+                fprintf(stderr, "fuzz_transcode: the worker's check refuses an accepted profile: %s\n",
+                        failure.message);
+                abort();
+            }
+            buf_free(&json);
         } else {
             fuzz_check_error(&error, size);
         }

@@ -18,7 +18,7 @@
 #include "buf.h"
 #include "limits.h"
 
-#define CODEC_SCHEMA_VERSION 1
+#define CODEC_SCHEMA_VERSION   1
 #define CODEC_COMMAND_ID_BYTES 16
 
 typedef struct codec_command {

@@ -49,7 +49,8 @@ static void ops_http_handle(struct evhttp_request *req, void *arg)
         bool ready = ops->ready ? ops->ready(ops->ready_arg, reason, sizeof(reason) - 1) : true;
         size_t len = strlen(reason);
         reason[len++] = '\n';
-        ops_http_reply(req, ready ? 200 : 503, ready ? "OK" : "Service Unavailable", "text/plain", reason, len);
+        ops_http_reply(req, ready ? 200 : 503, ready ? "OK" : "Service Unavailable", "text/plain", reason,
+                       len);
     } else if (path && strcmp(path, "/metrics") == 0) {
         buf_t text = {0};
         metrics_render(ops->metrics, &text);
@@ -67,8 +68,8 @@ static void *ops_http_thread(void *arg)
     return NULL;
 }
 
-ops_http_t *ops_http_start(const char *addr, int port, metrics_t *metrics, ops_ready_fn ready, void *ready_arg,
-                           char *errstr, size_t errstr_size)
+ops_http_t *ops_http_start(const char *addr, int port, metrics_t *metrics, ops_ready_fn ready,
+                           void *ready_arg, char *errstr, size_t errstr_size)
 {
     /* Lets ops_http_stop break the loop from another thread. Idempotent. */
     evthread_use_pthreads();
@@ -112,7 +113,10 @@ fail:
     return NULL;
 }
 
-int ops_http_port(const ops_http_t *ops) { return ops->port; }
+int ops_http_port(const ops_http_t *ops)
+{
+    return ops->port;
+}
 
 void ops_http_stop(ops_http_t *ops)
 {

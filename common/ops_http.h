@@ -24,8 +24,8 @@ typedef bool (*ops_ready_fn)(void *arg, char *reason, size_t reason_size);
 
 /* Binds addr:port (port 0: any free port, see ops_http_port) and starts the
  * thread. NULL with errstr on failure. `metrics` must outlive the listener. */
-ops_http_t *ops_http_start(const char *addr, int port, metrics_t *metrics, ops_ready_fn ready, void *ready_arg,
-                           char *errstr, size_t errstr_size);
+ops_http_t *ops_http_start(const char *addr, int port, metrics_t *metrics, ops_ready_fn ready,
+                           void *ready_arg, char *errstr, size_t errstr_size);
 
 /* The bound port. */
 int ops_http_port(const ops_http_t *ops);

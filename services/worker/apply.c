@@ -139,8 +139,8 @@ typedef struct apply_tx {
 } apply_tx_t;
 
 /* Runs one statement; on failure classifies it into tx->status and fills errstr. */
-static PGresult *apply_exec(apply_tx_t *tx, const char *what, const char *sql, int nparams, const char *const *params,
-                            ExecStatusType expect)
+static PGresult *apply_exec(apply_tx_t *tx, const char *what, const char *sql, int nparams,
+                            const char *const *params, ExecStatusType expect)
 {
     PGresult *res = PQexecParams(tx->conn, sql, nparams, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) == expect)
@@ -148,7 +148,8 @@ static PGresult *apply_exec(apply_tx_t *tx, const char *what, const char *sql, i
     char reason[512];
     pgconn_error(tx->conn, res, reason, sizeof(reason));
     snprintf(tx->errstr, tx->errstr_size, "%s: %s", what, reason);
-    tx->status = PQstatus(tx->conn) == CONNECTION_OK && pgconn_is_data_error(res) ? APPLY_REJECTED : APPLY_RETRY;
+    tx->status =
+        PQstatus(tx->conn) == CONNECTION_OK && pgconn_is_data_error(res) ? APPLY_REJECTED : APPLY_RETRY;
     PQclear(res);
     return NULL;
 }
@@ -168,10 +169,12 @@ static const char apply_sql_applied[] = "SELECT encode(command_id, 'hex') FROM a
                                         "WHERE command_id = ANY($1::bytea[])";
 
 static const char apply_sql_upsert[] =
-    "INSERT INTO profiles AS p (recipient_id, profile, command_id, kafka_topic, kafka_partition, kafka_offset, "
+    "INSERT INTO profiles AS p (recipient_id, profile, command_id, kafka_topic, kafka_partition, "
+    "kafka_offset, "
     "version, created_at, updated_at) "
     "SELECT r, j::jsonb, c, $4, pt, o, v, now(), now() "
-    "FROM unnest($1::text[], $2::text[], $3::bytea[], $5::int[], $6::bigint[], $7::numeric[]) AS u(r, j, c, pt, o, v) "
+    "FROM unnest($1::text[], $2::text[], $3::bytea[], $5::int[], $6::bigint[], $7::numeric[]) AS u(r, j, c, "
+    "pt, o, v) "
     "ON CONFLICT (recipient_id) DO UPDATE SET profile = EXCLUDED.profile, command_id = EXCLUDED.command_id, "
     "kafka_topic = EXCLUDED.kafka_topic, kafka_partition = EXCLUDED.kafka_partition, "
     "kafka_offset = EXCLUDED.kafka_offset, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at";
@@ -188,7 +191,10 @@ static const char apply_sql_position_insert[] =
     "INSERT INTO kafka_positions (consumer_group, topic, partition, next_offset, updated_at) "
     "VALUES ($1, $2, $3, $4, now()) ON CONFLICT DO NOTHING";
 
-static bool apply_one_row(PGresult *res) { return strcmp(PQcmdTuples(res), "1") == 0; }
+static bool apply_one_row(PGresult *res)
+{
+    return strcmp(PQcmdTuples(res), "1") == 0;
+}
 
 apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, const char *topic,
                          const batch_t *batch, size_t lo, size_t hi, const apply_position_t *positions,
@@ -244,7 +250,8 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
             s->rows[r].recipient_id = PQgetvalue(rows_res, (int)r, 0);
             s->rows[r].recipient_id_len = (size_t)PQgetlength(rows_res, (int)r, 0);
             s->rows[r].has_version = !PQgetisnull(rows_res, (int)r, 1);
-            s->rows[r].version = s->rows[r].has_version ? strtoull(PQgetvalue(rows_res, (int)r, 1), NULL, 10) : 0;
+            s->rows[r].version =
+                s->rows[r].has_version ? strtoull(PQgetvalue(rows_res, (int)r, 1), NULL, 10) : 0;
         }
 
         const char *id_params[1] = {(const char *)s->ids.data};
@@ -334,7 +341,8 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
             else if (strtoull(PQcmdTuples(res), NULL, 10) != counts->applied) {
                 /* Another transaction recorded one of these ids since we read them:
                  * a second worker is applying this partition. */
-                snprintf(errstr, errstr_size, "record applied ids: %s of %" PRIu64 " inserted, another worker applied some",
+                snprintf(errstr, errstr_size,
+                         "record applied ids: %s of %" PRIu64 " inserted, another worker applied some",
                          PQcmdTuples(res), counts->applied);
                 tx.status = APPLY_FENCED;
                 ok = false;
@@ -355,10 +363,10 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
         snprintf(next, sizeof(next), "%" PRId64, positions[p].next);
         snprintf(expected, sizeof(expected), "%" PRId64, positions[p].expected);
         const char *params[5] = {group, topic, partition, next, expected};
-        PGresult *res = positions[p].stored
-                            ? apply_exec(&tx, "move position", apply_sql_position_update, 5, params, PGRES_COMMAND_OK)
-                            : apply_exec(&tx, "insert position", apply_sql_position_insert, 4, params,
-                                         PGRES_COMMAND_OK);
+        PGresult *res =
+            positions[p].stored
+                ? apply_exec(&tx, "move position", apply_sql_position_update, 5, params, PGRES_COMMAND_OK)
+                : apply_exec(&tx, "insert position", apply_sql_position_insert, 4, params, PGRES_COMMAND_OK);
         if (!res)
             goto fail;
         bool moved = apply_one_row(res);
@@ -374,8 +382,8 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
     if (s->notify.len > 0) {
         buf_terminate(&s->notify);
         const char *params[1] = {(const char *)s->notify.data};
-        PGresult *res = apply_exec(&tx, "notify", "SELECT pg_notify('profiled_applied', $1)", 1, params,
-                                   PGRES_TUPLES_OK);
+        PGresult *res =
+            apply_exec(&tx, "notify", "SELECT pg_notify('profiled_applied', $1)", 1, params, PGRES_TUPLES_OK);
         if (!res)
             goto fail;
         PQclear(res);

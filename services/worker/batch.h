@@ -30,7 +30,7 @@ typedef struct batch_item {
     int32_t partition;
     int64_t offset;
     batch_kind_t kind;
-    bool dead_lettered; /* its dead letter was acknowledged by Kafka */
+    bool dead_lettered;      /* its dead letter was acknowledged by Kafka */
     codec_command_t command; /* BATCH_COMMAND */
     size_t json_off, json_len;
     codec_failure_t failure; /* BATCH_INVALID, BATCH_REJECTED */

@@ -8,8 +8,8 @@
 #define PROFILED_MIGRATIONS_DIR_DEFAULT "/usr/share/profiled/migrations"
 #endif
 
-#define STR_(x) #x
-#define STR(x) STR_(x)
+/* The profile limits below repeat limits.h's LIMITS_DEFAULT_* as text (cfg parses
+ * defaults like environment values); keep them equal. */
 #define F(field) offsetof(worker_config_t, field)
 
 const cfg_entry_t worker_config_table[] = {
@@ -34,8 +34,9 @@ const cfg_entry_t worker_config_table[] = {
      "Address of the ops listener (/healthz, /readyz, /metrics)"},
     {"PROFILED_OPS_PORT", CFG_INT, F(ops_port), "9091", -1, 65535, false,
      "Port of the ops listener; 0 picks a free port (logged), -1 disables it"},
-    {"PROFILED_APPLIED_RETENTION", CFG_DURATION, F(applied_retention_ms), "168h", 60000, INT64_C(315360000000),
-     false, "How long applied command ids are kept to skip duplicates (168h = 7 days)"},
+    {"PROFILED_APPLIED_RETENTION", CFG_DURATION, F(applied_retention_ms), "168h", 60000,
+     INT64_C(315360000000), false,
+     "How long applied command ids are kept to skip duplicates (168h = 7 days)"},
     {"PROFILED_PURGE_INTERVAL", CFG_DURATION, F(purge_interval_ms), "1m", 1000, 86400000, false,
      "How often ids past the retention are purged (1000 rows a statement, 10 statements a round)"},
     {"PROFILED_CREATE_TOPICS", CFG_BOOL, F(create_topics), "false", 0, 0, false,
@@ -48,15 +49,14 @@ const cfg_entry_t worker_config_table[] = {
      "Cap of the exponential backoff while PostgreSQL (or the dead-letter topic) fails"},
     {"PROFILED_SHUTDOWN_DEADLINE", CFG_DURATION, F(shutdown_deadline_ms), "30s", 1000, 600000, false,
      "On SIGTERM: finish the batch, commit and leave the group within this time, else exit non-zero"},
-    {"PROFILED_MAX_BODY_BYTES", CFG_SIZE, F(max_body_bytes), STR(LIMITS_DEFAULT_MAX_BODY_BYTES), 1,
-     INT64_C(67108864), false, "Profile limit: size (shared with the api)"},
-    {"PROFILED_MAX_DEPTH", CFG_INT, F(max_depth), STR(LIMITS_DEFAULT_MAX_DEPTH), 1, 1000, false,
-     "Profile limit: nesting depth"},
-    {"PROFILED_MAX_KEY_BYTES", CFG_SIZE, F(max_key_bytes), STR(LIMITS_DEFAULT_MAX_KEY_BYTES), 1, 1048576, false,
+    {"PROFILED_MAX_BODY_BYTES", CFG_SIZE, F(max_body_bytes), "256KiB", 1, INT64_C(67108864), false,
+     "Profile limit: size (shared with the api)"},
+    {"PROFILED_MAX_DEPTH", CFG_INT, F(max_depth), "32", 1, 1000, false, "Profile limit: nesting depth"},
+    {"PROFILED_MAX_KEY_BYTES", CFG_SIZE, F(max_key_bytes), "256", 1, 1048576, false,
      "Profile limit: bytes of one object key"},
-    {"PROFILED_MAX_STRING_BYTES", CFG_SIZE, F(max_string_bytes), STR(LIMITS_DEFAULT_MAX_STRING_BYTES), 1,
-     INT64_C(67108864), false, "Profile limit: bytes of one string"},
-    {"PROFILED_MAX_KEYS", CFG_INT, F(max_keys), STR(LIMITS_DEFAULT_MAX_KEYS), 1, 1000000, false,
+    {"PROFILED_MAX_STRING_BYTES", CFG_SIZE, F(max_string_bytes), "64KiB", 1, INT64_C(67108864), false,
+     "Profile limit: bytes of one string"},
+    {"PROFILED_MAX_KEYS", CFG_INT, F(max_keys), "1000", 1, 1000000, false,
      "Profile limit: entries of one object or array"},
 };
 

@@ -44,8 +44,8 @@ rd_kafka_t *dlq_new(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
     return rk; /* conf is now owned by rk */
 }
 
-int dlq_send(rd_kafka_t *dlq, const char *dlq_topic, const char *source_topic, batch_t *batch, size_t lo, size_t hi,
-             int timeout_ms, size_t *sent, char *errstr, size_t errstr_size)
+int dlq_send(rd_kafka_t *dlq, const char *dlq_topic, const char *source_topic, batch_t *batch, size_t lo,
+             size_t hi, int timeout_ms, size_t *sent, char *errstr, size_t errstr_size)
 {
     size_t pending = 0;
     *sent = 0;
@@ -54,8 +54,8 @@ int dlq_send(rd_kafka_t *dlq, const char *dlq_topic, const char *source_topic, b
         if (item->kind == BATCH_COMMAND || item->dead_lettered)
             continue;
         const rd_kafka_message_t *m = item->message;
-        const char *code = item->kind == BATCH_REJECTED ? DLQ_CODE_POSTGRES_REJECTED
-                                                         : codec_error_name(item->failure.code);
+        const char *code =
+            item->kind == BATCH_REJECTED ? DLQ_CODE_POSTGRES_REJECTED : codec_error_name(item->failure.code);
         char partition[16], offset[32];
         snprintf(partition, sizeof(partition), "%" PRId32, item->partition);
         snprintf(offset, sizeof(offset), "%" PRId64, item->offset);
@@ -65,10 +65,10 @@ int dlq_send(rd_kafka_t *dlq, const char *dlq_topic, const char *source_topic, b
         rd_kafka_header_add(headers, DLQ_HEADER_TOPIC, -1, source_topic, -1);
         rd_kafka_header_add(headers, DLQ_HEADER_PARTITION, -1, partition, -1);
         rd_kafka_header_add(headers, DLQ_HEADER_OFFSET, -1, offset, -1);
-        rd_kafka_resp_err_t err = rd_kafka_producev(
-            dlq, RD_KAFKA_V_TOPIC(dlq_topic), RD_KAFKA_V_KEY(m->key, m->key_len),
-            RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(item), RD_KAFKA_V_END);
+        rd_kafka_resp_err_t err =
+            rd_kafka_producev(dlq, RD_KAFKA_V_TOPIC(dlq_topic), RD_KAFKA_V_KEY(m->key, m->key_len),
+                              RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(item), RD_KAFKA_V_END);
         if (err) {
             rd_kafka_headers_destroy(headers); /* not taken on failure */
             snprintf(errstr, errstr_size, "dead letter for %s/%s/%s: %s", source_topic, partition, offset,

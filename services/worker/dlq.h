@@ -22,11 +22,11 @@
 
 #include "batch.h"
 
-#define DLQ_HEADER_CODE "profiled-error-code"
-#define DLQ_HEADER_MESSAGE "profiled-error-message"
-#define DLQ_HEADER_TOPIC "profiled-source-topic"
-#define DLQ_HEADER_PARTITION "profiled-source-partition"
-#define DLQ_HEADER_OFFSET "profiled-source-offset"
+#define DLQ_HEADER_CODE            "profiled-error-code"
+#define DLQ_HEADER_MESSAGE         "profiled-error-message"
+#define DLQ_HEADER_TOPIC           "profiled-source-topic"
+#define DLQ_HEADER_PARTITION       "profiled-source-partition"
+#define DLQ_HEADER_OFFSET          "profiled-source-offset"
 #define DLQ_CODE_POSTGRES_REJECTED "postgres_rejected"
 
 /* A new producer; `conf` is owned by the result (or destroyed on failure). */
@@ -37,7 +37,8 @@ rd_kafka_t *dlq_new(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size);
  * timeout_ms for all acknowledgements. 0 when every such item is acknowledged
  * (item->dead_lettered set), -1 with errstr otherwise (retry later). *sent
  * receives the number acknowledged now. */
-int dlq_send(rd_kafka_t *dlq, const char *dlq_topic, const char *source_topic, batch_t *batch, size_t lo, size_t hi,
-             int timeout_ms, size_t *sent, char *errstr, size_t errstr_size) __attribute__((warn_unused_result));
+int dlq_send(rd_kafka_t *dlq, const char *dlq_topic, const char *source_topic, batch_t *batch, size_t lo,
+             size_t hi, int timeout_ms, size_t *sent, char *errstr, size_t errstr_size)
+    __attribute__((warn_unused_result));
 
 #endif

@@ -16,12 +16,13 @@
 #include "pgconn.h"
 #include "worker.h"
 
-static const char usage[] = "usage: profiled-worker [migrate | --help]\n"
-                            "\n"
-                            "  (no argument)  apply pending migrations, then consume PROFILED_KAFKA_TOPIC and apply\n"
-                            "                 each command to PostgreSQL exactly once, until SIGTERM\n"
-                            "  migrate        apply pending migrations (NNN_name.sql, in order, under an advisory\n"
-                            "                 lock) and exit";
+static const char usage[] =
+    "usage: profiled-worker [migrate | --help]\n"
+    "\n"
+    "  (no argument)  apply pending migrations, then consume PROFILED_KAFKA_TOPIC and apply\n"
+    "                 each command to PostgreSQL exactly once, until SIGTERM\n"
+    "  migrate        apply pending migrations (NNN_name.sql, in order, under an advisory\n"
+    "                 lock) and exit";
 
 static unsigned worker_alarm_seconds = 30;
 
@@ -71,7 +72,8 @@ int main(int argc, char **argv)
     if (cfg_load(worker_config_table, worker_config_count, &config, errstr, sizeof(errstr)) < 0)
         log_die(NULL, "configuration: %s", errstr);
     if (log_level_parse(config.log_level, &log_level_min) < 0)
-        log_die(NULL, "configuration: PROFILED_LOG_LEVEL=%s: expected debug, info, warn or error", config.log_level);
+        log_die(NULL, "configuration: PROFILED_LOG_LEVEL=%s: expected debug, info, warn or error",
+                config.log_level);
 
     int rc;
     if (argc == 2)

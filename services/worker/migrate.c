@@ -51,8 +51,8 @@ io_error:
 static int migrate_is_applied(PGconn *conn, const char *name, char *errstr, size_t errstr_size)
 {
     const char *params[1] = {name};
-    PGresult *res = PQexecParams(conn, "SELECT 1 FROM schema_migrations WHERE name = $1", 1, NULL, params, NULL,
-                                 NULL, 0);
+    PGresult *res =
+        PQexecParams(conn, "SELECT 1 FROM schema_migrations WHERE name = $1", 1, NULL, params, NULL, NULL, 0);
     int rc;
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         pgconn_error(conn, res, errstr, errstr_size);
@@ -80,8 +80,8 @@ static int migrate_apply(PGconn *conn, const char *dir, const char *name, char *
         goto fail;
     }
     const char *params[1] = {name};
-    PGresult *res = PQexecParams(conn, "INSERT INTO schema_migrations (name, applied_at) VALUES ($1, now())", 1,
-                                 NULL, params, NULL, NULL, 0);
+    PGresult *res = PQexecParams(conn, "INSERT INTO schema_migrations (name, applied_at) VALUES ($1, now())",
+                                 1, NULL, params, NULL, NULL, 0);
     bool inserted = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!inserted)
         pgconn_error(conn, res, reason, sizeof(reason));
@@ -143,10 +143,11 @@ int migrate_run(PGconn *conn, const char *dir, int *applied, char *errstr, size_
     if (pgconn_exec(conn, lock_sql, errstr, errstr_size) < 0)
         goto cleanup;
     locked = true;
-    if (pgconn_exec(conn,
-                    "CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz "
-                    "NOT NULL)",
-                    errstr, errstr_size) < 0)
+    if (pgconn_exec(
+            conn,
+            "CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz "
+            "NOT NULL)",
+            errstr, errstr_size) < 0)
         goto cleanup;
     for (size_t i = 0; i < count; i++) {
         int done = migrate_is_applied(conn, names[i], errstr, errstr_size);
@@ -165,7 +166,8 @@ int migrate_run(PGconn *conn, const char *dir, int *applied, char *errstr, size_
 cleanup:
     if (locked) {
         char unlock_sql[128];
-        snprintf(unlock_sql, sizeof(unlock_sql), "SELECT pg_advisory_unlock(%lld)", (long long)MIGRATE_LOCK_KEY);
+        snprintf(unlock_sql, sizeof(unlock_sql), "SELECT pg_advisory_unlock(%lld)",
+                 (long long)MIGRATE_LOCK_KEY);
         pgconn_exec_quiet(conn, unlock_sql);
     }
     for (size_t i = 0; i < count; i++)

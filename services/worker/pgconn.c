@@ -3,12 +3,26 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "log.h"
+
+static void pgconn_notice(void *arg, const char *message)
+{
+    (void)arg;
+    log_fields_t fields = LOG_FIELDS_INIT;
+    size_t len = strlen(message);
+    while (len && message[len - 1] == '\n')
+        len--;
+    log_field_strn(&fields, "notice", message, len);
+    log_debug(&fields, "postgres notice");
+}
+
 PGconn *pgconn_open(const char *dsn, char *errstr, size_t errstr_size)
 {
     /* Defaults first: with expand_dbname the DSN is expanded where "dbname"
      * stands, and a later value overrides an earlier one, so the operator's DSN wins. */
-    const char *keywords[] = {"connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
-                              "keepalives_count", "application_name", "dbname", NULL};
+    const char *keywords[] = {
+        "connect_timeout",  "keepalives",       "keepalives_idle", "keepalives_interval",
+        "keepalives_count", "application_name", "dbname",          NULL};
     const char *values[] = {"5", "1", "10", "5", "3", "profiled-worker", dsn, NULL};
     PGconn *conn = PQconnectdbParams(keywords, values, 1);
     if (!conn) {
@@ -20,6 +34,8 @@ PGconn *pgconn_open(const char *dsn, char *errstr, size_t errstr_size)
         PQfinish(conn);
         return NULL;
     }
+    /* NOTICEs ("relation already exists, skipping") would break the JSON log lines. */
+    PQsetNoticeProcessor(conn, pgconn_notice, NULL);
     return conn;
 }
 
@@ -37,8 +53,8 @@ void pgconn_error(PGconn *conn, const PGresult *res, char *errstr, size_t errstr
     if (!message || !*message)
         message = conn ? PQerrorMessage(conn) : "no connection";
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    snprintf(errstr, errstr_size, "postgres%s%s%s: %s", state ? " (" : "", state ? state : "", state ? ")" : "",
-             message);
+    snprintf(errstr, errstr_size, "postgres%s%s%s: %s", state ? " (" : "", state ? state : "",
+             state ? ")" : "", message);
     /* one line: libpq messages end with (and may contain) newlines */
     for (char *p = errstr; *p; p++)
         if (*p == '\n' || *p == '\r')

@@ -26,7 +26,8 @@ bool pgconn_is_data_error(const PGresult *res);
 void pgconn_error(PGconn *conn, const PGresult *res, char *errstr, size_t errstr_size);
 
 /* Executes a statement without parameters that returns no rows; 0 or -1 with errstr. */
-int pgconn_exec(PGconn *conn, const char *sql, char *errstr, size_t errstr_size) __attribute__((warn_unused_result));
+int pgconn_exec(PGconn *conn, const char *sql, char *errstr, size_t errstr_size)
+    __attribute__((warn_unused_result));
 
 /* Best effort (ROLLBACK, unlock): the failure is not interesting, the connection state is checked later. */
 void pgconn_exec_quiet(PGconn *conn, const char *sql);

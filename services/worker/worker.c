@@ -28,6 +28,7 @@
 #include "apply.h"
 #include "dlq.h"
 #include "kafka_conf.h"
+#include "kafka_log.h"
 #include "log.h"
 #include "migrate.h"
 #include "ops_http.h"
@@ -37,11 +38,11 @@
 
 volatile sig_atomic_t worker_stop = 0;
 
-#define WORKER_POLL_MS 100            /* longest a poll blocks: bounds the reaction to a signal */
+#define WORKER_POLL_MS          100   /* longest a poll blocks: bounds the reaction to a signal */
 #define WORKER_FIRST_BACKOFF_MS 100   /* first retry delay after a failure */
-#define WORKER_DLQ_TIMEOUT_MS 10000   /* wait for dead-letter acknowledgements */
-#define WORKER_SEEK_TIMEOUT_MS 5000   /* wait for the fetcher to take a seek */
-#define WORKER_LAG_INTERVAL_MS 1000
+#define WORKER_DLQ_TIMEOUT_MS   10000 /* wait for dead-letter acknowledgements */
+#define WORKER_SEEK_TIMEOUT_MS  5000  /* wait for the fetcher to take a seek */
+#define WORKER_LAG_INTERVAL_MS  1000
 
 int64_t worker_now_ms(void)
 {
@@ -111,9 +112,11 @@ static void worker_register_lag(worker_t *w, int32_t partition)
     if (partition < 0 || partition >= WORKER_MAX_LAG_SLOTS)
         return;
     char labels[256];
-    snprintf(labels, sizeof(labels), "topic=\"%s\",partition=\"%" PRId32 "\"", w->config->kafka_topic, partition);
-    metrics_gauge(w->metrics, "profiled_worker_lag", "Messages of the partition not applied yet (high watermark minus position)",
-                  labels, worker_lag_gauge, &w->lag[partition]);
+    snprintf(labels, sizeof(labels), "topic=\"%s\",partition=\"%" PRId32 "\"", w->config->kafka_topic,
+             partition);
+    metrics_gauge(w->metrics, "profiled_worker_lag",
+                  "Messages of the partition not applied yet (high watermark minus position)", labels,
+                  worker_lag_gauge, &w->lag[partition]);
 }
 
 /* ------------------------------------------------------------------ PostgreSQL */
@@ -311,8 +314,8 @@ static apply_status_t worker_apply_range(worker_t *w, size_t lo, size_t hi, char
 
     int64_t t0 = worker_now_ms();
     apply_counts_t counts;
-    apply_status_t status = apply_run(w->pg, worker_scratch, w->config->group, w->config->kafka_topic, &w->batch, lo,
-                                      hi, pos, count, &counts, errstr, errstr_size);
+    apply_status_t status = apply_run(w->pg, worker_scratch, w->config->group, w->config->kafka_topic,
+                                      &w->batch, lo, hi, pos, count, &counts, errstr, errstr_size);
     if (status == APPLY_OK) {
         metrics_histogram_observe(w->m.apply_seconds, (double)(worker_now_ms() - t0) / 1000.0);
         metrics_histogram_observe(w->m.batch_size, (double)(hi - lo));
@@ -413,8 +416,8 @@ void worker_flush(worker_t *w)
 /* ------------------------------------------------------------------ rebalancing */
 
 /* Runs on the worker thread, inside rd_kafka_consumer_poll. */
-static void worker_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *partitions,
-                             void *opaque)
+static void worker_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                             rd_kafka_topic_partition_list_t *partitions, void *opaque)
 {
     worker_t *w = opaque;
     bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
@@ -561,19 +564,21 @@ static void worker_metrics_init(worker_t *w)
                                       "Commands skipped, by reason", "reason=\"duplicate\"");
     w->m.stale = metrics_counter(m, "profiled_worker_commands_skipped_total", "Commands skipped, by reason",
                                  "reason=\"stale_version\"");
-    w->m.dead_lettered =
-        metrics_counter(m, "profiled_worker_commands_dead_lettered_total", "Commands sent to the dead-letter topic", NULL);
+    w->m.dead_lettered = metrics_counter(m, "profiled_worker_commands_dead_lettered_total",
+                                         "Commands sent to the dead-letter topic", NULL);
     w->m.batches = metrics_counter(m, "profiled_worker_batches_total", "Transactions committed", NULL);
-    w->m.apply_failures = metrics_counter(m, "profiled_worker_apply_failures_total",
-                                          "Batches dropped for a retry (PostgreSQL or dead-letter failures)", NULL);
+    w->m.apply_failures =
+        metrics_counter(m, "profiled_worker_apply_failures_total",
+                        "Batches dropped for a retry (PostgreSQL or dead-letter failures)", NULL);
     w->m.fenced = metrics_counter(m, "profiled_worker_fenced_total",
                                   "Transactions refused because another worker moved a position", NULL);
     w->m.purged = metrics_counter(m, "profiled_worker_applied_ids_purged_total",
                                   "Applied command ids deleted after the retention", NULL);
-    w->m.batch_size = metrics_histogram(m, "profiled_worker_batch_size", "Commands per committed transaction", NULL,
-                                        size_bounds, sizeof(size_bounds) / sizeof(size_bounds[0]));
-    w->m.apply_seconds = metrics_histogram(m, "profiled_worker_apply_seconds", "Duration of one batch transaction",
-                                           NULL, metrics_latency_bounds, metrics_latency_bound_count);
+    w->m.batch_size = metrics_histogram(m, "profiled_worker_batch_size", "Commands per committed transaction",
+                                        NULL, size_bounds, sizeof(size_bounds) / sizeof(size_bounds[0]));
+    w->m.apply_seconds =
+        metrics_histogram(m, "profiled_worker_apply_seconds", "Duration of one batch transaction", NULL,
+                          metrics_latency_bounds, metrics_latency_bound_count);
 }
 
 /* Waits for PostgreSQL (retrying with backoff until worker_stop) and migrates. */
@@ -598,7 +603,8 @@ static int worker_start_pg(worker_t *w)
         worker_pg_close(w);
         for (int64_t until = worker_now_ms() + backoff; !worker_stop && worker_now_ms() < until;)
             usleep(50 * 1000);
-        backoff = backoff * 2 > w->config->retry_max_backoff_ms ? w->config->retry_max_backoff_ms : backoff * 2;
+        backoff =
+            backoff * 2 > w->config->retry_max_backoff_ms ? w->config->retry_max_backoff_ms : backoff * 2;
     }
     return -1;
 }
@@ -611,7 +617,8 @@ static rd_kafka_t *worker_consumer_new(worker_t *w, char *errstr, size_t errstr_
         return NULL;
     /* Our defaults first, the operator's PROFILED_KAFKA_PROPERTIES last so they win. */
     if (kafka_conf_set(conf, "group.id", c->group, errstr, errstr_size) < 0 ||
-        kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", errstr, errstr_size) < 0 ||
+        kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", errstr, errstr_size) <
+            0 ||
         kafka_conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) < 0 ||
         kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) < 0 ||
         kafka_conf_set(conf, "isolation.level", "read_committed", errstr, errstr_size) < 0 ||
@@ -621,6 +628,7 @@ static rd_kafka_t *worker_consumer_new(worker_t *w, char *errstr, size_t errstr_
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
+    kafka_log_install(conf);
     rd_kafka_conf_set_rebalance_cb(conf, worker_rebalance);
     rd_kafka_conf_set_opaque(conf, w);
     char reason[512];
@@ -671,7 +679,8 @@ static void worker_loop(worker_t *w)
             }
             /* Stay in the group while paused; whatever arrives is fetched again later. */
             int64_t wait = w->retry_at_ms - now;
-            rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, (int)(wait < WORKER_POLL_MS ? wait : WORKER_POLL_MS));
+            rd_kafka_message_t *m =
+                rd_kafka_consumer_poll(w->consumer, (int)(wait < WORKER_POLL_MS ? wait : WORKER_POLL_MS));
             if (m)
                 worker_message(w, m);
             continue;
@@ -734,12 +743,16 @@ int worker_run(const worker_config_t *config)
         goto cleanup;
     }
 
-    rd_kafka_conf_t *dlq_conf = kafka_conf_new(config->kafka_brokers, config->kafka_properties, errstr, sizeof(errstr));
+    rd_kafka_conf_t *dlq_conf =
+        kafka_conf_new(config->kafka_brokers, config->kafka_properties, errstr, sizeof(errstr));
+    if (dlq_conf)
+        kafka_log_install(dlq_conf);
     if (!dlq_conf || !(w->dlq = dlq_new(dlq_conf, errstr, sizeof(errstr))))
         log_die(NULL, "%s", errstr);
     if (config->create_topics) {
         const char *topics[2] = {config->kafka_topic, config->kafka_dlq_topic};
-        if (topics_create(w->dlq, topics, 2, (int)config->topic_partitions, 30000, errstr, sizeof(errstr)) < 0)
+        if (topics_create(w->dlq, topics, 2, (int)config->topic_partitions, 30000, errstr, sizeof(errstr)) <
+            0)
             log_die(NULL, "creating topics: %s", errstr);
     }
     w->consumer = worker_consumer_new(w, errstr, sizeof(errstr));

@@ -54,9 +54,9 @@ extern const size_t worker_config_count;
 /* What the worker knows of one assigned partition of the command topic. */
 typedef struct worker_partition {
     int32_t partition;
-    bool known;          /* next_offset was read from PostgreSQL (else: waiting for a resync) */
-    bool stored;         /* a kafka_positions row exists (else the first commit inserts it) */
-    int64_t next_offset; /* the position PostgreSQL holds: every offset below it is applied */
+    bool known;           /* next_offset was read from PostgreSQL (else: waiting for a resync) */
+    bool stored;          /* a kafka_positions row exists (else the first commit inserts it) */
+    int64_t next_offset;  /* the position PostgreSQL holds: every offset below it is applied */
     int64_t fetch_offset; /* the next offset expected from Kafka; > next_offset while a batch is open */
 } worker_partition_t;
 
@@ -88,17 +88,17 @@ typedef struct worker {
     worker_partition_t *partitions; /* assigned partitions of config->kafka_topic */
     size_t partition_count, partition_cap;
 
-    batch_t batch;            /* the open batch */
-    bool needs_resync;        /* positions must be re-read from PostgreSQL and partitions re-seeked */
-    int64_t retry_at_ms;      /* monotonic time of the next PostgreSQL attempt while failing */
-    int64_t backoff_ms;       /* current retry backoff */
-    uint64_t rng;             /* jitter */
+    batch_t batch;       /* the open batch */
+    bool needs_resync;   /* positions must be re-read from PostgreSQL and partitions re-seeked */
+    int64_t retry_at_ms; /* monotonic time of the next PostgreSQL attempt while failing */
+    int64_t backoff_ms;  /* current retry backoff */
+    uint64_t rng;        /* jitter */
     int64_t next_purge_ms;
     int64_t next_lag_ms;
 
     /* shared with the ops thread */
-    atomic_bool joined;      /* a first assignment (possibly empty) arrived */
-    atomic_bool pg_ok;       /* the last PostgreSQL round trip succeeded */
+    atomic_bool joined;                        /* a first assignment (possibly empty) arrived */
+    atomic_bool pg_ok;                         /* the last PostgreSQL round trip succeeded */
     _Atomic int64_t lag[WORKER_MAX_LAG_SLOTS]; /* per partition; -1 when unknown or unassigned */
 } worker_t;
 

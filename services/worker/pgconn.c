@@ -57,7 +57,7 @@ void pgconn_error(PGconn *conn, const PGresult *res, char *errstr, size_t errstr
              state ? ")" : "", message);
     /* one line: libpq messages end with (and may contain) newlines */
     for (char *p = errstr; *p; p++)
-        if (*p == '\n' || *p == '\r')
+        if (*p == '\n' || *p == '\r' || *p == '\t')
             *p = ' ';
     size_t len = strlen(errstr);
     while (len && errstr[len - 1] == ' ')

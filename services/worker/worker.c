@@ -204,7 +204,9 @@ static void worker_fail(worker_t *w, apply_status_t status, const char *reason)
 {
     log_fields_t fields = LOG_FIELDS_INIT;
     log_field_str(&fields, "error", reason);
-    log_field_int(&fields, "dropped_commands", (int64_t)w->batch.count);
+    size_t dropped = w->batch.count;
+    if (dropped > 0)
+        log_field_int(&fields, "dropped_commands", (int64_t)dropped);
     batch_clear(&w->batch);
     worker_pause_all(w);
     w->needs_resync = true;
@@ -230,7 +232,10 @@ static void worker_fail(worker_t *w, apply_status_t status, const char *reason)
     int64_t wait = w->backoff_ms / 2 + (int64_t)(w->rng % (uint64_t)(w->backoff_ms / 2 + 1));
     w->retry_at_ms = worker_now_ms() + wait;
     log_field_int(&fields, "retry_in_ms", wait);
-    log_warn(&fields, "batch not applied; partitions paused, will resume from PostgreSQL's positions");
+    if (dropped > 0)
+        log_warn(&fields, "batch not applied; partitions paused, will resume from PostgreSQL's positions");
+    else
+        log_warn(&fields, "PostgreSQL still unavailable; partitions stay paused");
 }
 
 static void worker_resync(worker_t *w)

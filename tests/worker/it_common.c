@@ -143,11 +143,18 @@ void it_add_write_counter(it_t *it)
 
 pid_t it_worker_start(it_t *it, const char *const *extra)
 {
+    return it_worker_start_tagged(it, extra, NULL);
+}
+
+pid_t it_worker_start_tagged(it_t *it, const char *const *extra, const char *tag)
+{
+    char log_path[600];
+    snprintf(log_path, sizeof(log_path), "%s%s%s", it->log_path, tag ? "." : "", tag ? tag : "");
     fflush(NULL);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        int fd = open(it->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 2);
             dup2(fd, 1);
@@ -174,6 +181,23 @@ pid_t it_worker_start(it_t *it, const char *const *extra)
         _exit(127);
     }
     return pid;
+}
+
+int64_t it_positions_sum(it_t *it)
+{
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "SELECT coalesce(sum(next_offset), 0) FROM kafka_positions WHERE consumer_group = '%s' AND "
+             "topic = '%s'",
+             it->group, it->topic);
+    PGresult *res = PQexec(it->pg, sql);
+    int64_t sum = -1;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK)
+        sum = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    else
+        PQreset(it->pg);
+    PQclear(res);
+    return sum;
 }
 
 bool it_worker_alive(pid_t pid)

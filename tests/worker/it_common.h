@@ -42,6 +42,8 @@ void it_add_write_counter(it_t *it);
 /* Starts profiled-worker with this test's topics, group and DSN; `extra` is a
  * NULL-terminated list of "NAME=value" overrides (or NULL). */
 pid_t it_worker_start(it_t *it, const char *const *extra);
+/* The same, logging to "<log_path>.<tag>" instead of the test's log. */
+pid_t it_worker_start_tagged(it_t *it, const char *const *extra, const char *tag);
 /* SIGTERM, then waits up to timeout_ms: the exit status, or -1 (and SIGKILL) on timeout. */
 int it_worker_stop(pid_t pid, int timeout_ms);
 void it_worker_kill(pid_t pid);
@@ -58,6 +60,9 @@ void it_produce(it_t *it, const char *recipient, uint64_t seq, bool has_version,
 void it_produce_raw(it_t *it, const void *key, size_t key_len, const void *value, size_t len);
 /* Waits (bounded) until every produced message is acknowledged; fails the test otherwise. */
 void it_flush(it_t *it);
+
+/* The sum of the group's next offsets in PostgreSQL (progress), or -1 when unreadable. */
+int64_t it_positions_sum(it_t *it);
 
 /* Waits until the group's positions in PostgreSQL equal the high watermark of
  * every partition; false on timeout. */

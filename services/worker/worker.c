@@ -43,6 +43,7 @@ volatile sig_atomic_t worker_stop = 0;
 #define WORKER_DLQ_TIMEOUT_MS   10000 /* wait for dead-letter acknowledgements */
 #define WORKER_SEEK_TIMEOUT_MS  5000  /* wait for the fetcher to take a seek */
 #define WORKER_LAG_INTERVAL_MS  1000
+#define WORKER_PING_INTERVAL_MS 2000 /* PostgreSQL health check while idle */
 
 int64_t worker_now_ms(void)
 {
@@ -334,6 +335,7 @@ static apply_status_t worker_apply_range(worker_t *w, size_t lo, size_t hi, char
             p->next_offset = pos[k].next;
         }
         atomic_store(&w->pg_ok, true);
+        w->next_ping_ms = worker_now_ms() + WORKER_PING_INTERVAL_MS;
         worker_commit_kafka(w, pos, count);
         log_fields_t fields = LOG_FIELDS_INIT;
         log_field_int(&fields, "commands", (int64_t)(hi - lo));
@@ -652,6 +654,18 @@ static void worker_periodic(worker_t *w, int64_t now)
     if (now >= w->next_lag_ms) {
         worker_update_lag(w);
         w->next_lag_ms = now + WORKER_LAG_INTERVAL_MS;
+    }
+    /* Idle, PostgreSQL is not touched by batches: ping it, so that /readyz tells
+     * the truth and an outage pauses the partitions before commands arrive. */
+    if (now >= w->next_ping_ms && !w->needs_resync) {
+        char errstr[512];
+        w->next_ping_ms = now + WORKER_PING_INTERVAL_MS;
+        if (worker_pg_ensure(w, errstr, sizeof(errstr)) < 0 ||
+            pgconn_exec(w->pg, "SELECT 1", errstr, sizeof(errstr)) < 0) {
+            worker_fail(w, APPLY_RETRY, errstr);
+            return;
+        }
+        atomic_store(&w->pg_ok, true);
     }
     if (now >= w->next_purge_ms && w->pg && PQstatus(w->pg) == CONNECTION_OK) {
         char errstr[512];

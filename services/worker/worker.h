@@ -95,6 +95,7 @@ typedef struct worker {
     uint64_t rng;        /* jitter */
     int64_t next_purge_ms;
     int64_t next_lag_ms;
+    int64_t next_ping_ms;
 
     /* shared with the ops thread */
     atomic_bool joined;                        /* a first assignment (possibly empty) arrived */

@@ -1,13 +1,16 @@
 #include "it_common.h"
 
+#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -370,4 +373,55 @@ void it_show_log(const it_t *it)
     snprintf(command, sizeof(command), "tail -n 40 '%s' >&2", it->log_path);
     if (system(command) != 0)
         fprintf(stderr, "(no log)\n");
+}
+
+int it_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    socklen_t len = sizeof(addr);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+    close(fd);
+    return ntohs(addr.sin_port);
+}
+
+int it_http_get(int port, const char *path, char *body, size_t body_size)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct timeval timeout = {.tv_sec = 2, .tv_usec = 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+        close(fd);
+        return -1;
+    }
+    char request[512];
+    int n = snprintf(request, sizeof(request), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    if (write(fd, request, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
+    buf_t response = {0};
+    char chunk[4096];
+    ssize_t got;
+    while ((got = read(fd, chunk, sizeof(chunk))) > 0)
+        buf_append(&response, chunk, (size_t)got);
+    close(fd);
+    buf_terminate(&response);
+    int status = -1;
+    if (response.len > 12 && sscanf((const char *)response.data, "HTTP/1.%*d %d", &status) != 1)
+        status = -1;
+    if (body && body_size) {
+        const char *start = response.len ? strstr((const char *)response.data, "\r\n\r\n") : NULL;
+        snprintf(body, body_size, "%s", start ? start + 4 : "");
+    }
+    buf_free(&response);
+    return status;
 }

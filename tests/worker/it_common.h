@@ -76,6 +76,12 @@ void it_exec(it_t *it, const char *sql);
 /* Runs `"$PROFILED_STACK" verb service`, failing the test if it fails. */
 void it_stack(it_t *it, const char *verb, const char *service);
 
+/* A free TCP port on 127.0.0.1 (bound and released). */
+int it_free_port(void);
+/* GET http://127.0.0.1:port/path with a 2 s limit: the status (body appended
+ * to `body` when not NULL, NUL-terminated), or -1 when nothing answered. */
+int it_http_get(int port, const char *path, char *body, size_t body_size);
+
 /* Prints the last lines of the worker log (for a failing test). */
 void it_show_log(const it_t *it);
 

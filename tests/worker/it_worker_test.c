@@ -250,12 +250,60 @@ static const char *header(rd_kafka_message_t *m, const char *name, char *out, si
     return NULL;
 }
 
+/* Reads `want` dead letters of partition 0 of the DLQ topic (bounded: 30 s).
+ * The messages keep *consumer alive: destroy them first, then the consumer
+ * (rd_kafka_destroy waits for every message it handed out). */
+static int read_dead_letters(it_t *it, rd_kafka_message_t **out, int want, rd_kafka_t **consumer_out)
+{
+    char errstr[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    ck_assert(rd_kafka_conf_set(conf, "bootstrap.servers", it->brokers, errstr, sizeof(errstr)) ==
+              RD_KAFKA_CONF_OK);
+    /* a group of its own that commits nothing: the worker's group is not touched */
+    char group[200];
+    snprintf(group, sizeof(group), "%s-reader", it->group);
+    ck_assert(rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof(errstr)) == RD_KAFKA_CONF_OK);
+    ck_assert(rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof(errstr)) ==
+              RD_KAFKA_CONF_OK);
+    rd_kafka_t *consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    ck_assert_msg(consumer != NULL, "%s", errstr);
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, it->dlq_topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    ck_assert(rd_kafka_assign(consumer, list) == RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_destroy(list);
+    int seen = 0;
+    for (int polls = 0; polls < 300 && seen < want; polls++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, 100);
+        if (!m)
+            continue;
+        if (m->err) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        out[seen++] = m;
+    }
+    /* one more short look: more dead letters than expected is a failure too */
+    for (int polls = 0; polls < 5; polls++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, 100);
+        if (m && !m->err)
+            ck_abort_msg("more dead letters than the %d expected", want);
+        if (m)
+            rd_kafka_message_destroy(m);
+    }
+    *consumer_out = consumer;
+    return seen;
+}
+
 START_TEST(invalid_commands_go_to_the_dead_letter_topic)
 {
     it_t it;
     it_setup(&it, "dlq", 1);
-    enum { BAD = 5 };
+    /* A row PostgreSQL refuses while the codec accepts it: the worker must find
+     * it by splitting the batch, dead-letter it, and apply the rest. */
+    it_exec(&it, "ALTER TABLE profiles ADD CONSTRAINT it_poison CHECK ((profile->>'seq')::bigint <> 666)");
+    enum { BAD = 6 };
     bad_record_t bad[BAD];
+    int64_t bad_offset[BAD];
     memset(bad, 0, sizeof(bad));
     /* not msgpack at all */
     bad[0].key = "dlq9";
@@ -287,43 +335,37 @@ START_TEST(invalid_commands_go_to_the_dead_letter_topic)
     bad[4].key = "dlq8"; /* trailing bytes */
     buf_append(&bad[4].value, valid.data, valid.len);
     buf_append_byte(&bad[4].value, 0xc0);
-    for (int i = 0; i < BAD; i++)
+    for (int i = 0; i < BAD - 1; i++)
         bad_record_expect(&bad[i]);
 
+    /* offsets: 0 valid, then (bad, valid) pairs at 1..10, the poison at 11, a valid at 12 */
     it_produce(&it, "dlq0", 1, false, 0, 0);
-    for (int i = 0; i < BAD; i++) {
+    for (int i = 0; i < BAD - 1; i++) {
         it_produce_raw(&it, bad[i].key, bad[i].key ? strlen(bad[i].key) : 0, bad[i].value.data,
                        bad[i].value.len);
+        bad_offset[i] = 1 + 2 * i;
         it_produce(&it, i % 2 ? "dlq1" : "dlq2", (uint64_t)(2 + i), false, 0, 0);
     }
+    it_produce(&it, "dlq3", 666, false, 0, 0);
+    bad_offset[BAD - 1] = 11;
+    snprintf(bad[BAD - 1].code, sizeof(bad[BAD - 1].code), "postgres_rejected");
+    bad[BAD - 1].key = "dlq3";
+    it_produce(&it, "dlq0", 7, false, 0, 0);
     it_flush(&it);
     pid_t pid = it_worker_start(&it, NULL);
     expect_caught_up(&it);
-    uint64_t last[3] = {1, 5, 6};
+    uint64_t last[3] = {7, 5, 6};
     ck_assert_int_eq(rows_not_last(&it, "dlq", last, 3), 0);
-    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles WHERE recipient_id = 'dlq8'"), 0);
+    ck_assert_int_eq(
+        it_int(&it, "SELECT count(*) FROM profiles WHERE recipient_id IN ('dlq3', 'dlq8', 'dlq9')"), 0);
 
-    /* read the dead-letter topic from the start */
-    char errstr[256];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    ck_assert(rd_kafka_conf_set(conf, "bootstrap.servers", it.brokers, errstr, sizeof(errstr)) ==
-              RD_KAFKA_CONF_OK);
-    ck_assert(rd_kafka_conf_set(conf, "group.id", it.group, errstr, sizeof(errstr)) == RD_KAFKA_CONF_OK);
-    rd_kafka_t *consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-    ck_assert_msg(consumer != NULL, "%s", errstr);
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(list, it.dlq_topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    ck_assert(rd_kafka_assign(consumer, list) == RD_KAFKA_RESP_ERR_NO_ERROR);
-    rd_kafka_topic_partition_list_destroy(list);
-    int seen = 0;
-    for (int polls = 0; polls < 300 && seen < BAD; polls++) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, 100);
-        if (!m)
-            continue;
-        if (m->err) {
-            rd_kafka_message_destroy(m);
-            continue;
-        }
+    rd_kafka_message_t *letters[BAD];
+    rd_kafka_t *reader = NULL;
+    int seen = read_dead_letters(&it, letters, BAD, &reader);
+    ck_assert_int_eq(seen, BAD);
+    int matched[BAD] = {0};
+    for (int k = 0; k < seen; k++) {
+        rd_kafka_message_t *m = letters[k];
         char code[64], message[300], topic[200], partition[16], offset[32];
         ck_assert_msg(header(m, "profiled-error-code", code, sizeof(code)) != NULL,
                       "dead letter without code");
@@ -333,25 +375,106 @@ START_TEST(invalid_commands_go_to_the_dead_letter_topic)
         ck_assert(header(m, "profiled-source-partition", partition, sizeof(partition)) != NULL);
         ck_assert_str_eq(partition, "0");
         ck_assert(header(m, "profiled-source-offset", offset, sizeof(offset)) != NULL);
-        /* dead letters keep the source order: offsets 1, 3, 5, 7, 9 */
-        ck_assert_int_eq(atoi(offset), 1 + 2 * seen);
-        ck_assert_str_eq(code, bad[seen].code);
-        ck_assert_uint_eq(m->len, bad[seen].value.len);
-        ck_assert(memcmp(m->payload, bad[seen].value.data, m->len) == 0);
-        if (bad[seen].key) {
-            ck_assert_uint_eq(m->key_len, strlen(bad[seen].key));
-            ck_assert(memcmp(m->key, bad[seen].key, m->key_len) == 0);
+        int i;
+        for (i = 0; i < BAD; i++)
+            if (bad_offset[i] == atoll(offset))
+                break;
+        ck_assert_msg(i < BAD, "dead letter for offset %s, which was valid", offset);
+        ck_assert_msg(!matched[i], "two dead letters for offset %s", offset);
+        matched[i] = 1;
+        ck_assert_str_eq(code, bad[i].code);
+        if (i < BAD - 1) {
+            ck_assert_uint_eq(m->len, bad[i].value.len);
+            ck_assert(memcmp(m->payload, bad[i].value.data, m->len) == 0);
+        }
+        if (bad[i].key) {
+            ck_assert_uint_eq(m->key_len, strlen(bad[i].key));
+            ck_assert(memcmp(m->key, bad[i].key, m->key_len) == 0);
         } else
             ck_assert(m->key == NULL);
-        seen++;
         rd_kafka_message_destroy(m);
     }
-    rd_kafka_consumer_close(consumer);
-    rd_kafka_destroy(consumer);
-    ck_assert_int_eq(seen, BAD);
+    rd_kafka_destroy_flags(reader, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     for (int i = 0; i < BAD; i++)
         buf_free(&bad[i].value);
     buf_free(&valid);
+    expect_stops_cleanly(&it, pid);
+    it_teardown(&it);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ ops listener, purge, readiness */
+
+static bool wait_http(int port, const char *path, int status, char *body, size_t body_size, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 100) {
+        if (it_http_get(port, path, body, body_size) == status)
+            return true;
+        nap_ms(100);
+    }
+    return false;
+}
+
+START_TEST(ops_listener_metrics_purge_and_readiness)
+{
+    it_t it;
+    it_setup(&it, "ops", 1);
+    it_exec(&it, "INSERT INTO applied_commands VALUES ('\\x0001'::bytea, 'old', now() - interval '2 hours'), "
+                 "('\\x0002'::bytea, 'fresh', now())");
+    int port = it_free_port();
+    char port_env[64];
+    snprintf(port_env, sizeof(port_env), "PROFILED_OPS_PORT=%d", port);
+    const char *env[] = {port_env, "PROFILED_APPLIED_RETENTION=1h", "PROFILED_PURGE_INTERVAL=1s", NULL};
+    pid_t pid = it_worker_start(&it, env);
+    static char body[65536];
+    ck_assert_msg(wait_http(port, "/healthz", 200, body, sizeof(body), 15000), "/healthz never answered 200");
+    ck_assert_msg(wait_http(port, "/readyz", 200, body, sizeof(body), 20000), "/readyz never 200: %s", body);
+    ck_assert_int_eq(it_http_get(port, "/nope", NULL, 0), 404);
+
+    it_produce(&it, "ops0", 1, false, 0, 0);
+    it_produce(&it, "ops0", 1, false, 0, 0); /* duplicate */
+    it_produce(&it, "ops1", 2, true, 5, 0);
+    it_produce(&it, "ops1", 3, true, 4, 0);    /* stale */
+    it_produce_raw(&it, "ops2", 4, "\xc1", 1); /* dead letter */
+    it_flush(&it);
+    expect_caught_up(&it);
+    ck_assert_int_eq(it_http_get(port, "/metrics", body, sizeof(body)), 200);
+    ck_assert_msg(strstr(body, "profiled_worker_commands_applied_total 2\n"), "%s", body);
+    ck_assert_msg(strstr(body, "profiled_worker_commands_skipped_total{reason=\"duplicate\"} 1\n"), "%s",
+                  body);
+    ck_assert_msg(strstr(body, "profiled_worker_commands_skipped_total{reason=\"stale_version\"} 1\n"), "%s",
+                  body);
+    ck_assert_msg(strstr(body, "profiled_worker_commands_dead_lettered_total 1\n"), "%s", body);
+    ck_assert_msg(strstr(body, "profiled_worker_batch_size_count"), "%s", body);
+    ck_assert_msg(strstr(body, "profiled_worker_apply_seconds_bucket"), "%s", body);
+    char lag[256];
+    snprintf(lag, sizeof(lag), "profiled_worker_lag{topic=\"%s\",partition=\"0\"} 0", it.topic);
+    bool lag_zero = false;
+    for (int i = 0; i < 50 && !lag_zero; i++) {
+        lag_zero = it_http_get(port, "/metrics", body, sizeof(body)) == 200 && strstr(body, lag);
+        if (!lag_zero)
+            nap_ms(100);
+    }
+    ck_assert_msg(lag_zero, "no %s in /metrics", lag);
+
+    /* the purge removed the id older than the retention, kept the others */
+    bool purged = false;
+    for (int i = 0; i < 100 && !purged; i++) {
+        purged = it_int(&it, "SELECT count(*) FROM applied_commands WHERE recipient_id = 'old'") == 0;
+        if (!purged)
+            nap_ms(100);
+    }
+    ck_assert_msg(purged, "the old applied id was not purged");
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 3); /* fresh + 2 applied */
+
+    /* readiness follows PostgreSQL */
+    it_stack(&it, "stop", "postgres");
+    bool unready = wait_http(port, "/readyz", 503, body, sizeof(body), 15000);
+    it_stack(&it, "start", "postgres");
+    PQreset(it.pg);
+    ck_assert_msg(unready, "/readyz stayed 200 with PostgreSQL down");
+    ck_assert_msg(wait_http(port, "/readyz", 200, body, sizeof(body), 30000),
+                  "/readyz not 200 after PostgreSQL came back");
     expect_stops_cleanly(&it, pid);
     it_teardown(&it);
 }
@@ -573,6 +696,7 @@ static Suite *worker_suite(void)
         {"stale", stale_version_is_skipped, 120},
         {"last_wins", batch_with_many_commands_per_recipient_leaves_the_last, 120},
         {"dead_letters", invalid_commands_go_to_the_dead_letter_topic, 120},
+        {"ops", ops_listener_metrics_purge_and_readiness, 120},
         {"pg_outage", postgres_outage_loses_nothing, 170},
         {"crash", sigkill_at_random_moments_changes_nothing, 170},
         {"rebalance", a_second_worker_joins_and_leaves, 170},

@@ -809,33 +809,56 @@ def essential_packages():
     return {line.split()[1] for line in proc.stdout.splitlines() if line.startswith("yes ")}
 
 
+def dynamic_symbols(path, defined):
+    flag = "--defined-only" if defined else "--undefined-only"
+    proc = run(["nm", "-D", flag, path])
+    if proc.returncode != 0:
+        raise RuntimeError(f"nm -D {path}: {proc.stderr.strip()}")
+    return {line.split()[-1].split("@")[0] for line in proc.stdout.splitlines() if line.strip()}
+
+
 def library_packages(ctx):
-    """{package: set of sonames} for the libraries the binaries load, leaving out
-    the sanitizer runtimes of a Debug build and what only they load (the image
-    builds Release). `direct` = sonames the binaries name themselves (NEEDED)."""
+    """{package: set of sonames} for the libraries the image's binaries load.
+
+    The binaries under test may be a Debug build, which differs from the image's
+    Release build in two ways, both handled here:
+    - it links the sanitizer runtimes: those, and what only they load, are left
+      out (noted);
+    - Debian's gcc links with --as-needed except under -fsanitize, so a Release
+      binary keeps only the libraries it takes a symbol from: a NEEDED library
+      that defines none of the binary's imported symbols is left out (noted).
+    `direct` = sonames the Release binaries would name themselves."""
     owners, direct, notes, paths = {}, set(), [], {}
     for name, path in ctx.binaries.items():
         resolved = ldd(path)
-        todo = [(so, True) for so in needed(path)]
+        imported = dynamic_symbols(path, defined=False)
+        todo = []
+        for so in needed(path):
+            if SANITIZER_RE.match(so):
+                notes.append(f"{name}: {so} is a sanitizer runtime of this Debug build; the image builds Release")
+            elif so not in resolved:
+                raise RuntimeError(f"ldd {path} does not resolve {so}")
+            elif imported & dynamic_symbols(resolved[so], defined=True):
+                todo.append(so)
+                direct.add(so)
+            else:
+                notes.append(f"{name}: links {so} but takes no symbol from it; a Release link (--as-needed) drops it")
         seen = set()
         while todo:
-            so, is_direct = todo.pop()
+            so = todo.pop()
             if so in seen:
                 continue
             seen.add(so)
-            if SANITIZER_RE.match(so):
-                notes.append(f"{name}: {so} is a sanitizer runtime of this Debug build; the image builds Release")
-                continue
             if so not in resolved:
                 raise RuntimeError(f"ldd {path} does not resolve {so}")
-            if is_direct:
-                direct.add(so)
             lib_path = resolved[so]
             paths[lib_path] = paths.get(lib_path, set()) | {so}
-            todo += [(n, False) for n in needed(lib_path)]
-        for so in sorted(set(resolved) - seen):
-            if so != "linux-vdso.so.1" and not so.startswith("ld-linux"):
-                notes.append(f"{name}: ldd lists {so}, loaded only by the sanitizer runtimes")
+            todo += needed(lib_path)
+        rest = sorted(so for so in set(resolved) - seen
+                      if so != "linux-vdso.so.1" and not so.startswith("ld-linux") and not SANITIZER_RE.match(so))
+        if rest:
+            notes.append(f"{name}: ldd also lists {len(rest)} libraries that only those left out load: "
+                         + ", ".join(rest))
     by_path = dpkg_owners(list(paths))
     for lib_path, sonames in paths.items():
         if lib_path not in by_path:

@@ -285,11 +285,15 @@ def effective_env(docs, doc, container, errors):
             out[e["name"]] = (str(e["value"]), "env")
         elif "valueFrom" in e:
             vf = e["valueFrom"]
-            value = None
+            value, source = None, "env valueFrom"
             if "configMapKeyRef" in vf:
-                cm = find(docs, "ConfigMap", vf["configMapKeyRef"].get("name"), ns)
-                value = None if cm is None else (cm.get("data") or {}).get(vf["configMapKeyRef"].get("key"))
-            out[e["name"]] = (value, "env valueFrom")
+                ref = vf["configMapKeyRef"]
+                cm = find(docs, "ConfigMap", ref.get("name"), ns)
+                value = None if cm is None else (cm.get("data") or {}).get(ref.get("key"))
+                source = f"ConfigMap {ref.get('name')} key {ref.get('key')}"
+            elif "secretKeyRef" in vf:
+                source = f"Secret {vf['secretKeyRef'].get('name')} key {vf['secretKeyRef'].get('key')}"
+            out[e["name"]] = (value, source)
         else:
             out[e["name"]] = ("", "env")
     return out
@@ -339,6 +343,9 @@ def check_env(ctx):
                     if spec_ is None:
                         problems.append(f"{rel}: {where(doc, c)}: {var} (from {source}) is not listed by "
                                         f"{binary} --help")
+                    elif spec_["secret"] and not source.startswith("Secret "):
+                        problems.append(f"{rel}: {where(doc, c)}: {var} is secret (--help) but comes from "
+                                        f"{source}; take it from a Secret")
                     elif value is not None:
                         p = value_problem(var, spec_, value)
                         if p:
@@ -355,6 +362,8 @@ def check_env(ctx):
             for k in keys:
                 if k.startswith("PROFILED_") and k not in union:
                     problems.append(f"{rel}: {where(doc)}: key {k} is listed by no binary's --help")
+                elif k.startswith("PROFILED_") and union[k]["secret"] and doc.get("kind") == "ConfigMap":
+                    problems.append(f"{rel}: {where(doc)}: {k} is secret (--help) but sits in a ConfigMap")
     for var, value in ctx.dockerfile["env"].items():
         if var.startswith("PROFILED_"):
             if var not in union:
@@ -1081,6 +1090,10 @@ def selftest(ctx):
                                                  for docs in r.values() for d in docs
                                                  if d.get("kind") == "ConfigMap" and d.get("data")],
          "PROFILED_KAFKA_BROKER"),
+        ("env", "secret in a ConfigMap", lambda r: [d["data"].update({"PROFILED_PG_DSN": "host=x password=y"})
+                                                    for docs in r.values() for d in docs
+                                                    if d.get("kind") == "ConfigMap" and d.get("data")],
+         "is secret"),
         ("env", "port not an integer", lambda r: mutate_container(
             r, "Deployment", "profiled-api", lambda d, s, c: cm_set(d, s, c, "PROFILED_HTTP_PORT", "http")),
          "PROFILED_HTTP_PORT"),

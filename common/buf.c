@@ -14,7 +14,8 @@ void buf_reserve(buf_t *buf, size_t extra)
         cap *= 2;
     uint8_t *data = realloc(buf->data, cap);
     if (!data) {
-        fprintf(stderr, "{\"level\":\"fatal\",\"message\":\"out of memory growing a buffer to %zu bytes\"}\n", cap);
+        fprintf(stderr, "{\"level\":\"fatal\",\"message\":\"out of memory growing a buffer to %zu bytes\"}\n",
+                cap);
         abort();
     }
     buf->data = data;

@@ -24,7 +24,10 @@ typedef struct buf {
 void buf_reserve(buf_t *buf, size_t extra);
 void buf_free(buf_t *buf);
 
-static inline void buf_reset(buf_t *buf) { buf->len = 0; }
+static inline void buf_reset(buf_t *buf)
+{
+    buf->len = 0;
+}
 
 static inline void buf_append(buf_t *buf, const void *bytes, size_t n)
 {
@@ -42,7 +45,10 @@ static inline void buf_append_byte(buf_t *buf, uint8_t byte)
     buf->data[buf->len++] = byte;
 }
 
-static inline void buf_append_str(buf_t *buf, const char *str) { buf_append(buf, str, strlen(str)); }
+static inline void buf_append_str(buf_t *buf, const char *str)
+{
+    buf_append(buf, str, strlen(str));
+}
 
 /* printf-style append; the result is not NUL-terminated unless asked for. */
 void buf_appendf(buf_t *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

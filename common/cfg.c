@@ -53,11 +53,12 @@ static int cfg_parse_scaled(const char *text, const cfg_unit_t *units, size_t un
     return 0;
 }
 
-int cfg_parse_value(const cfg_entry_t *entry, const char *text, void *config, char *errstr, size_t errstr_size)
+int cfg_parse_value(const cfg_entry_t *entry, const char *text, void *config, char *errstr,
+                    size_t errstr_size)
 {
     static const cfg_unit_t duration_units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
-    static const cfg_unit_t size_units[] = {{"B", 1},          {"KiB", 1024},          {"MiB", 1024 * 1024},
-                                            {"GiB", 1 << 30}, {"k", 1024},            {"K", 1024},
+    static const cfg_unit_t size_units[] = {{"B", 1},           {"KiB", 1024}, {"MiB", 1024 * 1024},
+                                            {"GiB", 1 << 30},   {"k", 1024},   {"K", 1024},
                                             {"M", 1024 * 1024}, {"G", 1 << 30}};
     char *field = (char *)config + entry->offset;
     const char *shown = entry->secret ? "(secret)" : text;
@@ -76,7 +77,8 @@ int cfg_parse_value(const cfg_entry_t *entry, const char *text, void *config, ch
     }
     case CFG_BOOL: {
         bool value;
-        if (!strcasecmp(text, "true") || !strcmp(text, "1") || !strcasecmp(text, "yes") || !strcasecmp(text, "on"))
+        if (!strcasecmp(text, "true") || !strcmp(text, "1") || !strcasecmp(text, "yes") ||
+            !strcasecmp(text, "on"))
             value = true;
         else if (!strcasecmp(text, "false") || !strcmp(text, "0") || !strcasecmp(text, "no") ||
                  !strcasecmp(text, "off"))
@@ -95,15 +97,17 @@ int cfg_parse_value(const cfg_entry_t *entry, const char *text, void *config, ch
         }
         break;
     case CFG_DURATION:
-        if (cfg_parse_scaled(text, duration_units, sizeof(duration_units) / sizeof(duration_units[0]), &number) <
-            0) {
-            snprintf(errstr, errstr_size, "%s=%s: expected a duration such as 250ms, 10s or 2m", entry->env, shown);
+        if (cfg_parse_scaled(text, duration_units, sizeof(duration_units) / sizeof(duration_units[0]),
+                             &number) < 0) {
+            snprintf(errstr, errstr_size, "%s=%s: expected a duration such as 250ms, 10s or 2m", entry->env,
+                     shown);
             return -1;
         }
         break;
     case CFG_SIZE:
         if (cfg_parse_scaled(text, size_units, sizeof(size_units) / sizeof(size_units[0]), &number) < 0) {
-            snprintf(errstr, errstr_size, "%s=%s: expected a size such as 65536, 64KiB or 1MiB", entry->env, shown);
+            snprintf(errstr, errstr_size, "%s=%s: expected a size such as 65536, 64KiB or 1MiB", entry->env,
+                     shown);
             return -1;
         }
         break;

@@ -24,7 +24,7 @@ typedef enum cfg_type {
 } cfg_type_t;
 
 typedef struct cfg_entry {
-    const char *env;           /* "PROFILED_HTTP_PORT" */
+    const char *env; /* "PROFILED_HTTP_PORT" */
     cfg_type_t type;
     size_t offset;             /* offsetof(config struct, field) */
     const char *default_value; /* parsed like the environment value; NULL = empty string / 0 */
@@ -47,7 +47,7 @@ void cfg_free(const cfg_entry_t *table, size_t count, void *config);
 void cfg_print_help(FILE *out, const char *usage, const cfg_entry_t *table, size_t count);
 
 /* Parses one value of `type` as cfg_load would; exposed for tests. */
-int cfg_parse_value(const cfg_entry_t *entry, const char *text, void *config, char *errstr, size_t errstr_size)
-    __attribute__((warn_unused_result));
+int cfg_parse_value(const cfg_entry_t *entry, const char *text, void *config, char *errstr,
+                    size_t errstr_size) __attribute__((warn_unused_result));
 
 #endif

@@ -18,7 +18,7 @@
 #include "buf.h"
 #include "limits.h"
 
-#define CODEC_SCHEMA_VERSION 1
+#define CODEC_SCHEMA_VERSION   1
 #define CODEC_COMMAND_ID_BYTES 16
 
 typedef struct codec_command {
@@ -46,8 +46,8 @@ typedef enum codec_error {
     CODEC_ERR_WRONG_TYPE,             /* a known field has the wrong msgpack type */
     CODEC_ERR_UNKNOWN_SCHEMA_VERSION, /* schema version this build does not read */
     CODEC_ERR_UNKNOWN_OPERATION,      /* op other than "replace" */
-    CODEC_ERR_BAD_COMMAND_ID,         /* id not 16 bytes */
-    CODEC_ERR_BAD_RECIPIENT_ID,       /* empty, over 256 bytes, or not UTF-8 */
+    CODEC_ERR_BAD_COMMAND_ID,         /* id not 16 bytes, or all zero bytes */
+    CODEC_ERR_BAD_RECIPIENT_ID,       /* empty, over 256 bytes, not UTF-8, or holding U+0000 */
     CODEC_ERR_KEY_MISMATCH,           /* recipient id differs from the Kafka key */
     CODEC_ERR_INVALID_UTF8,           /* a string in the profile is not UTF-8 */
     CODEC_ERR_NUL_IN_STRING,          /* U+0000 in a profile string or key */
@@ -55,6 +55,8 @@ typedef enum codec_error {
     CODEC_ERR_NON_FINITE_NUMBER,      /* NaN or infinity */
     CODEC_ERR_NON_STRING_KEY,         /* a profile map key that is not a str */
     CODEC_ERR_UNSUPPORTED_TYPE,       /* bin or ext inside the profile */
+    CODEC_ERR_DUPLICATE_FIELD,        /* a known command field appears twice in the command map */
+    CODEC_ERR_BAD_SOURCE,             /* source over 128 bytes, not UTF-8, or holding U+0000 */
     CODEC_ERR__COUNT
 } codec_error_t;
 
@@ -69,14 +71,20 @@ const char *codec_error_name(codec_error_t code);
 /*
  * Appends the canonical encoding of `command` to `out` (proto/README.md,
  * "Canonical encoding"). command->profile_msgpack is copied as given: the
- * transcoder already wrote it canonically. Fails only on a command that breaks
- * the spec (empty recipient id, profile not a map), with errstr filled.
+ * transcoder already wrote it canonically. command->schema_version is not
+ * read: the encoder writes the version it implements (CODEC_SCHEMA_VERSION).
+ * Fails only on a command the decoder would reject for its envelope (bad
+ * recipient id, all-zero command id, bad source, profile not starting with a
+ * map header), with errstr filled and `out` untouched; the profile's contents
+ * are not re-validated here.
  */
 int codec_encode(const codec_command_t *command, buf_t *out, char *errstr, size_t errstr_size)
     __attribute__((warn_unused_result));
 
 /*
- * Decodes and validates one command. `key` is the Kafka message key (NULL
+ * Decodes and validates one command, running the checks in the order of
+ * proto/README.md "Validation order", so the code for an input that breaks
+ * several rules is the one the golden vectors name. `key` is the Kafka message key (NULL
  * when the record had none, which fails with KEY_MISMATCH). On success fills
  * `command` (borrowing from `bytes`), appends the profile as JSON text to
  * `profile_json` (the form PostgreSQL jsonb stores), and returns 0. On any

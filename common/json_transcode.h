@@ -18,10 +18,10 @@
 
 typedef enum transcode_status {
     TRANSCODE_OK = 0,
-    TRANSCODE_ERR_SYNTAX,           /* not JSON: grammar, bad escape, bad UTF-8, NUL, lone surrogate */
-    TRANSCODE_ERR_LIMIT,            /* depth, key, string or entry count over its limit (400) */
-    TRANSCODE_ERR_TOO_LARGE,        /* body over limits->max_body_bytes (413) */
-    TRANSCODE_ERR_SCHEMA,           /* valid JSON, wrong shape: no "profile" object, a documented field mistyped */
+    TRANSCODE_ERR_SYNTAX,    /* not JSON: grammar, bad escape, bad UTF-8, NUL, lone surrogate */
+    TRANSCODE_ERR_LIMIT,     /* depth, key, string or entry count over its limit (400) */
+    TRANSCODE_ERR_TOO_LARGE, /* body over limits->max_body_bytes (413) */
+    TRANSCODE_ERR_SCHEMA,    /* valid JSON, wrong shape: no "profile" object, a documented field mistyped */
 } transcode_status_t;
 
 typedef struct transcode_error {
@@ -40,7 +40,7 @@ int transcode_profile_request(const uint8_t *body, size_t len, const limits_t *l
                               transcode_error_t *error) __attribute__((warn_unused_result));
 
 /* Any one JSON value, no schema: for tests, fuzzing and tools. */
-int transcode_value(const uint8_t *json, size_t len, const limits_t *limits, buf_t *out, transcode_error_t *error)
-    __attribute__((warn_unused_result));
+int transcode_value(const uint8_t *json, size_t len, const limits_t *limits, buf_t *out,
+                    transcode_error_t *error) __attribute__((warn_unused_result));
 
 #endif

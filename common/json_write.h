@@ -27,8 +27,9 @@
  * (MALFORMED, INVALID_UTF8, NUL_IN_STRING, LIMIT, NON_FINITE_NUMBER,
  * NON_STRING_KEY, UNSUPPORTED_TYPE) and a message naming the path.
  */
-int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, const char *path, size_t *consumed,
-                     buf_t *out, codec_failure_t *failure) __attribute__((warn_unused_result));
+int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, const char *path,
+                     size_t *consumed, buf_t *out, codec_failure_t *failure)
+    __attribute__((warn_unused_result));
 
 /* Appends `s` as a quoted JSON string. The caller vouches it is valid UTF-8. */
 void json_write_string(buf_t *out, const char *s, size_t len);

@@ -11,8 +11,8 @@
 #include <stddef.h>
 
 /* Sets one property; on failure errstr names the property and librdkafka's reason. */
-int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr, size_t errstr_size)
-    __attribute__((warn_unused_result));
+int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
+                   size_t errstr_size) __attribute__((warn_unused_result));
 
 /* Applies "k=v,k=v" (empty or NULL: nothing). A value may not contain a comma. */
 int kafka_conf_set_list(rd_kafka_conf_t *conf, const char *list, char *errstr, size_t errstr_size)

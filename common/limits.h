@@ -10,12 +10,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LIMITS_DEFAULT_MAX_BODY_BYTES (256 * 1024)
-#define LIMITS_DEFAULT_MAX_DEPTH 32        /* nesting of objects/arrays inside the profile */
-#define LIMITS_DEFAULT_MAX_KEY_BYTES 256   /* one object key, in bytes of UTF-8 */
+#define LIMITS_DEFAULT_MAX_BODY_BYTES   (256 * 1024)
+#define LIMITS_DEFAULT_MAX_DEPTH        32  /* nesting of objects/arrays inside the profile */
+#define LIMITS_DEFAULT_MAX_KEY_BYTES    256 /* one object key, in bytes of UTF-8 */
 #define LIMITS_DEFAULT_MAX_STRING_BYTES (64 * 1024)
-#define LIMITS_DEFAULT_MAX_KEYS 1000       /* entries of one object, and elements of one array */
-#define LIMITS_MAX_RECIPIENT_ID_BYTES 256
+#define LIMITS_DEFAULT_MAX_KEYS         1000 /* entries of one object, and elements of one array */
+#define LIMITS_MAX_RECIPIENT_ID_BYTES   256
 
 typedef struct limits {
     size_t max_body_bytes;

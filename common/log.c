@@ -25,7 +25,10 @@ int log_level_parse(const char *name, log_level_t *level)
     return -1;
 }
 
-void log_set_service(const char *service) { log_service = service; }
+void log_set_service(const char *service)
+{
+    log_service = service;
+}
 
 /* Appends `src[0..len)` as JSON string content into dst (bounded by room);
  * returns bytes written, or -1 when it does not fit. Bytes >= 0x80 are copied
@@ -77,7 +80,8 @@ static int log_escape(char *dst, size_t room, const char *src, size_t len)
     return (int)out;
 }
 
-static void log_field_raw(log_fields_t *fields, const char *key, const char *value, size_t value_len, bool quote)
+static void log_field_raw(log_fields_t *fields, const char *key, const char *value, size_t value_len,
+                          bool quote)
 {
     size_t room = sizeof(fields->text) - fields->len;
     char *dst = fields->text + fields->len;

@@ -31,7 +31,10 @@ typedef struct log_fields {
     unsigned len;
 } log_fields_t;
 
-#define LOG_FIELDS_INIT {.text = {0}, .len = 0}
+#define LOG_FIELDS_INIT                                                                                      \
+    {                                                                                                        \
+        .text = {0}, .len = 0                                                                                \
+    }
 
 void log_field_str(log_fields_t *fields, const char *key, const char *value);
 void log_field_strn(log_fields_t *fields, const char *key, const char *value, size_t len);
@@ -40,18 +43,19 @@ void log_field_int(log_fields_t *fields, const char *key, int64_t value);
 void log_write(log_level_t level, const log_fields_t *fields, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#define log_at(level, fields, ...)                                                                                 \
-    do {                                                                                                           \
-        if ((level) >= log_level_min)                                                                              \
-            log_write((level), (fields), __VA_ARGS__);                                                             \
+#define log_at(level, fields, ...)                                                                           \
+    do {                                                                                                     \
+        if ((level) >= log_level_min)                                                                        \
+            log_write((level), (fields), __VA_ARGS__);                                                       \
     } while (0)
 #define log_debug(fields, ...) log_at(LOG_DEBUG, fields, __VA_ARGS__)
-#define log_info(fields, ...) log_at(LOG_INFO, fields, __VA_ARGS__)
-#define log_warn(fields, ...) log_at(LOG_WARN, fields, __VA_ARGS__)
+#define log_info(fields, ...)  log_at(LOG_INFO, fields, __VA_ARGS__)
+#define log_warn(fields, ...)  log_at(LOG_WARN, fields, __VA_ARGS__)
 #define log_error(fields, ...) log_at(LOG_ERROR, fields, __VA_ARGS__)
 
 /* Logs at fatal level and exits 1: for start-up failures (bad config, a port
  * in use), the `die()` tier of STYLE.md. */
-void log_die(const log_fields_t *fields, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+void log_die(const log_fields_t *fields, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3), noreturn));
 
 #endif

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-const double metrics_latency_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                         0.05,   0.1,   0.25,   0.5,   1.0,  2.5, 5.0, 10.0};
+const double metrics_latency_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                         0.1,    0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
 const size_t metrics_latency_bound_count = sizeof(metrics_latency_bounds) / sizeof(metrics_latency_bounds[0]);
 
 typedef enum metrics_type { METRICS_COUNTER, METRICS_GAUGE, METRICS_HISTOGRAM } metrics_type_t;
@@ -129,7 +129,8 @@ static metrics_series_t *metrics_series_get(metrics_t *metrics, const char *name
         abort();
     }
     for (metrics_series_t *series = family->series; series; series = series->next) {
-        if ((!series->labels && !labels) || (series->labels && labels && strcmp(series->labels, labels) == 0)) {
+        if ((!series->labels && !labels) ||
+            (series->labels && labels && strcmp(series->labels, labels) == 0)) {
             *created = false;
             return series;
         }
@@ -161,8 +162,8 @@ uint64_t metrics_counter_value(const metrics_counter_t *counter)
     return atomic_load_explicit(&counter->value, memory_order_relaxed);
 }
 
-metrics_histogram_t *metrics_histogram(metrics_t *metrics, const char *name, const char *help, const char *labels,
-                                       const double *bounds, size_t bound_count)
+metrics_histogram_t *metrics_histogram(metrics_t *metrics, const char *name, const char *help,
+                                       const char *labels, const double *bounds, size_t bound_count)
 {
     bool created;
     pthread_mutex_lock(&metrics->lock);
@@ -196,8 +197,8 @@ uint64_t metrics_histogram_count(const metrics_histogram_t *histogram)
     return atomic_load_explicit(&histogram->count, memory_order_relaxed);
 }
 
-void metrics_gauge(metrics_t *metrics, const char *name, const char *help, const char *labels, metrics_gauge_fn fn,
-                   void *arg)
+void metrics_gauge(metrics_t *metrics, const char *name, const char *help, const char *labels,
+                   metrics_gauge_fn fn, void *arg)
 {
     bool created;
     pthread_mutex_lock(&metrics->lock);
@@ -215,8 +216,16 @@ static void metrics_render_number(buf_t *out, double value)
         buf_append_str(out, value > 0 ? "+Inf" : "-Inf");
     else if (value == (double)(int64_t)value && fabs(value) < 1e15)
         buf_appendf(out, "%lld", (long long)value);
-    else
-        buf_appendf(out, "%.17g", value);
+    else {
+        /* The shortest of %.15g..%.17g that reads back to the same double. */
+        char text[32];
+        for (int precision = 15; precision <= 17; precision++) {
+            snprintf(text, sizeof(text), "%.*g", precision, value);
+            if (strtod(text, NULL) == value)
+                break;
+        }
+        buf_append_str(out, text);
+    }
 }
 
 /* name{labels,extra} — either part may be empty. */

@@ -30,19 +30,20 @@ void metrics_destroy(metrics_t *metrics);
  * labels twice returns the same series. Name/type clashes are a programming
  * error and abort.
  */
-metrics_counter_t *metrics_counter(metrics_t *metrics, const char *name, const char *help, const char *labels);
+metrics_counter_t *metrics_counter(metrics_t *metrics, const char *name, const char *help,
+                                   const char *labels);
 void metrics_counter_add(metrics_counter_t *counter, uint64_t n);
 uint64_t metrics_counter_value(const metrics_counter_t *counter);
 
 /* `bounds` ascending upper bounds (the +Inf bucket is implicit); copied. */
-metrics_histogram_t *metrics_histogram(metrics_t *metrics, const char *name, const char *help, const char *labels,
-                                       const double *bounds, size_t bound_count);
+metrics_histogram_t *metrics_histogram(metrics_t *metrics, const char *name, const char *help,
+                                       const char *labels, const double *bounds, size_t bound_count);
 void metrics_histogram_observe(metrics_histogram_t *histogram, double value);
 uint64_t metrics_histogram_count(const metrics_histogram_t *histogram);
 
 /* A gauge whose value `fn(arg)` computes at render time (on the rendering thread). */
-void metrics_gauge(metrics_t *metrics, const char *name, const char *help, const char *labels, metrics_gauge_fn fn,
-                   void *arg);
+void metrics_gauge(metrics_t *metrics, const char *name, const char *help, const char *labels,
+                   metrics_gauge_fn fn, void *arg);
 
 /* Appends every family in registration order. */
 void metrics_render(metrics_t *metrics, buf_t *out);

@@ -1,0 +1,370 @@
+#include "transcode_schema.h"
+
+#include <assert.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * The documented profile fields (Courier's profile schema: the OpenID
+ * Connect standard claims plus the provider objects). Shapes are checked
+ * only as far as the docs pin them down; members not listed pass through.
+ */
+typedef enum schema_kind {
+    SCHEMA_STRING,
+    SCHEMA_BOOLEAN,
+    SCHEMA_OBJECT,            /* an object; its listed members are checked */
+    SCHEMA_STRING_OR_STRINGS, /* a string, or an array of strings */
+    SCHEMA_STRINGS,           /* an array of strings */
+} schema_kind_t;
+
+typedef struct schema_field {
+    const char *name;
+    uint32_t name_len;
+    schema_kind_t kind;
+    const struct schema_field *members; /* SCHEMA_OBJECT: sorted by name; NULL for any object */
+    size_t nmembers;
+} schema_field_t;
+
+#define SCHEMA_TABLE(t) t, sizeof(t) / sizeof(t[0])
+
+static const schema_field_t schema_address[] = {
+    {"country", 7, SCHEMA_STRING, NULL, 0},  {"formatted", 9, SCHEMA_STRING, NULL, 0},
+    {"locality", 8, SCHEMA_STRING, NULL, 0}, {"postal_code", 11, SCHEMA_STRING, NULL, 0},
+    {"region", 6, SCHEMA_STRING, NULL, 0},   {"street_address", 14, SCHEMA_STRING, NULL, 0},
+};
+
+/* Slack: an OAuth access token plus one of channel, user_id or email. */
+static const schema_field_t schema_slack[] = {
+    {"access_token", 12, SCHEMA_STRING, NULL, 0},
+    {"channel", 7, SCHEMA_STRING, NULL, 0},
+    {"email", 5, SCHEMA_STRING, NULL, 0},
+    {"user_id", 7, SCHEMA_STRING, NULL, 0},
+};
+
+/* Microsoft Teams: a tenant and service URL plus a user or a conversation/channel. */
+static const schema_field_t schema_ms_teams[] = {
+    {"channel_id", 10, SCHEMA_STRING, NULL, 0},      {"channel_name", 12, SCHEMA_STRING, NULL, 0},
+    {"conversation_id", 15, SCHEMA_STRING, NULL, 0}, {"email", 5, SCHEMA_STRING, NULL, 0},
+    {"service_url", 11, SCHEMA_STRING, NULL, 0},     {"team_id", 7, SCHEMA_STRING, NULL, 0},
+    {"tenant_id", 9, SCHEMA_STRING, NULL, 0},        {"user_id", 7, SCHEMA_STRING, NULL, 0},
+};
+
+static const schema_field_t schema_discord[] = {
+    {"channel_id", 10, SCHEMA_STRING, NULL, 0},
+    {"user_id", 7, SCHEMA_STRING, NULL, 0},
+};
+
+/* Expo: one push token, or several. */
+static const schema_field_t schema_expo[] = {
+    {"token", 5, SCHEMA_STRING, NULL, 0},
+    {"tokens", 6, SCHEMA_STRINGS, NULL, 0},
+};
+
+static const schema_field_t schema_apn[] = {
+    {"token", 5, SCHEMA_STRING, NULL, 0},
+};
+
+static const schema_field_t schema_intercom[] = {
+    {"from", 4, SCHEMA_STRING, NULL, 0},
+    {"to", 2, SCHEMA_OBJECT, NULL, 0},
+};
+
+/* Sorted by name (byte order): lookups bisect it. */
+static const schema_field_t schema_profile[] = {
+    {"address", 7, SCHEMA_OBJECT, SCHEMA_TABLE(schema_address)},
+    {"airship", 7, SCHEMA_OBJECT, NULL, 0},
+    {"apn", 3, SCHEMA_OBJECT, SCHEMA_TABLE(schema_apn)},
+    {"birthdate", 9, SCHEMA_STRING, NULL, 0},
+    {"discord", 7, SCHEMA_OBJECT, SCHEMA_TABLE(schema_discord)},
+    {"email", 5, SCHEMA_STRING, NULL, 0},
+    {"email_verified", 14, SCHEMA_BOOLEAN, NULL, 0},
+    {"expo", 4, SCHEMA_OBJECT, SCHEMA_TABLE(schema_expo)},
+    {"family_name", 11, SCHEMA_STRING, NULL, 0},
+    {"firebaseToken", 13, SCHEMA_STRING_OR_STRINGS, NULL, 0},
+    {"gender", 6, SCHEMA_STRING, NULL, 0},
+    {"given_name", 10, SCHEMA_STRING, NULL, 0},
+    {"intercom", 8, SCHEMA_OBJECT, SCHEMA_TABLE(schema_intercom)},
+    {"locale", 6, SCHEMA_STRING, NULL, 0},
+    {"middle_name", 11, SCHEMA_STRING, NULL, 0},
+    {"ms_teams", 8, SCHEMA_OBJECT, SCHEMA_TABLE(schema_ms_teams)},
+    {"name", 4, SCHEMA_STRING, NULL, 0},
+    {"nickname", 8, SCHEMA_STRING, NULL, 0},
+    {"phone_number", 12, SCHEMA_STRING, NULL, 0},
+    {"phone_number_verified", 21, SCHEMA_BOOLEAN, NULL, 0},
+    {"picture", 7, SCHEMA_STRING, NULL, 0},
+    {"preferred_username", 18, SCHEMA_STRING, NULL, 0},
+    {"profile", 7, SCHEMA_STRING, NULL, 0},
+    {"slack", 5, SCHEMA_OBJECT, SCHEMA_TABLE(schema_slack)},
+    {"sub", 3, SCHEMA_STRING, NULL, 0},
+    {"updated_at", 10, SCHEMA_STRING, NULL, 0},
+    {"website", 7, SCHEMA_STRING, NULL, 0},
+    {"zoneinfo", 8, SCHEMA_STRING, NULL, 0},
+};
+
+/* ---- reading trusted canonical msgpack -------------------------------- */
+
+static uint32_t schema_be16(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 8 | p[1];
+}
+static uint32_t schema_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* If p holds a str, returns its payload and length; else NULL. */
+static const uint8_t *schema_str(const uint8_t *p, uint32_t *len)
+{
+    uint8_t h = p[0];
+    if ((h & 0xE0) == 0xA0) {
+        *len = h & 0x1F;
+        return p + 1;
+    }
+    switch (h) {
+    case 0xD9:
+        *len = p[1];
+        return p + 2;
+    case 0xDA:
+        *len = schema_be16(p + 1);
+        return p + 3;
+    case 0xDB:
+        *len = schema_be32(p + 1);
+        return p + 5;
+    default:
+        return NULL;
+    }
+}
+
+/* If p holds a map (is_map) or an array, returns the first entry and its count. */
+static const uint8_t *schema_container(const uint8_t *p, bool is_map, uint32_t *count)
+{
+    uint8_t h = p[0];
+    uint8_t fix = is_map ? 0x80 : 0x90;
+    uint8_t w16 = is_map ? 0xDE : 0xDC;
+    if ((h & 0xF0) == fix) {
+        *count = h & 0x0F;
+        return p + 1;
+    }
+    if (h == w16) {
+        *count = schema_be16(p + 1);
+        return p + 3;
+    }
+    if (h == w16 + 1) {
+        *count = schema_be32(p + 1);
+        return p + 5;
+    }
+    return NULL;
+}
+
+/* Returns the byte after the one value at p. Iterative: nesting is the
+ * transcoder's business, not the stack's. */
+static const uint8_t *schema_skip(const uint8_t *p, const uint8_t *end)
+{
+    (void)end; /* only the asserts read it */
+    uint64_t pending = 1;
+    while (pending > 0) {
+        assert(p < end);
+        uint8_t h = *p;
+        uint32_t n;
+        pending--;
+        if (h <= 0x7F || h >= 0xE0 || h == 0xC0 || h == 0xC2 || h == 0xC3) {
+            p += 1;
+        } else if (schema_str(p, &n)) {
+            p = schema_str(p, &n) + n;
+        } else if (schema_container(p, true, &n)) {
+            p = schema_container(p, true, &n);
+            pending += 2 * (uint64_t)n;
+        } else if (schema_container(p, false, &n)) {
+            p = schema_container(p, false, &n);
+            pending += n;
+        } else {
+            switch (h) {
+            case 0xCC:
+            case 0xD0:
+                p += 2;
+                break;
+            case 0xCD:
+            case 0xD1:
+                p += 3;
+                break;
+            case 0xCE:
+            case 0xD2:
+                p += 5;
+                break;
+            case 0xCF:
+            case 0xD3:
+            case 0xCB:
+                p += 9;
+                break;
+            default:
+                fprintf(stderr,
+                        "{\"level\":\"fatal\",\"message\":\"transcoder wrote msgpack byte 0x%02x\"}\n", h);
+                abort();
+            }
+        }
+    }
+    assert(p <= end);
+    return p;
+}
+
+static const schema_field_t *schema_lookup(const schema_field_t *table, size_t n, const uint8_t *key,
+                                           uint32_t key_len)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        const char *name = table[mid].name;
+        size_t name_len = table[mid].name_len;
+        size_t common = name_len < key_len ? name_len : key_len;
+        int c = memcmp(name, key, common);
+        if (c == 0)
+            c = name_len < key_len ? -1 : (name_len > key_len);
+        if (c == 0)
+            return &table[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static const char *schema_kind_rule(schema_kind_t kind)
+{
+    switch (kind) {
+    case SCHEMA_STRING:
+        return "must be a string";
+    case SCHEMA_BOOLEAN:
+        return "must be a boolean";
+    case SCHEMA_OBJECT:
+        return "must be an object";
+    case SCHEMA_STRING_OR_STRINGS:
+        return "must be a string or an array of strings";
+    case SCHEMA_STRINGS:
+        return "must be an array of strings";
+    }
+    abort();
+}
+
+/* The path of the value being checked, as a chain on the C stack: it is
+ * only formatted when a check fails, so a valid profile costs no printf. */
+typedef struct schema_path {
+    const struct schema_path *parent; /* NULL: the root, "profile" */
+    const uint8_t *key;
+    uint32_t key_len;
+} schema_path_t;
+
+static size_t schema_path_format(const schema_path_t *path, char *out, size_t cap)
+{
+    size_t len = path->parent ? schema_path_format(path->parent, out, cap) : 0;
+    int n = path->parent
+                ? snprintf(out + len, cap - len, ".%.*s", (int)path->key_len, (const char *)path->key)
+                : snprintf(out, cap, "profile");
+    len += n < 0 ? 0 : (size_t)n;
+    return len < cap ? len : cap - 1;
+}
+
+static int schema_fail(const schema_path_t *path, int index, const char *rule, char *errstr,
+                       size_t errstr_size)
+{
+    char where[192];
+    schema_path_format(path, where, sizeof(where));
+    if (index >= 0)
+        snprintf(errstr, errstr_size, "%s[%d] %s", where, index, rule);
+    else
+        snprintf(errstr, errstr_size, "%s %s", where, rule);
+    return -1;
+}
+
+static int schema_check_map(const uint8_t *p, const uint8_t *end, const schema_field_t *table, size_t ntable,
+                            const schema_path_t *path, char *errstr, size_t errstr_size);
+
+/* Checks the value at p against field; `path` names it. */
+static int schema_check_value(const uint8_t *p, const uint8_t *end, const schema_field_t *field,
+                              const schema_path_t *path, char *errstr, size_t errstr_size)
+{
+    uint32_t n;
+    if (*p == 0xC0)
+        return 0; /* null: the field is unset */
+    switch (field->kind) {
+    case SCHEMA_STRING:
+        if (schema_str(p, &n))
+            return 0;
+        break;
+    case SCHEMA_BOOLEAN:
+        if (*p == 0xC2 || *p == 0xC3)
+            return 0;
+        break;
+    case SCHEMA_OBJECT:
+        if (!schema_container(p, true, &n))
+            break;
+        if (!field->members)
+            return 0;
+        return schema_check_map(p, end, field->members, field->nmembers, path, errstr, errstr_size);
+    case SCHEMA_STRING_OR_STRINGS:
+    case SCHEMA_STRINGS: {
+        if (field->kind == SCHEMA_STRING_OR_STRINGS && schema_str(p, &n))
+            return 0;
+        const uint8_t *item = schema_container(p, false, &n);
+        if (!item)
+            break;
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t len;
+            if (!schema_str(item, &len))
+                return schema_fail(path, (int)i, "must be a string", errstr, errstr_size);
+            item = schema_skip(item, end);
+        }
+        return 0;
+    }
+    }
+    return schema_fail(path, -1, schema_kind_rule(field->kind), errstr, errstr_size);
+}
+
+static int schema_check_map(const uint8_t *p, const uint8_t *end, const schema_field_t *table, size_t ntable,
+                            const schema_path_t *path, char *errstr, size_t errstr_size)
+{
+    uint32_t count;
+    p = schema_container(p, true, &count);
+    assert(p);
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t key_len;
+        const uint8_t *key = schema_str(p, &key_len);
+        assert(key); /* the transcoder writes str keys only */
+        const uint8_t *value = key + key_len;
+        const schema_field_t *field = schema_lookup(table, ntable, key, key_len);
+        if (field) {
+            schema_path_t sub = {path, key, key_len};
+            if (schema_check_value(value, end, field, &sub, errstr, errstr_size) != 0)
+                return -1;
+        }
+        p = schema_skip(value, end);
+    }
+    return 0;
+}
+
+int transcode_schema_check(const uint8_t *profile, size_t len, char *errstr, size_t errstr_size)
+{
+    schema_path_t root = {NULL, NULL, 0};
+    return schema_check_map(profile, profile + len, schema_profile,
+                            sizeof(schema_profile) / sizeof(schema_profile[0]), &root, errstr, errstr_size);
+}
+
+static int schema_sorted(const schema_field_t *table, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (strcmp(table[i].name, table[i + 1].name) >= 0)
+            return 0;
+        if (table[i].members && !schema_sorted(table[i].members, table[i].nmembers))
+            return 0;
+    }
+    if (n && table[n - 1].members && !schema_sorted(table[n - 1].members, table[n - 1].nmembers))
+        return 0;
+    return 1;
+}
+
+int transcode_schema_table_sorted(void)
+{
+    return schema_sorted(schema_profile, sizeof(schema_profile) / sizeof(schema_profile[0]));
+}

@@ -1,0 +1,203 @@
+/* Unit tests for the small shared modules: utf8, buf, cfg, log fields, metrics. */
+#include <check.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "cfg.h"
+#include "log.h"
+#include "metrics.h"
+#include "utf8.h"
+
+static bool valid(const char *bytes, size_t len, bool *has_nul)
+{
+    return utf8_valid((const uint8_t *)bytes, len, has_nul);
+}
+
+START_TEST(utf8_accepts_and_rejects)
+{
+    bool nul = true;
+    ck_assert(valid("plain ascii text, long enough for the fast path", 47, &nul));
+    ck_assert(!nul);
+    ck_assert(valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14, NULL)); /* é € 😀 */
+    ck_assert(valid("ab\0cdefghijkl", 13, &nul));
+    ck_assert(nul);
+    ck_assert(valid("a\0", 2, &nul));
+    ck_assert(nul);
+    ck_assert(!valid("\xc0\xaf", 2, NULL));                    /* overlong '/' */
+    ck_assert(!valid("\xe0\x80\xaf", 3, NULL));                /* overlong 3-byte */
+    ck_assert(!valid("\xed\xa0\x80", 3, NULL));                /* surrogate U+D800 */
+    ck_assert(!valid("\xf4\x90\x80\x80", 4, NULL));            /* above U+10FFFF */
+    ck_assert(!valid("\xe2\x82", 2, NULL));                    /* truncated */
+    ck_assert(!valid("\x80", 1, NULL));                        /* lone continuation */
+    ck_assert(!valid("12345678\xff", 9, NULL));                /* after the fast path */
+    ck_assert(valid("\xef\xbf\xbf\xf4\x8f\xbf\xbf", 7, NULL)); /* U+FFFF, U+10FFFF */
+}
+END_TEST
+
+START_TEST(buf_grows_and_formats)
+{
+    buf_t buf = {0};
+    for (int i = 0; i < 1000; i++)
+        buf_append_byte(&buf, (uint8_t)('a' + i % 26));
+    ck_assert_uint_eq(buf.len, 1000);
+    ck_assert_int_eq(buf.data[999], 'a' + 999 % 26);
+    buf_reset(&buf);
+    char big[600];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    buf_appendf(&buf, "%d-%s", 42, big);
+    ck_assert_uint_eq(buf.len, 3 + sizeof(big) - 1);
+    buf_terminate(&buf);
+    ck_assert(strncmp((char *)buf.data, "42-xxx", 6) == 0);
+    buf_free(&buf);
+    ck_assert_ptr_null(buf.data);
+}
+END_TEST
+
+typedef struct test_config {
+    char *name;
+    int64_t port;
+    bool enabled;
+    int64_t timeout_ms;
+    int64_t body_bytes;
+    char *secret;
+} test_config_t;
+
+static const cfg_entry_t test_table[] = {
+    {"PROFILED_TEST_NAME", CFG_STRING, offsetof(test_config_t, name), "alpha", 0, 0, false, "a name"},
+    {"PROFILED_TEST_PORT", CFG_INT, offsetof(test_config_t, port), "8080", 1, 65535, false, "a port"},
+    {"PROFILED_TEST_ENABLED", CFG_BOOL, offsetof(test_config_t, enabled), "false", 0, 0, false, "a flag"},
+    {"PROFILED_TEST_TIMEOUT", CFG_DURATION, offsetof(test_config_t, timeout_ms), "10s", 1, 3600000, false,
+     "a wait"},
+    {"PROFILED_TEST_BODY", CFG_SIZE, offsetof(test_config_t, body_bytes), "256KiB", 1, 1 << 30, false,
+     "a size"},
+    {"PROFILED_TEST_SECRET", CFG_STRING, offsetof(test_config_t, secret), NULL, 0, 0, true, "a secret"},
+};
+
+START_TEST(cfg_defaults_environment_and_errors)
+{
+    test_config_t config = {0};
+    char errstr[256];
+    unsetenv("PROFILED_TEST_PORT");
+    setenv("PROFILED_TEST_ENABLED", "yes", 1);
+    setenv("PROFILED_TEST_TIMEOUT", "250ms", 1);
+    ck_assert_int_eq(cfg_load(test_table, CFG_ENTRY_COUNT(test_table), &config, errstr, sizeof(errstr)), 0);
+    ck_assert_str_eq(config.name, "alpha");
+    ck_assert_int_eq(config.port, 8080);
+    ck_assert(config.enabled);
+    ck_assert_int_eq(config.timeout_ms, 250);
+    ck_assert_int_eq(config.body_bytes, 256 * 1024);
+    ck_assert_str_eq(config.secret, "");
+
+    setenv("PROFILED_TEST_PORT", "70000", 1);
+    ck_assert_int_eq(cfg_load(test_table, CFG_ENTRY_COUNT(test_table), &config, errstr, sizeof(errstr)), -1);
+    ck_assert_msg(strstr(errstr, "PROFILED_TEST_PORT=70000") && strstr(errstr, "between 1 and 65535"), "%s",
+                  errstr);
+    setenv("PROFILED_TEST_PORT", "80x", 1);
+    ck_assert_int_eq(cfg_load(test_table, CFG_ENTRY_COUNT(test_table), &config, errstr, sizeof(errstr)), -1);
+    ck_assert_msg(strstr(errstr, "expected an integer"), "%s", errstr);
+    unsetenv("PROFILED_TEST_PORT");
+
+    setenv("PROFILED_TEST_SECRET", "hunter2", 1);
+    setenv("PROFILED_TEST_BODY", "lots", 1);
+    ck_assert_int_eq(cfg_load(test_table, CFG_ENTRY_COUNT(test_table), &config, errstr, sizeof(errstr)), -1);
+    ck_assert_msg(strstr(errstr, "PROFILED_TEST_BODY=lots"), "%s", errstr);
+    unsetenv("PROFILED_TEST_BODY");
+    ck_assert_int_eq(cfg_load(test_table, CFG_ENTRY_COUNT(test_table), &config, errstr, sizeof(errstr)), 0);
+    ck_assert_str_eq(config.secret, "hunter2");
+
+    /* A secret's value never appears in an error. */
+    const cfg_entry_t secret_int = {
+        "PROFILED_TEST_SECRET_INT", CFG_INT, offsetof(test_config_t, port), NULL, 1, 2, true, ""};
+    ck_assert_int_eq(cfg_parse_value(&secret_int, "hunter2", &config, errstr, sizeof(errstr)), -1);
+    ck_assert_msg(!strstr(errstr, "hunter2"), "%s", errstr);
+
+    ck_assert_int_eq(cfg_parse_value(&test_table[3], "2m", &config, errstr, sizeof(errstr)), 0);
+    ck_assert_int_eq(config.timeout_ms, 120000);
+    ck_assert_int_eq(cfg_parse_value(&test_table[3], "2d", &config, errstr, sizeof(errstr)), -1);
+    ck_assert_int_eq(cfg_parse_value(&test_table[2], "maybe", &config, errstr, sizeof(errstr)), -1);
+    cfg_free(test_table, CFG_ENTRY_COUNT(test_table), &config);
+    ck_assert_ptr_null(config.name);
+    unsetenv("PROFILED_TEST_ENABLED");
+    unsetenv("PROFILED_TEST_TIMEOUT");
+    unsetenv("PROFILED_TEST_SECRET");
+}
+END_TEST
+
+START_TEST(log_fields_escape_and_bound)
+{
+    log_fields_t fields = LOG_FIELDS_INIT;
+    log_field_str(&fields, "id", "a\"b\\c\n");
+    log_field_int(&fields, "offset", -42);
+    ck_assert_str_eq(fields.text, ",\"id\":\"a\\\"b\\\\c\\n\",\"offset\":-42");
+    log_fields_t full = LOG_FIELDS_INIT;
+    char value[200];
+    memset(value, 'v', sizeof(value) - 1);
+    value[sizeof(value) - 1] = '\0';
+    for (int i = 0; i < 10; i++)
+        log_field_str(&full, "k", value);
+    /* Never overflows, and cuts at a member boundary. */
+    ck_assert_uint_lt(full.len, sizeof(full.text));
+    ck_assert_int_eq(full.text[full.len - 1], '"');
+    log_level_t level;
+    ck_assert_int_eq(log_level_parse("warn", &level), 0);
+    ck_assert_int_eq(level, LOG_WARN);
+    ck_assert_int_eq(log_level_parse("loud", &level), -1);
+}
+END_TEST
+
+static double gauge_seven(void *arg)
+{
+    (void)arg;
+    return 7;
+}
+
+START_TEST(metrics_render_prometheus_text)
+{
+    metrics_t *metrics = metrics_new();
+    metrics_counter_t *ok = metrics_counter(metrics, "req_total", "Requests.", "status=\"200\"");
+    metrics_counter_t *bad = metrics_counter(metrics, "req_total", "Requests.", "status=\"400\"");
+    ck_assert_ptr_eq(ok, metrics_counter(metrics, "req_total", "Requests.", "status=\"200\""));
+    metrics_counter_add(ok, 3);
+    metrics_counter_add(bad, 1);
+    const double bounds[] = {0.1, 1};
+    metrics_histogram_t *latency = metrics_histogram(metrics, "lat_seconds", "Latency.", NULL, bounds, 2);
+    metrics_histogram_observe(latency, 0.05);
+    metrics_histogram_observe(latency, 0.5);
+    metrics_histogram_observe(latency, 5);
+    metrics_gauge(metrics, "depth", "Depth.", NULL, gauge_seven, NULL);
+    buf_t out = {0};
+    metrics_render(metrics, &out);
+    buf_terminate(&out);
+    const char *text = (const char *)out.data;
+    ck_assert_msg(
+        strstr(text, "# TYPE req_total counter\nreq_total{status=\"200\"} 3\nreq_total{status=\"400\"} 1\n"),
+        "%s", text);
+    ck_assert_msg(strstr(text, "lat_seconds_bucket{le=\"0.1\"} 1\nlat_seconds_bucket{le=\"1\"} 2\n"
+                               "lat_seconds_bucket{le=\"+Inf\"} 3\nlat_seconds_sum 5.55"),
+                  "%s", text);
+    ck_assert_msg(strstr(text, "lat_seconds_count 3\n"), "%s", text);
+    ck_assert_msg(strstr(text, "# TYPE depth gauge\ndepth 7\n"), "%s", text);
+    buf_free(&out);
+    metrics_destroy(metrics);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *suite = suite_create("common");
+    TCase *tcase = tcase_create("modules");
+    tcase_add_test(tcase, utf8_accepts_and_rejects);
+    tcase_add_test(tcase, buf_grows_and_formats);
+    tcase_add_test(tcase, cfg_defaults_environment_and_errors);
+    tcase_add_test(tcase, log_fields_escape_and_bound);
+    tcase_add_test(tcase, metrics_render_prometheus_text);
+    suite_add_tcase(suite, tcase);
+    SRunner *runner = srunner_create(suite);
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

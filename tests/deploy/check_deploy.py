@@ -23,6 +23,9 @@ CHECK is one of:
              reports for the built binaries (dpkg -S), and list nothing unneeded
   image-packages every package the Dockerfile installs exists for bookworm
   image-files the Dockerfile copies what the build makes and the tree holds
+  release-build  runs the builder stage's own build command (Release, its
+             hardening flags) on this tree into --release-dir: the image's
+             binaries, which image-libs then judges instead of --api/--worker
   makefile   `make -f Makefile.docker -n build push` prints the commands
   selftest   each manifest and image check fails on a deliberately broken copy
 
@@ -68,6 +71,7 @@ class Context:
         self.repo = os.path.abspath(args.repo)
         self.build_dir = os.path.abspath(args.build_dir) if args.build_dir else None
         self.binaries = {"profiled-api": args.api, "profiled-worker": args.worker}
+        self.release_dir = os.path.abspath(args.release_dir) if getattr(args, "release_dir", None) else None
         self.k8s = os.path.join(self.repo, "deploy", "k8s")
         self.dockerfile_path = os.path.join(self.repo, "deploy", "docker", "Dockerfile")
         self._helps = None
@@ -681,9 +685,10 @@ def parse_dockerfile(text):
     for line in lines:
         word, _, rest = line.partition(" ")
         word = word.upper()
-        if word == "ARG" and not stages:
+        if word == "ARG":
             name, _, default = rest.partition("=")
-            args[name.strip()] = default.strip().strip('"')
+            if default:
+                args.setdefault(name.strip(), default.strip().strip('"'))
         elif word == "FROM":
             parts = rest.split()
             image = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), parts[0])
@@ -826,7 +831,7 @@ def dynamic_symbols(path, defined):
     return {line.split()[-1].split("@")[0] for line in proc.stdout.splitlines() if line.strip()}
 
 
-def library_packages(ctx):
+def library_packages(binaries):
     """{package: set of sonames} for the libraries the image's binaries load.
 
     The binaries under test may be a Debug build, which differs from the image's
@@ -838,7 +843,7 @@ def library_packages(ctx):
       that defines none of the binary's imported symbols is left out (noted).
     `direct` = sonames the Release binaries would name themselves."""
     owners, direct, notes, paths = {}, set(), [], {}
-    for name, path in ctx.binaries.items():
+    for name, path in binaries.items():
         resolved = ldd(path)
         imported = dynamic_symbols(path, defined=False)
         todo = []
@@ -876,6 +881,49 @@ def library_packages(ctx):
     return owners, direct, notes
 
 
+RELEASE_PREFIX = "/src/build/release/"
+
+
+def release_binaries(ctx):
+    """{name: path} of the binaries the runtime stage copies, inside --release-dir
+    (built by release-build), or None when there is no such build."""
+    if not ctx.release_dir:
+        return None
+    out = {}
+    for args in ctx.dockerfile["stages"].get("runtime", {}).get("copies", []):
+        srcs = [a for a in args if a.startswith(RELEASE_PREFIX)]
+        for src in srcs:
+            out[os.path.basename(src)] = os.path.join(ctx.release_dir, src[len(RELEASE_PREFIX):])
+    missing = [p for p in out.values() if not os.path.isfile(p)]
+    if missing:
+        raise RuntimeError(f"no Release build at {', '.join(missing)}: deploy_release_build failed or did not run")
+    return out
+
+
+def check_release_build(ctx):
+    """Runs the builder stage's `cmake` RUN line on this tree, with the stage's
+    ARG defaults, into --release-dir instead of build/release."""
+    if not ctx.release_dir:
+        return ["release-build needs --release-dir"]
+    builder = ctx.dockerfile["stages"].get("builder")
+    runs = [r for r in (builder or {}).get("run", []) if "cmake" in r and "build/release" in r]
+    if len(runs) != 1:
+        return [f"Dockerfile: expected one RUN with cmake ... build/release in the builder stage, found {len(runs)}"]
+    command = runs[0].replace("build/release", shlex.quote(ctx.release_dir))
+    env = dict(os.environ, **ctx.dockerfile["args"])
+    env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
+    env["ASAN_OPTIONS"] = "detect_leaks=0"
+    print(f"  $ {command}")
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=ctx.repo, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900)
+    tail = "\n".join(proc.stdout.splitlines()[-40:])
+    if proc.returncode != 0:
+        return [f"the image's build command failed (exit {proc.returncode}); the image would not build:\n{tail}"]
+    for name, path in release_binaries(ctx).items():
+        print(f"  built {name}: {path}")
+    return []
+
+
 def check_image_libs(ctx):
     problems = []
     stage = ctx.dockerfile["stages"].get("runtime")
@@ -884,7 +932,13 @@ def check_image_libs(ctx):
     listed = set(stage["packages"])
     if not listed:
         return ["Dockerfile: the runtime stage installs no package"]
-    owners, direct, notes = library_packages(ctx)
+    binaries = release_binaries(ctx)
+    if binaries:
+        print(f"  judging the Release build the image ships: {', '.join(binaries.values())}")
+    else:
+        binaries = ctx.binaries
+        print("  no --release-dir: judging the binaries under test")
+    owners, direct, notes = library_packages(binaries)
     for n in sorted(set(notes)):
         print(f"  note: {n}")
     essential = essential_packages()
@@ -1203,7 +1257,8 @@ MANIFEST_CHECKS = {"env": check_env, "probes": check_probes, "security": check_s
                    "lifecycle": check_lifecycle}
 ALL_CHECKS = dict(MANIFEST_CHECKS, **{
     "render": check_render, "image-libs": check_image_libs, "image-packages": check_image_packages,
-    "image-files": check_image_files, "makefile": check_makefile, "selftest": selftest})
+    "image-files": check_image_files, "makefile": check_makefile, "selftest": selftest,
+    "release-build": check_release_build})
 
 
 def main():
@@ -1212,6 +1267,7 @@ def main():
     parser.add_argument("--api", required=True, help="path of the built profiled-api")
     parser.add_argument("--worker", required=True, help="path of the built profiled-worker")
     parser.add_argument("--build-dir", help="the CMake build folder holding those binaries")
+    parser.add_argument("--release-dir", help="folder of the image's Release build (release-build makes it)")
     parser.add_argument("check", choices=sorted(ALL_CHECKS))
     args = parser.parse_args()
     ctx = Context(args)

@@ -245,3 +245,21 @@ e2e_header() {
 e2e_json_equal() {
     [[ "$(jq -cS . <<<"$1")" == "$(jq -cS . <<<"$2")" ]]
 }
+
+# e2e_check_ids_stored <file>: every recipient id in <file> (one JSON string a line, as
+# an SDK test was given them) has its row in PostgreSQL, byte for byte. An SDK
+# percent-encodes ids; a '+' read as a space or a '%41' decoded twice would show here.
+e2e_check_ids_stored() {
+    local file="$1" line id n missing=0
+    [[ -s "$file" ]] || e2e_fail "no recipient ids were written to $file"
+    while IFS= read -r line; do
+        id="$(jq -r . <<<"$line")"
+        n="$(e2e_psql -v rid="$id" <<<"select count(*) from profiles where recipient_id = :'rid'")"
+        if [[ "$n" != 1 ]]; then
+            echo "e2e: no row for recipient id $line in PostgreSQL" >&2
+            missing=$((missing + 1))
+        fi
+    done <"$file"
+    ((missing == 0)) || e2e_fail "$missing recipient ids sent through the SDK are not stored as given"
+    e2e_log "PostgreSQL holds all $(wc -l <"$file") recipient ids exactly as the SDK was given them"
+}

@@ -54,20 +54,7 @@ E2E_BASE_URL="$E2E_BASE_URL" E2E_KEY="$E2E_KEY" E2E_RUN="$E2E_RUN" E2E_IDS_FILE=
     COURIER_API_KEY= COURIER_BASE_URL= timeout 240 "$VENV/bin/python" "$HERE/sdk_python_test.py" ||
     e2e_fail "the Python SDK cases failed (above)"
 
-# The SDK percent-encoded each id; PostgreSQL must hold exactly the ids it was given,
-# byte for byte (a '+' read as a space, or '%41' decoded twice, would show here).
-[[ -s "$ids_file" ]] || e2e_fail "the Python cases wrote no recipient ids to $ids_file"
-missing=0
-while IFS= read -r line; do
-    id="$(jq -r . <<<"$line")"
-    n="$(e2e_psql -v rid="$id" <<<"select count(*) from profiles where recipient_id = :'rid'")"
-    if [[ "$n" != 1 ]]; then
-        echo "e2e: no row for recipient id $line in PostgreSQL" >&2
-        missing=$((missing + 1))
-    fi
-done <"$ids_file"
-((missing == 0)) || e2e_fail "$missing recipient ids sent through the SDK are not stored as given"
-e2e_log "PostgreSQL holds all $(wc -l <"$ids_file") recipient ids exactly as the SDK was given them"
+e2e_check_ids_stored "$ids_file"
 
 e2e_stop || e2e_fail "the services did not stop cleanly"
 echo "e2e_sdk_python: all checks passed"

@@ -66,21 +66,35 @@ static const double json_write_pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  
                                             1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                             1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
-/* Writes a quoted, escaped copy of s[0..len) at dst (room for 6 * len + 2
- * bytes); returns the end. */
-static uint8_t *json_write_quoted(uint8_t *dst, const uint8_t *s, size_t len)
+/* Room for n more bytes; the common case (room already there) stays inline. */
+static inline uint8_t *json_write_room(buf_t *out, size_t n)
+{
+    if (out->cap - out->len < n)
+        buf_reserve(out, n);
+    return out->data + out->len;
+}
+
+/*
+ * Writes a quoted, escaped copy of s[0..len) at dst (room for 6 * len + 2
+ * bytes) and returns the end, validating UTF-8 in the same pass: returns
+ * NULL at the first invalid sequence. U+0000 is escaped and reported in
+ * *has_nul rather than stopping the pass, so that a string with both faults
+ * is reported as invalid UTF-8 wherever they are (proto/README.md §5).
+ */
+static uint8_t *json_write_quoted(uint8_t *dst, const uint8_t *s, size_t len, bool *has_nul)
 {
     *dst++ = '"';
     size_t i = 0;
     while (i < len) {
-        /* Eight bytes at a time while none needs escaping: none below 0x20
-         * (the classic has-less-than trick), no '"', no '\\'. */
+        /* Eight bytes at a time while all are plain ASCII that needs no
+         * escape: none below 0x20 (the has-less-than trick), no '"', no
+         * '\\', no high bit (the last term). */
         while (i + 8 <= len) {
             uint64_t x;
             memcpy(&x, s + i, 8);
             uint64_t q = x ^ 0x2222222222222222ULL, b = x ^ 0x5c5c5c5c5c5c5c5cULL;
-            uint64_t hits = ((x - 0x2020202020202020ULL) & ~x) | ((q - 0x0101010101010101ULL) & ~q) |
-                            ((b - 0x0101010101010101ULL) & ~b);
+            uint64_t hits = (x - 0x2020202020202020ULL) | ((q - 0x0101010101010101ULL) & ~q) |
+                            ((b - 0x0101010101010101ULL) & ~b) | x;
             if (hits & 0x8080808080808080ULL)
                 break;
             memcpy(dst, &x, 8);
@@ -88,8 +102,17 @@ static uint8_t *json_write_quoted(uint8_t *dst, const uint8_t *s, size_t len)
             i += 8;
         }
         size_t stop = i + 8 < len ? i + 8 : len;
-        for (; i < stop; i++) {
+        while (i < stop) {
             uint8_t c = s[i];
+            if (c >= 0x80) {
+                size_t seq = utf8_sequence_len(s + i, len - i);
+                if (seq == 0)
+                    return NULL;
+                memcpy(dst, s + i, seq);
+                dst += seq;
+                i += seq;
+                continue;
+            }
             char e = json_write_escape[c];
             if (!e) {
                 *dst++ = c;
@@ -97,11 +120,13 @@ static uint8_t *json_write_quoted(uint8_t *dst, const uint8_t *s, size_t len)
                 *dst++ = '\\';
                 *dst++ = (uint8_t)e;
             } else {
+                *has_nul |= c == 0;
                 memcpy(dst, "\\u00", 4);
                 dst[4] = (uint8_t)json_write_hex[c >> 4];
                 dst[5] = (uint8_t)json_write_hex[c & 0xf];
                 dst += 6;
             }
+            i++;
         }
     }
     *dst++ = '"';
@@ -110,8 +135,9 @@ static uint8_t *json_write_quoted(uint8_t *dst, const uint8_t *s, size_t len)
 
 void json_write_string(buf_t *out, const char *s, size_t len)
 {
-    buf_reserve(out, 6 * len + 2);
-    uint8_t *end = json_write_quoted(out->data + out->len, (const uint8_t *)s, len);
+    bool has_nul = false;
+    uint8_t *end = json_write_quoted(json_write_room(out, 6 * len + 2), (const uint8_t *)s, len, &has_nul);
+    assert(end != NULL); /* the caller vouched for valid UTF-8 */
     out->len = (size_t)(end - out->data);
 }
 
@@ -313,18 +339,22 @@ int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, c
     int rc = -1;
     char what[96];
 
-    if (limits->max_depth > JSON_WRITE_STACK_FRAMES) {
-        heap_frames = malloc((size_t)limits->max_depth * sizeof(*heap_frames));
+    /* Every open container took at least one input byte, so the depth never
+     * exceeds len: a huge configured limit costs nothing on small input. */
+    size_t max_frames = limits->max_depth < len ? limits->max_depth : len;
+    if (max_frames > JSON_WRITE_STACK_FRAMES) {
+        heap_frames = malloc(max_frames * sizeof(*heap_frames));
         if (!heap_frames) {
-            fprintf(stderr, "{\"level\":\"fatal\",\"message\":\"out of memory for %u JSON writer frames\"}\n",
-                    limits->max_depth);
+            fprintf(stderr,
+                    "{\"level\":\"fatal\",\"message\":\"out of memory for %zu JSON writer frames\"}\n",
+                    max_frames);
             abort();
         }
         frames = heap_frames;
     }
 
     for (;;) {
-        mp_item_t item;
+        mp_item_t item = {0};
         if (mp_read(bytes + pos, len - pos, &item) != 0) {
             json_write_fail(failure, CODEC_ERR_MALFORMED, path, frames, depth,
                             "truncated or malformed msgpack");
@@ -335,7 +365,7 @@ int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, c
 
         if (top && top->is_map && top->want_key) {
             if (item.type != MP_STR) {
-                snprintf(what, sizeof(what), "map key is a %s, not a str", mp_type_name(item.type));
+                snprintf(what, sizeof(what), "map key is not a str (got %s)", mp_type_name(item.type));
                 json_write_fail(failure, CODEC_ERR_NON_STRING_KEY, path, frames, depth, what);
                 goto cleanup;
             }
@@ -345,8 +375,12 @@ int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, c
                 json_write_fail(failure, CODEC_ERR_LIMIT, path, frames, depth, what);
                 goto cleanup;
             }
-            bool has_nul;
-            if (!utf8_valid(item.data, item.len, &has_nul)) {
+            bool has_nul = false;
+            uint8_t *dst = json_write_room(out, 6 * (size_t)item.len + 4);
+            if (separator)
+                *dst++ = ',';
+            dst = json_write_quoted(dst, item.data, item.len, &has_nul);
+            if (!dst) {
                 json_write_fail(failure, CODEC_ERR_INVALID_UTF8, path, frames, depth,
                                 "key is not valid UTF-8");
                 goto cleanup;
@@ -355,11 +389,6 @@ int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, c
                 json_write_fail(failure, CODEC_ERR_NUL_IN_STRING, path, frames, depth, "key contains U+0000");
                 goto cleanup;
             }
-            buf_reserve(out, 6 * (size_t)item.len + 4);
-            uint8_t *dst = out->data + out->len;
-            if (separator)
-                *dst++ = ',';
-            dst = json_write_quoted(dst, item.data, item.len);
             *dst++ = ':';
             out->len = (size_t)(dst - out->data);
             top->key = item.data;
@@ -382,8 +411,7 @@ int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, c
                                 "NaN or infinity has no JSON form");
                 goto cleanup;
             }
-            buf_reserve(out, JSON_WRITE_SCALAR_MAX);
-            char *dst = (char *)out->data + out->len;
+            char *dst = (char *)json_write_room(out, JSON_WRITE_SCALAR_MAX);
             if (separator)
                 *dst++ = ',';
             if (item.type == MP_NIL) {
@@ -411,8 +439,12 @@ int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, c
                 json_write_fail(failure, CODEC_ERR_LIMIT, path, frames, depth, what);
                 goto cleanup;
             }
-            bool has_nul;
-            if (!utf8_valid(item.data, item.len, &has_nul)) {
+            bool has_nul = false;
+            uint8_t *dst = json_write_room(out, 6 * (size_t)item.len + 3);
+            if (separator)
+                *dst++ = ',';
+            dst = json_write_quoted(dst, item.data, item.len, &has_nul);
+            if (!dst) {
                 json_write_fail(failure, CODEC_ERR_INVALID_UTF8, path, frames, depth,
                                 "string is not valid UTF-8");
                 goto cleanup;
@@ -422,11 +454,6 @@ int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, c
                                 "string contains U+0000, which jsonb cannot store");
                 goto cleanup;
             }
-            buf_reserve(out, 6 * (size_t)item.len + 3);
-            uint8_t *dst = out->data + out->len;
-            if (separator)
-                *dst++ = ',';
-            dst = json_write_quoted(dst, item.data, item.len);
             out->len = (size_t)(dst - out->data);
             break;
         }
@@ -449,7 +476,7 @@ int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, c
                 json_write_fail(failure, CODEC_ERR_LIMIT, path, frames, depth, what);
                 goto cleanup;
             }
-            buf_reserve(out, 3);
+            json_write_room(out, 3);
             if (separator)
                 out->data[out->len++] = ',';
             if (item.len == 0) {

@@ -357,6 +357,27 @@ void harness_kafka_fetch(const char *topic, int32_t partition, int64_t offset, b
     ck_assert_msg(found, "no message at %s/%d/%lld within 20 s", topic, partition, (long long)offset);
 }
 
+int32_t harness_kafka_partition_count(const char *topic)
+{
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    ck_assert(rd_kafka_conf_set(conf, "bootstrap.servers", test_env_require("PROFILED_KAFKA_BROKERS"), errstr,
+                                sizeof(errstr)) == RD_KAFKA_CONF_OK);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    ck_assert_msg(rk != NULL, "%s", errstr);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *metadata = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &metadata, 10000);
+    ck_assert_msg(err == RD_KAFKA_RESP_ERR_NO_ERROR, "metadata of %s: %s", topic, rd_kafka_err2str(err));
+    ck_assert_int_eq(metadata->topic_cnt, 1);
+    int32_t count = metadata->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(metadata);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
+    ck_assert_int_gt(count, 0);
+    return count;
+}
+
 void harness_sh(const char *command)
 {
     int status = system(command);

@@ -68,6 +68,9 @@ bool harness_header(const harness_response_t *response, const char *name, char *
 /* The message at topic/partition/offset (waits up to 20 s); fills payload and key. */
 void harness_kafka_fetch(const char *topic, int32_t partition, int64_t offset, buf_t *payload, buf_t *key);
 
+/* The number of partitions of `topic` (metadata, up to 10 s). */
+int32_t harness_kafka_partition_count(const char *topic);
+
 /* Runs a shell command (e.g. "$PROFILED_STACK stop kafka"), failing the test unless it exits 0. */
 void harness_sh(const char *command);
 

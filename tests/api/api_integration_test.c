@@ -5,7 +5,9 @@
  * Kafka or came from PostgreSQL. Fault tests stop and restart the broker
  * through "$PROFILED_STACK", and always restart it on the way out.
  *
- * usage: api_integration_test <path of profiled-api>
+ * PostgreSQL tests get a private schema migrated by `profiled-worker migrate`.
+ *
+ * usage: api_integration_test <path of profiled-api> <path of profiled-worker>
  */
 #include <check.h>
 #include <jansson.h>
@@ -94,6 +96,14 @@ START_TEST(test_put_roundtrip)
     ck_assert(harness_header(&response, "X-Command-Id", id_text, sizeof(id_text)));
     ck_assert(harness_header(&response, "X-Kafka-Partition", partition, sizeof(partition)));
     ck_assert(harness_header(&response, "X-Kafka-Offset", offset, sizeof(offset)));
+
+    /* proto/README.md §8: the partition is murmur2(key) modulo the partition count. */
+    int32_t partitions = harness_kafka_partition_count(test_env_require("PROFILED_KAFKA_TOPIC"));
+    const char *key_text = "team/ada-\xC3\xA9";
+    int32_t expected_partition =
+        rd_kafka_msg_partitioner_murmur2(NULL, key_text, strlen(key_text), partitions, NULL, NULL);
+    ck_assert_msg(atoi(partition) == expected_partition, "partition %s, murmur2 gives %d of %d", partition,
+                  expected_partition, partitions);
 
     buf_t payload = {0}, key = {0}, profile_json = {0};
     harness_kafka_fetch(test_env_require("PROFILED_KAFKA_TOPIC"), atoi(partition), atoll(offset), &payload,
@@ -408,12 +418,16 @@ END_TEST
 
 /* ---- GET from PostgreSQL ---------------------------------------------------- */
 
-static PGconn *pg_connect(void)
-{
-    PGconn *conn = PQconnectdb(test_env_require("PROFILED_PG_DSN"));
-    ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "PostgreSQL: %s", PQerrorMessage(conn));
-    return conn;
-}
+static const char *worker_binary;
+
+/* A private schema holding the worker's real tables: `profiled-worker migrate` runs against a DSN
+ * whose search_path is the schema, so the test neither depends on nor disturbs the public one. */
+typedef struct pg_schema {
+    char name[96];
+    char dsn[512];
+    char dsn_override[600]; /* "PROFILED_PG_DSN=..." for the api */
+    PGconn *conn;
+} pg_schema_t;
 
 static void pg_exec(PGconn *conn, const char *sql, int n, const char *const *params)
 {
@@ -423,12 +437,37 @@ static void pg_exec(PGconn *conn, const char *sql, int n, const char *const *par
     PQclear(result);
 }
 
-/* The worker's table (DESIGN §5); created here when its migrations have not run. */
-static const char create_profiles[] =
-    "CREATE TABLE IF NOT EXISTS profiles (recipient_id text PRIMARY KEY, profile jsonb NOT NULL, "
-    "command_id bytea NOT NULL, kafka_topic text NOT NULL, kafka_partition int NOT NULL, "
-    "kafka_offset bigint NOT NULL, version numeric(20,0) NULL, created_at timestamptz NOT NULL, "
-    "updated_at timestamptz NOT NULL)";
+static void pg_schema_create(pg_schema_t *schema)
+{
+    const char *base = test_env_require("PROFILED_PG_DSN");
+    char unique[80], sql[200], command[1200];
+    test_env_unique_name("api", unique, sizeof(unique));
+    snprintf(schema->name, sizeof(schema->name), "it_%s", unique);
+    for (char *p = schema->name; *p; p++)
+        if (*p == '-' || *p == '.')
+            *p = '_';
+    snprintf(schema->dsn, sizeof(schema->dsn), "%s options='-csearch_path=%s'", base, schema->name);
+    snprintf(schema->dsn_override, sizeof(schema->dsn_override), "PROFILED_PG_DSN=%s", schema->dsn);
+    PGconn *admin = PQconnectdb(base);
+    ck_assert_msg(PQstatus(admin) == CONNECTION_OK, "PostgreSQL: %s", PQerrorMessage(admin));
+    snprintf(sql, sizeof(sql), "CREATE SCHEMA %s", schema->name);
+    pg_exec(admin, sql, 0, NULL);
+    PQfinish(admin);
+    ck_assert_msg(worker_binary != NULL, "no profiled-worker path given");
+    snprintf(command, sizeof(command), "PROFILED_PG_DSN=\"%s\" \"%s\" migrate >/dev/null 2>&1", schema->dsn,
+             worker_binary);
+    harness_sh(command);
+    schema->conn = PQconnectdb(schema->dsn);
+    ck_assert_msg(PQstatus(schema->conn) == CONNECTION_OK, "PostgreSQL: %s", PQerrorMessage(schema->conn));
+}
+
+static void pg_schema_drop(pg_schema_t *schema)
+{
+    char sql[200];
+    snprintf(sql, sizeof(sql), "DROP SCHEMA %s CASCADE", schema->name);
+    pg_exec(schema->conn, sql, 0, NULL);
+    PQfinish(schema->conn);
+}
 
 static void insert_profile(PGconn *conn, const char *recipient_id, const char *profile)
 {
@@ -439,12 +478,6 @@ static void insert_profile(PGconn *conn, const char *recipient_id, const char *p
             "created_at, updated_at) VALUES ($1, $2::jsonb, '\\x00', 'test', 0, 0, now(), now()) "
             "ON CONFLICT (recipient_id) DO UPDATE SET profile = EXCLUDED.profile",
             2, params);
-}
-
-static void delete_profile(PGconn *conn, const char *recipient_id)
-{
-    const char *params[1] = {recipient_id};
-    pg_exec(conn, "DELETE FROM profiles WHERE recipient_id = $1", 1, params);
 }
 
 static void assert_get_profile(harness_client_t *client, const char *path, const char *profile)
@@ -463,31 +496,26 @@ static void assert_get_profile(harness_client_t *client, const char *path, const
 
 START_TEST(test_get)
 {
-    PGconn *conn = pg_connect();
-    pg_exec(conn, create_profiles, 0, NULL);
-    char id[128], path[256];
-    test_env_unique_name("api-get/x", id, sizeof(id)); /* holds a slash: the path carries it as %2F */
-    char *slash = strchr(id, '/');
-    snprintf(path, sizeof(path), "/profiles/%.*s%%2F%s", (int)(slash - id), id, slash + 1);
+    pg_schema_t schema;
+    pg_schema_create(&schema);
     const char *profile = "{\"email\":\"grace@example.com\",\"custom\":{\"n\":[1,2,{\"deep\":\"\\u00e9\"}]}}";
-    insert_profile(conn, id, profile);
+    insert_profile(schema.conn, "team/grace", profile);
 
+    const char *const overrides[] = {schema.dsn_override, NULL};
     harness_api_t api;
-    harness_api_start(&api, NULL);
+    harness_api_start(&api, overrides);
     harness_client_t client;
     harness_client_init(&client, api.port);
-    assert_get_profile(&client, path, profile);
+    assert_get_profile(&client, "/profiles/team%2Fgrace", profile);
 
     harness_response_t response = {0};
     ck_assert_int_eq(
         harness_request(&client, "GET", "/profiles/no-such-recipient-xyz", AUTH, NULL, 0, &response), 0);
     assert_error(&response, 404, INVALID, "no-such-recipient-xyz", "GET unknown");
     harness_response_free(&response);
-
-    delete_profile(conn, id);
-    PQfinish(conn);
     harness_client_close(&client);
     ck_assert_int_eq(harness_api_stop(&api, SIGTERM, 30000), 0);
+    pg_schema_drop(&schema);
 }
 END_TEST
 
@@ -501,14 +529,12 @@ static void restart_kafka(void)
 START_TEST(test_broker_outage)
 {
     test_env_require("PROFILED_STACK");
-    static const char *const overrides[] = {"PROFILED_REQUEST_DEADLINE=2s", "PROFILED_SHUTDOWN_DEADLINE=5s",
-                                            NULL};
-    PGconn *conn = pg_connect();
-    pg_exec(conn, create_profiles, 0, NULL);
-    char id[128], path[256];
-    test_env_unique_name("api-outage", id, sizeof(id));
-    snprintf(path, sizeof(path), "/profiles/%s", id);
-    insert_profile(conn, id, "{\"email\":\"x@example.com\"}");
+    pg_schema_t schema;
+    pg_schema_create(&schema);
+    const char *const overrides[] = {"PROFILED_REQUEST_DEADLINE=2s", "PROFILED_SHUTDOWN_DEADLINE=5s",
+                                     schema.dsn_override, NULL};
+    const char *path = "/profiles/outage-reader";
+    insert_profile(schema.conn, "outage-reader", "{\"email\":\"x@example.com\"}");
 
     harness_api_t api;
     harness_api_start(&api, overrides);
@@ -572,9 +598,8 @@ START_TEST(test_broker_outage)
 
     harness_response_free(&response);
     harness_client_close(&client);
-    delete_profile(conn, id);
-    PQfinish(conn);
     ck_assert_int_eq(harness_api_stop(&api, SIGTERM, 30000), 0);
+    pg_schema_drop(&schema);
 }
 END_TEST
 
@@ -848,11 +873,12 @@ static Suite *api_integration_suite(void)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s <path of profiled-api>\n", argv[0]);
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s <path of profiled-api> <path of profiled-worker>\n", argv[0]);
         return 2;
     }
     harness_set_binary(argv[1]);
+    worker_binary = argv[2];
     SRunner *runner = srunner_create(api_integration_suite());
     srunner_run_all(runner, CK_NORMAL);
     int failed = srunner_ntests_failed(runner);

@@ -446,7 +446,8 @@ static void pg_schema_create(pg_schema_t *schema)
     for (char *p = schema->name; *p; p++)
         if (*p == '-' || *p == '.')
             *p = '_';
-    snprintf(schema->dsn, sizeof(schema->dsn), "%s options='-csearch_path=%s'", base, schema->name);
+    snprintf(schema->dsn, sizeof(schema->dsn), "%s options='-csearch_path=%s -cclient_min_messages=warning'",
+             base, schema->name);
     snprintf(schema->dsn_override, sizeof(schema->dsn_override), "PROFILED_PG_DSN=%s", schema->dsn);
     PGconn *admin = PQconnectdb(base);
     ck_assert_msg(PQstatus(admin) == CONNECTION_OK, "PostgreSQL: %s", PQerrorMessage(admin));
@@ -526,6 +527,12 @@ static void restart_kafka(void)
     harness_sh("\"$PROFILED_STACK\" start kafka >/dev/null 2>&1");
 }
 
+static void restart_services(void)
+{
+    harness_sh("\"$PROFILED_STACK\" start kafka >/dev/null 2>&1");
+    harness_sh("\"$PROFILED_STACK\" start postgres >/dev/null 2>&1");
+}
+
 START_TEST(test_broker_outage)
 {
     test_env_require("PROFILED_STACK");
@@ -599,6 +606,57 @@ START_TEST(test_broker_outage)
     harness_response_free(&response);
     harness_client_close(&client);
     ck_assert_int_eq(harness_api_stop(&api, SIGTERM, 30000), 0);
+    pg_schema_drop(&schema);
+}
+END_TEST
+
+/* ---- PostgreSQL outage ------------------------------------------------------------------ */
+
+START_TEST(test_postgres_outage)
+{
+    test_env_require("PROFILED_STACK");
+    pg_schema_t schema;
+    pg_schema_create(&schema);
+    insert_profile(schema.conn, "pg-outage", "{\"email\":\"pg@example.com\"}");
+    PQfinish(schema.conn);
+    const char *const overrides[] = {"PROFILED_REQUEST_DEADLINE=2s", schema.dsn_override, NULL};
+    harness_api_t api;
+    harness_api_start(&api, overrides);
+    harness_client_t client;
+    harness_client_init(&client, api.port);
+    assert_get_profile(&client, "/profiles/pg-outage", "{\"email\":\"pg@example.com\"}");
+
+    harness_sh("\"$PROFILED_STACK\" stop postgres >/dev/null 2>&1");
+    harness_response_t response = {0};
+    for (int i = 0; i < 3; i++) {
+        int64_t started = now_ms();
+        ck_assert_int_eq(harness_request(&client, "GET", "/profiles/pg-outage", AUTH, NULL, 0, &response), 0);
+        int64_t took = now_ms() - started;
+        assert_error(&response, 503, "api_error", "PostgreSQL", "GET with PostgreSQL down");
+        char retry_after[16];
+        ck_assert(harness_header(&response, "Retry-After", retry_after, sizeof(retry_after)));
+        ck_assert_msg(took <= 3500, "GET took %lld ms with a 2 s deadline", (long long)took);
+    }
+    /* Writes do not need PostgreSQL. */
+    const char body[] = GOOD_BODY;
+    ck_assert_int_eq(
+        harness_request(&client, "PUT", "/profiles/pg-outage", AUTH, body, strlen(body), &response), 0);
+    ck_assert_int_eq(response.status, 200);
+
+    harness_sh("\"$PROFILED_STACK\" start postgres >/dev/null 2>&1");
+    int64_t until = now_ms() + 30000;
+    int status = 0;
+    while (now_ms() < until && status != 200) {
+        ck_assert_int_eq(harness_request(&client, "GET", "/profiles/pg-outage", AUTH, NULL, 0, &response), 0);
+        status = response.status;
+        if (status != 200)
+            usleep(200 * 1000);
+    }
+    ck_assert_msg(status == 200, "GET still %d 30 s after PostgreSQL came back", status);
+    harness_response_free(&response);
+    harness_client_close(&client);
+    ck_assert_int_eq(harness_api_stop(&api, SIGTERM, 30000), 0);
+    schema.conn = PQconnectdb(schema.dsn);
     pg_schema_drop(&schema);
 }
 END_TEST
@@ -863,9 +921,10 @@ static Suite *api_integration_suite(void)
     tc = tcase_create("faults");
     tcase_set_timeout(tc, 240);
     /* Unchecked: runs in the runner process even when the test died with the broker stopped. */
-    tcase_add_unchecked_fixture(tc, NULL, restart_kafka);
+    tcase_add_unchecked_fixture(tc, NULL, restart_services);
     tcase_add_test(tc, test_broker_outage);
     tcase_add_test(tc, test_shutdown_broker_down);
+    tcase_add_test(tc, test_postgres_outage);
     tcase_add_test(tc, test_sigterm_under_load);
     suite_add_tcase(suite, tc);
     return suite;

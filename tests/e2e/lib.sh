@@ -268,3 +268,39 @@ e2e_check_ids_stored() {
     ((missing == 0)) || e2e_fail "$missing recipient ids sent through the SDK are not stored as given"
     e2e_log "PostgreSQL holds all $(wc -l <"$file") recipient ids exactly as the SDK was given them"
 }
+
+# e2e_python_sdk_install <repo>: Courier's Python SDK (PyPI trycourier, version
+# E2E_TRYCOURIER_VERSION, default 9.13.0) in a venv under <repo>/.cache/e2e, installed
+# with pip once and reused (a marker file names the version); sets E2E_PY to its
+# python. Fails, saying why, when it cannot be installed (no network, no venv module).
+e2e_python_sdk_install() {
+    local repo="$1"
+    local version="${E2E_TRYCOURIER_VERSION:-9.13.0}"
+    local cache="$repo/.cache/e2e"
+    local venv="$cache/python-trycourier-$version"
+    E2E_PY="$venv/bin/python"
+    mkdir -p "$cache"
+    exec 9>"$cache/python.lock"
+    flock -w 600 9 || e2e_fail "could not lock $cache/python.lock within 600s"
+    if [[ -f "$venv/.installed" ]] && "$E2E_PY" -c 'import courier' 2>/dev/null; then
+        e2e_log "trycourier $version already installed in $venv"
+        exec 9>&-
+        return 0
+    fi
+    command -v python3 >/dev/null 2>&1 ||
+        e2e_fail "python3 is not installed; the Python SDK tests need it (apt-get install python3 python3-venv)"
+    rm -rf "$venv"
+    python3 -m venv "$venv" >"$cache/python-venv.log" 2>&1 ||
+        e2e_fail "python3 -m venv failed (is python3-venv installed? apt-get install python3-venv):" \
+            "$(tail -n 3 "$cache/python-venv.log")"
+    e2e_log "installing trycourier==$version from PyPI into $venv"
+    if ! timeout 600 "$venv/bin/pip" install --disable-pip-version-check --no-input -q "trycourier==$version" \
+        >"$cache/python-pip.log" 2>&1; then
+        rm -rf "$venv"
+        e2e_fail "pip could not install trycourier==$version from PyPI (no network, or the version is gone?);" \
+            "the Courier Python SDK tests cannot run without it. pip said: $(tail -n 5 "$cache/python-pip.log")"
+    fi
+    "$E2E_PY" -c 'import courier' || e2e_fail "trycourier installed but 'import courier' fails"
+    echo "$version" >"$venv/.installed"
+    exec 9>&-
+}

@@ -9,8 +9,8 @@
 # After e2e_start: E2E_BASE_URL, E2E_KEY (the api key), E2E_TOPIC, E2E_DLQ_TOPIC,
 # E2E_GROUP, E2E_RUN (a unique run id to put in recipient ids), E2E_DIR (logs, scratch).
 # Inputs: E2E_API_BIN and E2E_WORKER_BIN (ctest passes the CMake target paths);
-# optional E2E_PARTITIONS (of the fresh topic, default 3) and E2E_EXIT_HOOK (a function
-# the EXIT trap calls last).
+# optional E2E_PARTITIONS (of the fresh topic, default 3), E2E_DELETE_TOPICS_BIN (deletes
+# the run's topics after a pass) and E2E_EXIT_HOOK (a function the EXIT trap calls last).
 # An EXIT trap stops whatever is still running, checks the exit codes, and on failure
 # prints the tail of both logs; the test's exit code is non-zero if anything failed.
 #
@@ -213,8 +213,13 @@ e2e_on_exit() {
         ((rc != 0)) || rc=1
         e2e_tail_logs
         [[ -n "$E2E_DIR" ]] && echo "e2e: logs kept in $E2E_DIR" >&2
-    elif [[ -n "$E2E_DIR" && -d "$E2E_DIR" ]]; then
-        rm -rf "$E2E_DIR"
+    else
+        [[ -n "$E2E_DIR" && -d "$E2E_DIR" ]] && rm -rf "$E2E_DIR"
+        # A passing run's topics are of no further use; a failing run's stay for a look.
+        if [[ -n "${E2E_TOPIC:-}" && -x "${E2E_DELETE_TOPICS_BIN:-}" ]]; then
+            timeout 60 "$E2E_DELETE_TOPICS_BIN" "$PROFILED_KAFKA_BROKERS" "$E2E_TOPIC" "$E2E_DLQ_TOPIC" ||
+                echo "e2e: warning: could not delete the topics $E2E_TOPIC and $E2E_DLQ_TOPIC" >&2
+        fi
     fi
     if [[ -n "${E2E_EXIT_HOOK:-}" ]]; then
         "$E2E_EXIT_HOOK" || true

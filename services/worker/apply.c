@@ -1,0 +1,408 @@
+#include "apply.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fold.h"
+#include "pgconn.h"
+
+struct apply_scratch {
+    buf_t recipients, profiles, ids, partitions, offsets, versions, notify, hex;
+    fold_command_t *commands;
+    fold_result_t *results;
+    size_t *item_of; /* fold index -> batch index */
+    fold_row_t *rows;
+    uint8_t *applied;
+    size_t cap, row_cap, applied_cap;
+};
+
+apply_scratch_t *apply_scratch_new(void)
+{
+    apply_scratch_t *scratch = calloc(1, sizeof(*scratch));
+    if (!scratch)
+        abort();
+    return scratch;
+}
+
+void apply_scratch_destroy(apply_scratch_t *scratch)
+{
+    if (!scratch)
+        return;
+    buf_free(&scratch->recipients);
+    buf_free(&scratch->profiles);
+    buf_free(&scratch->ids);
+    buf_free(&scratch->partitions);
+    buf_free(&scratch->offsets);
+    buf_free(&scratch->versions);
+    buf_free(&scratch->notify);
+    buf_free(&scratch->hex);
+    free(scratch->commands);
+    free(scratch->results);
+    free(scratch->item_of);
+    free(scratch->rows);
+    free(scratch->applied);
+    free(scratch);
+}
+
+static void *apply_grow(void *p, size_t count, size_t size)
+{
+    void *grown = realloc(p, (count ? count : 1) * size);
+    if (!grown)
+        abort();
+    return grown;
+}
+
+/* ------------------------------------------------ array literals (text format) */
+
+static void arr_open(buf_t *b)
+{
+    buf_reset(b);
+    buf_append_byte(b, '{');
+}
+
+static void arr_sep(buf_t *b)
+{
+    if (b->len > 1)
+        buf_append_byte(b, ',');
+}
+
+/* A quoted element: inside double quotes only '"' and '\' need a backslash. */
+static void arr_quoted(buf_t *b, const char *s, size_t n)
+{
+    arr_sep(b);
+    buf_reserve(b, n + n / 8 + 2);
+    buf_append_byte(b, '"');
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"' || s[i] == '\\') {
+            buf_append(b, s + start, i - start);
+            buf_append_byte(b, '\\');
+            start = i;
+        }
+    }
+    buf_append(b, s + start, n - start);
+    buf_append_byte(b, '"');
+}
+
+/* A bytea element in hex form: "\\x0011..." (the backslash escaped for the array). */
+static void arr_bytea(buf_t *b, const uint8_t *bytes, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    arr_sep(b);
+    buf_append_str(b, "\"\\\\x");
+    for (size_t i = 0; i < n; i++) {
+        buf_append_byte(b, (uint8_t)digits[bytes[i] >> 4]);
+        buf_append_byte(b, (uint8_t)digits[bytes[i] & 15]);
+    }
+    buf_append_byte(b, '"');
+}
+
+static void arr_raw(buf_t *b, const char *text)
+{
+    arr_sep(b);
+    buf_append_str(b, text);
+}
+
+static void arr_close(buf_t *b)
+{
+    buf_append_byte(b, '}');
+    buf_terminate(b);
+}
+
+static int apply_hex_decode(const char *hex, size_t len, uint8_t *out, size_t out_len)
+{
+    if (len != out_len * 2)
+        return -1;
+    for (size_t i = 0; i < out_len; i++) {
+        int v = 0;
+        for (int k = 0; k < 2; k++) {
+            char c = hex[2 * i + k];
+            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            if (d < 0)
+                return -1;
+            v = v * 16 + d;
+        }
+        out[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------ the transaction */
+
+typedef struct apply_tx {
+    PGconn *conn;
+    char *errstr;
+    size_t errstr_size;
+    apply_status_t status; /* of the failing step */
+} apply_tx_t;
+
+/* Runs one statement; on failure classifies it into tx->status and fills errstr. */
+static PGresult *apply_exec(apply_tx_t *tx, const char *what, const char *sql, int nparams,
+                            const char *const *params, ExecStatusType expect)
+{
+    PGresult *res = PQexecParams(tx->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) == expect)
+        return res;
+    char reason[512];
+    pgconn_error(tx->conn, res, reason, sizeof(reason));
+    snprintf(tx->errstr, tx->errstr_size, "%s: %s", what, reason);
+    tx->status =
+        PQstatus(tx->conn) == CONNECTION_OK && pgconn_is_data_error(res) ? APPLY_REJECTED : APPLY_RETRY;
+    PQclear(res);
+    return NULL;
+}
+
+static bool apply_exec_ok(apply_tx_t *tx, const char *what, const char *sql, int nparams,
+                          const char *const *params)
+{
+    PGresult *res = apply_exec(tx, what, sql, nparams, params, PGRES_COMMAND_OK);
+    PQclear(res);
+    return res != NULL;
+}
+
+static const char apply_sql_lock[] = "SELECT recipient_id, version::text FROM profiles "
+                                     "WHERE recipient_id = ANY($1::text[]) ORDER BY recipient_id FOR UPDATE";
+
+static const char apply_sql_applied[] = "SELECT encode(command_id, 'hex') FROM applied_commands "
+                                        "WHERE command_id = ANY($1::bytea[])";
+
+static const char apply_sql_upsert[] =
+    "INSERT INTO profiles AS p (recipient_id, profile, command_id, kafka_topic, kafka_partition, "
+    "kafka_offset, "
+    "version, created_at, updated_at) "
+    "SELECT r, j::jsonb, c, $4, pt, o, v, now(), now() "
+    "FROM unnest($1::text[], $2::text[], $3::bytea[], $5::int[], $6::bigint[], $7::numeric[]) AS u(r, j, c, "
+    "pt, o, v) "
+    "ON CONFLICT (recipient_id) DO UPDATE SET profile = EXCLUDED.profile, command_id = EXCLUDED.command_id, "
+    "kafka_topic = EXCLUDED.kafka_topic, kafka_partition = EXCLUDED.kafka_partition, "
+    "kafka_offset = EXCLUDED.kafka_offset, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at";
+
+static const char apply_sql_ids[] = "INSERT INTO applied_commands (command_id, recipient_id, applied_at) "
+                                    "SELECT c, r, now() FROM unnest($1::bytea[], $2::text[]) AS u(c, r) "
+                                    "ON CONFLICT (command_id) DO NOTHING";
+
+static const char apply_sql_position_update[] =
+    "UPDATE kafka_positions SET next_offset = $4, updated_at = now() "
+    "WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND next_offset = $5";
+
+static const char apply_sql_position_insert[] =
+    "INSERT INTO kafka_positions (consumer_group, topic, partition, next_offset, updated_at) "
+    "VALUES ($1, $2, $3, $4, now()) ON CONFLICT DO NOTHING";
+
+static bool apply_one_row(PGresult *res)
+{
+    return strcmp(PQcmdTuples(res), "1") == 0;
+}
+
+apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, const char *topic,
+                         const batch_t *batch, size_t lo, size_t hi, const apply_position_t *positions,
+                         size_t position_count, apply_counts_t *counts, char *errstr, size_t errstr_size)
+{
+    apply_tx_t tx = {.conn = conn, .errstr = errstr, .errstr_size = errstr_size, .status = APPLY_RETRY};
+    PGresult *rows_res = NULL, *ids_res = NULL;
+    bool in_tx = false;
+    memset(counts, 0, sizeof(*counts));
+
+    /* The range's commands, in order, for the fold. */
+    size_t n = 0;
+    if (s->cap < hi - lo) {
+        s->cap = hi - lo;
+        s->commands = apply_grow(s->commands, s->cap, sizeof(*s->commands));
+        s->results = apply_grow(s->results, s->cap, sizeof(*s->results));
+        s->item_of = apply_grow(s->item_of, s->cap, sizeof(*s->item_of));
+    }
+    arr_open(&s->recipients);
+    arr_open(&s->ids);
+    for (size_t i = lo; i < hi; i++) {
+        const batch_item_t *item = &batch->items[i];
+        if (item->kind != BATCH_COMMAND)
+            continue;
+        fold_command_t *c = &s->commands[n];
+        c->recipient_id = item->command.recipient_id;
+        c->recipient_id_len = item->command.recipient_id_len;
+        c->command_id = item->command.command_id;
+        c->has_version = item->command.has_version;
+        c->version = item->command.version;
+        s->item_of[n++] = i;
+        arr_quoted(&s->recipients, c->recipient_id, c->recipient_id_len);
+        arr_bytea(&s->ids, c->command_id, FOLD_ID_BYTES);
+    }
+    arr_close(&s->recipients);
+    arr_close(&s->ids);
+
+    if (!apply_exec_ok(&tx, "begin", "BEGIN", 0, NULL))
+        goto fail;
+    in_tx = true;
+
+    if (n > 0) {
+        const char *lock_params[1] = {(const char *)s->recipients.data};
+        rows_res = apply_exec(&tx, "lock rows", apply_sql_lock, 1, lock_params, PGRES_TUPLES_OK);
+        if (!rows_res)
+            goto fail;
+        size_t row_count = (size_t)PQntuples(rows_res);
+        if (s->row_cap < row_count) {
+            s->row_cap = row_count;
+            s->rows = apply_grow(s->rows, s->row_cap, sizeof(*s->rows));
+        }
+        for (size_t r = 0; r < row_count; r++) {
+            s->rows[r].recipient_id = PQgetvalue(rows_res, (int)r, 0);
+            s->rows[r].recipient_id_len = (size_t)PQgetlength(rows_res, (int)r, 0);
+            s->rows[r].has_version = !PQgetisnull(rows_res, (int)r, 1);
+            s->rows[r].version =
+                s->rows[r].has_version ? strtoull(PQgetvalue(rows_res, (int)r, 1), NULL, 10) : 0;
+        }
+
+        const char *id_params[1] = {(const char *)s->ids.data};
+        ids_res = apply_exec(&tx, "read applied ids", apply_sql_applied, 1, id_params, PGRES_TUPLES_OK);
+        if (!ids_res)
+            goto fail;
+        size_t applied_count = (size_t)PQntuples(ids_res);
+        if (s->applied_cap < applied_count) {
+            s->applied_cap = applied_count;
+            s->applied = apply_grow(s->applied, s->applied_cap, FOLD_ID_BYTES);
+        }
+        for (size_t r = 0; r < applied_count; r++)
+            if (apply_hex_decode(PQgetvalue(ids_res, (int)r, 0), (size_t)PQgetlength(ids_res, (int)r, 0),
+                                 s->applied + r * FOLD_ID_BYTES, FOLD_ID_BYTES) < 0) {
+                snprintf(errstr, errstr_size, "read applied ids: unexpected id text from PostgreSQL");
+                goto fail;
+            }
+
+        fold_run(s->commands, n, s->rows, row_count, s->applied, applied_count, s->results);
+
+        /* Rows to upsert, and ids to record. */
+        arr_open(&s->recipients);
+        arr_open(&s->profiles);
+        arr_open(&s->ids);
+        arr_open(&s->partitions);
+        arr_open(&s->offsets);
+        arr_open(&s->versions);
+        arr_open(&s->hex); /* applied ids */
+        buf_t applied_recipients = {0};
+        arr_open(&applied_recipients);
+        for (size_t k = 0; k < n; k++) {
+            const batch_item_t *item = &batch->items[s->item_of[k]];
+            const fold_result_t *result = &s->results[k];
+            switch (result->outcome) {
+            case FOLD_WRITTEN: {
+                char number[32];
+                counts->written++;
+                arr_quoted(&s->recipients, item->command.recipient_id, item->command.recipient_id_len);
+                arr_quoted(&s->profiles, (const char *)batch->json.data + item->json_off, item->json_len);
+                arr_bytea(&s->ids, item->command.command_id, FOLD_ID_BYTES);
+                snprintf(number, sizeof(number), "%" PRId32, item->partition);
+                arr_raw(&s->partitions, number);
+                snprintf(number, sizeof(number), "%" PRId64, item->offset);
+                arr_raw(&s->offsets, number);
+                if (result->store_has_version) {
+                    snprintf(number, sizeof(number), "%" PRIu64, result->store_version);
+                    arr_raw(&s->versions, number);
+                } else
+                    arr_raw(&s->versions, "NULL");
+            }
+                __attribute__((fallthrough)); /* a written command is applied too */
+            case FOLD_SUPERSEDED:
+                counts->applied++;
+                arr_bytea(&s->hex, item->command.command_id, FOLD_ID_BYTES);
+                arr_quoted(&applied_recipients, item->command.recipient_id, item->command.recipient_id_len);
+                break;
+            case FOLD_DUPLICATE:
+                counts->duplicates++;
+                break;
+            case FOLD_STALE:
+                counts->stale++;
+                break;
+            }
+        }
+        arr_close(&s->recipients);
+        arr_close(&s->profiles);
+        arr_close(&s->ids);
+        arr_close(&s->partitions);
+        arr_close(&s->offsets);
+        arr_close(&s->versions);
+        arr_close(&s->hex);
+        arr_close(&applied_recipients);
+
+        bool ok = true;
+        if (counts->written > 0) {
+            const char *params[7] = {(const char *)s->recipients.data, (const char *)s->profiles.data,
+                                     (const char *)s->ids.data,        topic,
+                                     (const char *)s->partitions.data, (const char *)s->offsets.data,
+                                     (const char *)s->versions.data};
+            ok = apply_exec_ok(&tx, "upsert profiles", apply_sql_upsert, 7, params);
+        }
+        if (ok && counts->applied > 0) {
+            const char *params[2] = {(const char *)s->hex.data, (const char *)applied_recipients.data};
+            PGresult *res = apply_exec(&tx, "record applied ids", apply_sql_ids, 2, params, PGRES_COMMAND_OK);
+            if (!res)
+                ok = false;
+            else if (strtoull(PQcmdTuples(res), NULL, 10) != counts->applied) {
+                /* Another transaction recorded one of these ids since we read them:
+                 * a second worker is applying this partition. */
+                snprintf(errstr, errstr_size,
+                         "record applied ids: %s of %" PRIu64 " inserted, another worker applied some",
+                         PQcmdTuples(res), counts->applied);
+                tx.status = APPLY_FENCED;
+                ok = false;
+            }
+            PQclear(res);
+        }
+        buf_free(&applied_recipients);
+        if (!ok)
+            goto fail;
+    }
+
+    /* Positions, fenced: the update only matches the offset we believe PostgreSQL
+     * holds. Zero rows means another worker moved the partition since we read it. */
+    buf_reset(&s->notify);
+    for (size_t p = 0; p < position_count; p++) {
+        char partition[16], next[32], expected[32];
+        snprintf(partition, sizeof(partition), "%" PRId32, positions[p].partition);
+        snprintf(next, sizeof(next), "%" PRId64, positions[p].next);
+        snprintf(expected, sizeof(expected), "%" PRId64, positions[p].expected);
+        const char *params[5] = {group, topic, partition, next, expected};
+        PGresult *res =
+            positions[p].stored
+                ? apply_exec(&tx, "move position", apply_sql_position_update, 5, params, PGRES_COMMAND_OK)
+                : apply_exec(&tx, "insert position", apply_sql_position_insert, 4, params, PGRES_COMMAND_OK);
+        if (!res)
+            goto fail;
+        bool moved = apply_one_row(res);
+        PQclear(res);
+        if (!moved) {
+            snprintf(errstr, errstr_size, "partition %s: position is no longer %s (another worker moved it)",
+                     partition, positions[p].stored ? expected : "unset");
+            tx.status = APPLY_FENCED;
+            goto fail;
+        }
+        buf_appendf(&s->notify, "%s%s/%s/%s", p ? "," : "", topic, partition, next);
+    }
+    if (s->notify.len > 0) {
+        buf_terminate(&s->notify);
+        const char *params[1] = {(const char *)s->notify.data};
+        PGresult *res =
+            apply_exec(&tx, "notify", "SELECT pg_notify('profiled_applied', $1)", 1, params, PGRES_TUPLES_OK);
+        if (!res)
+            goto fail;
+        PQclear(res);
+    }
+    if (!apply_exec_ok(&tx, "commit", "COMMIT", 0, NULL)) {
+        in_tx = false; /* a failed COMMIT ends the transaction either way */
+        goto fail;
+    }
+    PQclear(rows_res);
+    PQclear(ids_res);
+    return APPLY_OK;
+
+fail:
+    PQclear(rows_res);
+    PQclear(ids_res);
+    if (in_tx && PQstatus(conn) == CONNECTION_OK) {
+        PGresult *res = PQexec(conn, "ROLLBACK");
+        PQclear(res);
+    }
+    memset(counts, 0, sizeof(*counts));
+    return tx.status;
+}

@@ -1,0 +1,100 @@
+#include "dlq.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+/* Delivery reports arrive on the thread that calls rd_kafka_flush/poll on the
+ * producer, i.e. the worker's thread inside dlq_send; the opaque is the item. */
+static void dlq_delivered(rd_kafka_t *rk, const rd_kafka_message_t *message, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    batch_item_t *item = message->_private;
+    if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        item->dead_lettered = true;
+    else {
+        log_fields_t fields = LOG_FIELDS_INIT;
+        log_field_int(&fields, "partition", item->partition);
+        log_field_int(&fields, "offset", item->offset);
+        log_field_str(&fields, "error", rd_kafka_err2str(message->err));
+        log_warn(&fields, "dead letter not delivered");
+    }
+}
+
+rd_kafka_t *dlq_new(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
+{
+    char reason[512];
+    if (rd_kafka_conf_set(conf, "enable.idempotence", "true", reason, sizeof(reason)) != RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "acks", "all", reason, sizeof(reason)) != RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "linger.ms", "5", reason, sizeof(reason)) != RD_KAFKA_CONF_OK) {
+        snprintf(errstr, errstr_size, "dead-letter producer: %s", reason);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, dlq_delivered);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, reason, sizeof(reason));
+    if (!rk) {
+        snprintf(errstr, errstr_size, "dead-letter producer: %s", reason);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return rk; /* conf is now owned by rk */
+}
+
+int dlq_send(rd_kafka_t *dlq, const char *dlq_topic, const char *source_topic, batch_t *batch, size_t lo,
+             size_t hi, int timeout_ms, size_t *sent, char *errstr, size_t errstr_size)
+{
+    size_t pending = 0;
+    *sent = 0;
+    for (size_t i = lo; i < hi; i++) {
+        batch_item_t *item = &batch->items[i];
+        if (item->kind == BATCH_COMMAND || item->dead_lettered)
+            continue;
+        const rd_kafka_message_t *m = item->message;
+        const char *code =
+            item->kind == BATCH_REJECTED ? DLQ_CODE_POSTGRES_REJECTED : codec_error_name(item->failure.code);
+        char partition[16], offset[32];
+        snprintf(partition, sizeof(partition), "%" PRId32, item->partition);
+        snprintf(offset, sizeof(offset), "%" PRId64, item->offset);
+        rd_kafka_headers_t *headers = rd_kafka_headers_new(5);
+        rd_kafka_header_add(headers, DLQ_HEADER_CODE, -1, code, -1);
+        rd_kafka_header_add(headers, DLQ_HEADER_MESSAGE, -1, item->failure.message, -1);
+        rd_kafka_header_add(headers, DLQ_HEADER_TOPIC, -1, source_topic, -1);
+        rd_kafka_header_add(headers, DLQ_HEADER_PARTITION, -1, partition, -1);
+        rd_kafka_header_add(headers, DLQ_HEADER_OFFSET, -1, offset, -1);
+        rd_kafka_resp_err_t err =
+            rd_kafka_producev(dlq, RD_KAFKA_V_TOPIC(dlq_topic), RD_KAFKA_V_KEY(m->key, m->key_len),
+                              RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(item), RD_KAFKA_V_END);
+        if (err) {
+            rd_kafka_headers_destroy(headers); /* not taken on failure */
+            snprintf(errstr, errstr_size, "dead letter for %s/%s/%s: %s", source_topic, partition, offset,
+                     rd_kafka_err2str(err));
+            (void)rd_kafka_flush(dlq, timeout_ms);
+            return -1;
+        }
+        pending++;
+    }
+    if (pending == 0)
+        return 0;
+    rd_kafka_resp_err_t err = rd_kafka_flush(dlq, timeout_ms);
+    size_t missing = 0;
+    for (size_t i = lo; i < hi; i++) {
+        const batch_item_t *item = &batch->items[i];
+        if (item->kind == BATCH_COMMAND)
+            continue;
+        if (item->dead_lettered)
+            (*sent)++;
+        else
+            missing++;
+    }
+    if (missing > 0) {
+        snprintf(errstr, errstr_size, "%zu dead letter(s) to %s not acknowledged: %s", missing, dlq_topic,
+                 err ? rd_kafka_err2str(err) : "delivery failed");
+        return -1;
+    }
+    return 0;
+}

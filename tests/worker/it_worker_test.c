@@ -1,0 +1,721 @@
+/*
+ * Integration tests of profiled-worker against the real stack (label
+ * "integration"). One Check test case per ctest entry, chosen by CK_RUN_CASE,
+ * so each has its own time limit. See it_common.h for the isolation rules.
+ */
+#include <check.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "codec.h"
+#include "it_common.h"
+#include "limits.h"
+
+#define CATCH_UP_MS 90000
+
+static void nap_ms(int ms)
+{
+    usleep((useconds_t)ms * 1000);
+}
+
+static void expect_caught_up(it_t *it)
+{
+    if (!it_wait_caught_up(it, CATCH_UP_MS)) {
+        it_show_log(it);
+        ck_abort_msg("the worker did not catch up within %d ms", CATCH_UP_MS);
+    }
+}
+
+static void expect_stops_cleanly(it_t *it, pid_t pid)
+{
+    int status = it_worker_stop(pid, 30000);
+    if (status != 0)
+        it_show_log(it);
+    ck_assert_msg(status == 0, "profiled-worker exit status after SIGTERM: %d (want 0)", status);
+}
+
+/* The number of recipients whose row is not the command `last[r]` (seq) of
+ * recipient "<prefix><r>": missing, another profile, or another command id. */
+static int64_t rows_not_last(it_t *it, const char *prefix, const uint64_t *last, int recipients)
+{
+    buf_t sql = {0};
+    buf_appendf(&sql, "SELECT count(*) FROM (VALUES ");
+    for (int r = 0; r < recipients; r++)
+        buf_appendf(&sql, "%s('%s%d', %" PRIu64 ")", r ? "," : "", prefix, r, last[r]);
+    buf_appendf(&sql,
+                ") AS e(r, s) LEFT JOIN profiles p ON p.recipient_id = e.r "
+                "WHERE p.recipient_id IS NULL OR (p.profile->>'seq')::bigint <> e.s "
+                "OR p.profile->>'recipient' <> e.r "
+                "OR p.command_id <> decode(lpad(to_hex(%" PRId64
+                "::bigint), 16, '0') || lpad(to_hex(e.s), 16, '0'), "
+                "'hex')",
+                (int64_t)it->nonce);
+    buf_terminate(&sql);
+    int64_t n = it_int(it, (const char *)sql.data);
+    buf_free(&sql);
+    return n;
+}
+
+/* ------------------------------------------------------------------ apply and read back */
+
+START_TEST(apply_and_read_back)
+{
+    it_t it;
+    it_setup(&it, "basic", 3);
+    it_exec(&it, "LISTEN profiled_applied");
+    it_produce(&it, "basic0", 1, false, 0, 0);
+    it_produce(&it, "basic1", 2, false, 0, 0);
+    it_produce(&it, "basic2", 3, true, 7, 0);
+    it_flush(&it);
+    pid_t pid = it_worker_start(&it, NULL);
+    expect_caught_up(&it);
+
+    uint64_t last[3] = {1, 2, 3};
+    ck_assert_int_eq(rows_not_last(&it, "basic", last, 3), 0);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), 3);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles WHERE recipient_id = 'basic0' AND profile = "
+                                 "'{\"recipient\": \"basic0\", \"seq\": 1}'::jsonb AND version IS NULL"),
+                     1);
+    ck_assert_int_eq(it_int(&it, "SELECT version FROM profiles WHERE recipient_id = 'basic2'"), 7);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 3);
+    char sql[512];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM profiles WHERE kafka_topic = '%s' AND kafka_offset >= 0",
+             it.topic);
+    ck_assert_int_eq(it_int(&it, sql), 3);
+
+    /* NOTIFY named the positions applied */
+    int notified = 0;
+    for (int i = 0; i < 50 && !notified; i++) {
+        PQconsumeInput(it.pg);
+        PGnotify *n;
+        while ((n = PQnotifies(it.pg)) != NULL) {
+            if (strstr(n->extra, it.topic))
+                notified = 1;
+            PQfreemem(n);
+        }
+        if (!notified)
+            nap_ms(100);
+    }
+    ck_assert_msg(notified, "no NOTIFY profiled_applied naming %s", it.topic);
+
+    expect_stops_cleanly(&it, pid);
+    it_teardown(&it);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ duplicates */
+
+START_TEST(same_commands_twice_apply_once)
+{
+    it_t it;
+    it_setup(&it, "dup", 2);
+    it_add_write_counter(&it);
+    it_produce(&it, "dup0", 1, false, 0, 0);
+    it_produce(&it, "dup0", 2, false, 0, 0);
+    it_produce(&it, "dup0", 1, false, 0, 0); /* a copy of a superseded command, same batch */
+    it_produce(&it, "dup1", 3, false, 0, 0);
+    it_flush(&it);
+    pid_t pid = it_worker_start(&it, NULL);
+    expect_caught_up(&it);
+    /* the whole stream again, in later batches */
+    it_produce(&it, "dup0", 1, false, 0, 0);
+    it_produce(&it, "dup0", 2, false, 0, 0);
+    it_produce(&it, "dup1", 3, false, 0, 0);
+    it_flush(&it);
+    expect_caught_up(&it);
+
+    uint64_t last[2] = {2, 3};
+    ck_assert_int_eq(rows_not_last(&it, "dup", last, 2), 0);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 3);
+    ck_assert_int_eq(it_int(&it, "SELECT max(writes) FROM write_counts"), 1);
+    expect_stops_cleanly(&it, pid);
+    it_teardown(&it);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ external versions */
+
+START_TEST(stale_version_is_skipped)
+{
+    it_t it;
+    it_setup(&it, "stale", 1);
+    pid_t pid = it_worker_start(&it, NULL);
+    uint64_t last[2];
+
+    it_produce(&it, "stale0", 1, true, 5, 0);
+    it_flush(&it);
+    expect_caught_up(&it);
+    it_produce(&it, "stale0", 2, true, 3, 0); /* older: skipped */
+    it_flush(&it);
+    expect_caught_up(&it);
+    last[0] = 1;
+    ck_assert_int_eq(rows_not_last(&it, "stale", last, 1), 0);
+    ck_assert_int_eq(it_int(&it, "SELECT version FROM profiles WHERE recipient_id = 'stale0'"), 5);
+
+    it_produce(&it, "stale0", 3, false, 0, 0); /* no version: applies, keeps 5 */
+    it_flush(&it);
+    expect_caught_up(&it);
+    it_produce(&it, "stale0", 4, true, 5, 0); /* equal: skipped */
+    it_flush(&it);
+    expect_caught_up(&it);
+    last[0] = 3;
+    ck_assert_int_eq(rows_not_last(&it, "stale", last, 1), 0);
+    ck_assert_int_eq(it_int(&it, "SELECT version FROM profiles WHERE recipient_id = 'stale0'"), 5);
+
+    /* in one batch: 2 applies, 1 is stale against it, the unversioned last applies and keeps 2 */
+    it_produce(&it, "stale1", 10, true, 2, 0);
+    it_produce(&it, "stale1", 11, true, 1, 0);
+    it_produce(&it, "stale1", 12, false, 0, 0);
+    it_produce(&it, "stale0", 5, true, 6, 0);
+    it_flush(&it);
+    expect_caught_up(&it);
+    last[0] = 5;
+    last[1] = 12;
+    ck_assert_int_eq(rows_not_last(&it, "stale", last, 2), 0);
+    ck_assert_int_eq(it_int(&it, "SELECT version FROM profiles WHERE recipient_id = 'stale0'"), 6);
+    ck_assert_int_eq(it_int(&it, "SELECT version FROM profiles WHERE recipient_id = 'stale1'"), 2);
+    /* applied: 1, 3, 5, 10, 12 (2, 4 and 11 were stale) */
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 5);
+    expect_stops_cleanly(&it, pid);
+    it_teardown(&it);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ last wins in a batch */
+
+START_TEST(batch_with_many_commands_per_recipient_leaves_the_last)
+{
+    it_t it;
+    it_setup(&it, "last", 1);
+    it_add_write_counter(&it);
+    for (uint64_t seq = 1; seq <= 400; seq++)
+        it_produce(&it, seq % 2 ? "last0" : "last1", seq, false, 0, 0);
+    it_flush(&it);
+    const char *env[] = {"PROFILED_BATCH_MAX_WAIT=3s", NULL};
+    pid_t pid = it_worker_start(&it, env);
+    expect_caught_up(&it);
+    uint64_t last[2] = {399, 400};
+    ck_assert_int_eq(rows_not_last(&it, "last", last, 2), 0);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 400);
+    /* one batch: each recipient's row was written once, by its last command */
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM write_counts"), 2);
+    ck_assert_int_eq(it_int(&it, "SELECT sum(writes) FROM write_counts"), 2);
+    expect_stops_cleanly(&it, pid);
+    it_teardown(&it);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ dead letters */
+
+typedef struct bad_record {
+    const char *key; /* NULL: no key */
+    buf_t value;
+    char code[64]; /* what codec_decode says about it */
+} bad_record_t;
+
+static void bad_record_expect(bad_record_t *bad)
+{
+    codec_command_t command;
+    codec_failure_t failure;
+    buf_t json = {0};
+    limits_t limits = limits_default();
+    int rc = codec_decode(bad->value.data, bad->value.len, (const uint8_t *)bad->key,
+                          bad->key ? strlen(bad->key) : 0, &limits, &command, &json, &failure);
+    ck_assert_msg(rc < 0, "a bad record decoded");
+    snprintf(bad->code, sizeof(bad->code), "%s", codec_error_name(failure.code));
+    buf_free(&json);
+}
+
+static const char *header(rd_kafka_message_t *m, const char *name, char *out, size_t out_size)
+{
+    rd_kafka_headers_t *headers = NULL;
+    const void *value = NULL;
+    size_t size = 0;
+    out[0] = '\0';
+    if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(headers, name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(out, out_size, "%.*s", (int)size, (const char *)value);
+        return out;
+    }
+    return NULL;
+}
+
+/* Reads `want` dead letters of partition 0 of the DLQ topic (bounded: 30 s).
+ * The messages keep *consumer alive: destroy them first, then the consumer
+ * (rd_kafka_destroy waits for every message it handed out). */
+static int read_dead_letters(it_t *it, rd_kafka_message_t **out, int want, rd_kafka_t **consumer_out)
+{
+    char errstr[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    ck_assert(rd_kafka_conf_set(conf, "bootstrap.servers", it->brokers, errstr, sizeof(errstr)) ==
+              RD_KAFKA_CONF_OK);
+    /* a group of its own that commits nothing: the worker's group is not touched */
+    char group[200];
+    snprintf(group, sizeof(group), "%s-reader", it->group);
+    ck_assert(rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof(errstr)) == RD_KAFKA_CONF_OK);
+    ck_assert(rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof(errstr)) ==
+              RD_KAFKA_CONF_OK);
+    rd_kafka_t *consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    ck_assert_msg(consumer != NULL, "%s", errstr);
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, it->dlq_topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    ck_assert(rd_kafka_assign(consumer, list) == RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_destroy(list);
+    int seen = 0;
+    for (int polls = 0; polls < 300 && seen < want; polls++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, 100);
+        if (!m)
+            continue;
+        if (m->err) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        out[seen++] = m;
+    }
+    /* one more short look: more dead letters than expected is a failure too */
+    for (int polls = 0; polls < 5; polls++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, 100);
+        if (m && !m->err)
+            ck_abort_msg("more dead letters than the %d expected", want);
+        if (m)
+            rd_kafka_message_destroy(m);
+    }
+    *consumer_out = consumer;
+    return seen;
+}
+
+START_TEST(invalid_commands_go_to_the_dead_letter_topic)
+{
+    it_t it;
+    it_setup(&it, "dlq", 1);
+    /* A row PostgreSQL refuses while the codec accepts it: the worker must find
+     * it by splitting the batch, dead-letter it, and apply the rest. */
+    it_exec(&it, "ALTER TABLE profiles ADD CONSTRAINT it_poison CHECK ((profile->>'seq')::bigint <> 666)");
+    enum { BAD = 6 };
+    bad_record_t bad[BAD];
+    int64_t bad_offset[BAD];
+    memset(bad, 0, sizeof(bad));
+    /* not msgpack at all */
+    bad[0].key = "dlq9";
+    buf_append_str(&bad[0].value, "not msgpack {\"profile\":{}}");
+    /* the other bad records are built from a valid encoding of {} for "dlq8" */
+    buf_t valid = {0};
+    {
+        char errstr[256];
+        buf_t profile = {0};
+        buf_append_byte(&profile, 0x80); /* {} */
+        codec_command_t command;
+        memset(&command, 0, sizeof(command));
+        command.schema_version = CODEC_SCHEMA_VERSION;
+        it_command_id(&it, 999, command.command_id);
+        command.recipient_id = "dlq8";
+        command.recipient_id_len = 4;
+        command.accepted_at_us = 1764355200000000LL;
+        command.profile_msgpack = profile.data;
+        command.profile_msgpack_len = profile.len;
+        ck_assert(codec_encode(&command, &valid, errstr, sizeof(errstr)) == 0);
+        buf_free(&profile);
+    }
+    bad[1].key = "someone-else"; /* key mismatch */
+    buf_append(&bad[1].value, valid.data, valid.len);
+    bad[2].key = NULL; /* no key */
+    buf_append(&bad[2].value, valid.data, valid.len);
+    bad[3].key = "dlq8"; /* truncated */
+    buf_append(&bad[3].value, valid.data, valid.len - 3);
+    bad[4].key = "dlq8"; /* trailing bytes */
+    buf_append(&bad[4].value, valid.data, valid.len);
+    buf_append_byte(&bad[4].value, 0xc0);
+    for (int i = 0; i < BAD - 1; i++)
+        bad_record_expect(&bad[i]);
+
+    /* offsets: 0 valid, then (bad, valid) pairs at 1..10, the poison at 11, a valid at 12 */
+    it_produce(&it, "dlq0", 1, false, 0, 0);
+    for (int i = 0; i < BAD - 1; i++) {
+        it_produce_raw(&it, bad[i].key, bad[i].key ? strlen(bad[i].key) : 0, bad[i].value.data,
+                       bad[i].value.len);
+        bad_offset[i] = 1 + 2 * i;
+        it_produce(&it, i % 2 ? "dlq1" : "dlq2", (uint64_t)(2 + i), false, 0, 0);
+    }
+    it_produce(&it, "dlq3", 666, false, 0, 0);
+    bad_offset[BAD - 1] = 11;
+    snprintf(bad[BAD - 1].code, sizeof(bad[BAD - 1].code), "postgres_rejected");
+    bad[BAD - 1].key = "dlq3";
+    it_produce(&it, "dlq0", 7, false, 0, 0);
+    it_flush(&it);
+    pid_t pid = it_worker_start(&it, NULL);
+    expect_caught_up(&it);
+    uint64_t last[3] = {7, 5, 6};
+    ck_assert_int_eq(rows_not_last(&it, "dlq", last, 3), 0);
+    ck_assert_int_eq(
+        it_int(&it, "SELECT count(*) FROM profiles WHERE recipient_id IN ('dlq3', 'dlq8', 'dlq9')"), 0);
+
+    rd_kafka_message_t *letters[BAD];
+    rd_kafka_t *reader = NULL;
+    int seen = read_dead_letters(&it, letters, BAD, &reader);
+    ck_assert_int_eq(seen, BAD);
+    int matched[BAD] = {0};
+    for (int k = 0; k < seen; k++) {
+        rd_kafka_message_t *m = letters[k];
+        char code[64], message[300], topic[200], partition[16], offset[32];
+        ck_assert_msg(header(m, "profiled-error-code", code, sizeof(code)) != NULL,
+                      "dead letter without code");
+        ck_assert(header(m, "profiled-error-message", message, sizeof(message)) != NULL && message[0]);
+        ck_assert(header(m, "profiled-source-topic", topic, sizeof(topic)) != NULL);
+        ck_assert_str_eq(topic, it.topic);
+        ck_assert(header(m, "profiled-source-partition", partition, sizeof(partition)) != NULL);
+        ck_assert_str_eq(partition, "0");
+        ck_assert(header(m, "profiled-source-offset", offset, sizeof(offset)) != NULL);
+        int i;
+        for (i = 0; i < BAD; i++)
+            if (bad_offset[i] == atoll(offset))
+                break;
+        ck_assert_msg(i < BAD, "dead letter for offset %s, which was valid", offset);
+        ck_assert_msg(!matched[i], "two dead letters for offset %s", offset);
+        matched[i] = 1;
+        ck_assert_str_eq(code, bad[i].code);
+        if (i < BAD - 1) {
+            ck_assert_uint_eq(m->len, bad[i].value.len);
+            ck_assert(memcmp(m->payload, bad[i].value.data, m->len) == 0);
+        }
+        if (bad[i].key) {
+            ck_assert_uint_eq(m->key_len, strlen(bad[i].key));
+            ck_assert(memcmp(m->key, bad[i].key, m->key_len) == 0);
+        } else
+            ck_assert(m->key == NULL);
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_destroy_flags(reader, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    for (int i = 0; i < BAD; i++)
+        buf_free(&bad[i].value);
+    buf_free(&valid);
+    expect_stops_cleanly(&it, pid);
+    it_teardown(&it);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ ops listener, purge, readiness */
+
+static bool wait_http(int port, const char *path, int status, char *body, size_t body_size, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 100) {
+        if (it_http_get(port, path, body, body_size) == status)
+            return true;
+        nap_ms(100);
+    }
+    return false;
+}
+
+START_TEST(ops_listener_metrics_purge_and_readiness)
+{
+    it_t it;
+    it_setup(&it, "ops", 1);
+    it_exec(&it, "INSERT INTO applied_commands VALUES ('\\x0001'::bytea, 'old', now() - interval '2 hours'), "
+                 "('\\x0002'::bytea, 'fresh', now())");
+    int port = it_free_port();
+    char port_env[64];
+    snprintf(port_env, sizeof(port_env), "PROFILED_OPS_PORT=%d", port);
+    const char *env[] = {port_env, "PROFILED_APPLIED_RETENTION=1h", "PROFILED_PURGE_INTERVAL=1s", NULL};
+    pid_t pid = it_worker_start(&it, env);
+    static char body[65536];
+    ck_assert_msg(wait_http(port, "/healthz", 200, body, sizeof(body), 15000), "/healthz never answered 200");
+    ck_assert_msg(wait_http(port, "/readyz", 200, body, sizeof(body), 20000), "/readyz never 200: %s", body);
+    ck_assert_int_eq(it_http_get(port, "/nope", NULL, 0), 404);
+
+    it_produce(&it, "ops0", 1, false, 0, 0);
+    it_produce(&it, "ops0", 1, false, 0, 0); /* duplicate */
+    it_produce(&it, "ops1", 2, true, 5, 0);
+    it_produce(&it, "ops1", 3, true, 4, 0);    /* stale */
+    it_produce_raw(&it, "ops2", 4, "\xc1", 1); /* dead letter */
+    it_flush(&it);
+    expect_caught_up(&it);
+    ck_assert_int_eq(it_http_get(port, "/metrics", body, sizeof(body)), 200);
+    ck_assert_msg(strstr(body, "profiled_worker_commands_applied_total 2\n"), "%s", body);
+    ck_assert_msg(strstr(body, "profiled_worker_commands_skipped_total{reason=\"duplicate\"} 1\n"), "%s",
+                  body);
+    ck_assert_msg(strstr(body, "profiled_worker_commands_skipped_total{reason=\"stale_version\"} 1\n"), "%s",
+                  body);
+    ck_assert_msg(strstr(body, "profiled_worker_commands_dead_lettered_total 1\n"), "%s", body);
+    ck_assert_msg(strstr(body, "profiled_worker_batch_size_count"), "%s", body);
+    ck_assert_msg(strstr(body, "profiled_worker_apply_seconds_bucket"), "%s", body);
+    char lag[256];
+    snprintf(lag, sizeof(lag), "profiled_worker_lag{topic=\"%s\",partition=\"0\"} 0", it.topic);
+    bool lag_zero = false;
+    for (int i = 0; i < 50 && !lag_zero; i++) {
+        lag_zero = it_http_get(port, "/metrics", body, sizeof(body)) == 200 && strstr(body, lag);
+        if (!lag_zero)
+            nap_ms(100);
+    }
+    ck_assert_msg(lag_zero, "no %s in /metrics", lag);
+
+    /* the purge removed the id older than the retention, kept the others */
+    bool purged = false;
+    for (int i = 0; i < 100 && !purged; i++) {
+        purged = it_int(&it, "SELECT count(*) FROM applied_commands WHERE recipient_id = 'old'") == 0;
+        if (!purged)
+            nap_ms(100);
+    }
+    ck_assert_msg(purged, "the old applied id was not purged");
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 3); /* fresh + 2 applied */
+
+    /* readiness follows PostgreSQL */
+    it_stack(&it, "stop", "postgres");
+    bool unready = wait_http(port, "/readyz", 503, body, sizeof(body), 15000);
+    it_stack(&it, "start", "postgres");
+    PQreset(it.pg);
+    ck_assert_msg(unready, "/readyz stayed 200 with PostgreSQL down");
+    ck_assert_msg(wait_http(port, "/readyz", 200, body, sizeof(body), 30000),
+                  "/readyz not 200 after PostgreSQL came back");
+    expect_stops_cleanly(&it, pid);
+    it_teardown(&it);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ streams with faults */
+
+/* A stream of `total` commands over `recipients` recipients ("<prefix><r>"),
+ * produced by a thread in `chunks` chunks `pause_ms` apart, while the test's
+ * thread injects faults. last[r] is the seq of recipient r's last command. */
+typedef struct stream {
+    it_t *it;
+    const char *prefix;
+    int total, recipients, chunks, pause_ms;
+    size_t pad;
+    uint64_t *last;
+    atomic_int chunks_done;
+    atomic_bool done;
+    pthread_t thread;
+} stream_t;
+
+static void *stream_run(void *arg)
+{
+    stream_t *s = arg;
+    int per_chunk = s->total / s->chunks;
+    uint64_t seq = 1;
+    for (int k = 0; k < s->chunks; k++) {
+        for (int i = 0; i < per_chunk; i++, seq++) {
+            int r = (int)((seq * 7919) % (uint64_t)s->recipients);
+            char recipient[64];
+            snprintf(recipient, sizeof(recipient), "%s%d", s->prefix, r);
+            it_produce(s->it, recipient, seq, false, 0, s->pad);
+            s->last[r] = seq;
+        }
+        it_flush(s->it);
+        atomic_store(&s->chunks_done, k + 1);
+        nap_ms(s->pause_ms);
+    }
+    atomic_store(&s->done, true);
+    return NULL;
+}
+
+static void stream_start(stream_t *s, it_t *it, const char *prefix, int total, int recipients, int chunks,
+                         int pause_ms, size_t pad, uint64_t *last)
+{
+    s->it = it;
+    s->prefix = prefix;
+    s->total = total;
+    s->recipients = recipients;
+    s->chunks = chunks;
+    s->pause_ms = pause_ms;
+    s->pad = pad;
+    s->last = last;
+    atomic_init(&s->chunks_done, 0);
+    atomic_init(&s->done, false);
+    ck_assert_int_eq(pthread_create(&s->thread, NULL, stream_run, s), 0);
+}
+
+static void stream_join(stream_t *s)
+{
+    ck_assert_int_eq(pthread_join(s->thread, NULL), 0);
+}
+
+/* Waits (up to timeout_ms) until the group's positions pass `from`: some
+ * worker committed a batch. */
+static bool wait_progress(it_t *it, int64_t from, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 50) {
+        int64_t sum = it_positions_sum(it);
+        if (sum > from)
+            return true;
+        nap_ms(50);
+    }
+    return false;
+}
+
+static void expect_exactly_once(it_t *it, const char *prefix, const uint64_t *last, int recipients, int total)
+{
+    expect_caught_up(it);
+    int64_t wrong = rows_not_last(it, prefix, last, recipients);
+    int64_t applied = it_int(it, "SELECT count(*) FROM applied_commands");
+    int64_t max_writes = it_int(it, "SELECT coalesce(max(writes), 0) FROM write_counts");
+    int64_t twice = it_int(it, "SELECT count(*) FROM write_counts WHERE writes <> 1");
+    int64_t writes = it_int(it, "SELECT coalesce(sum(writes), 0) FROM write_counts");
+    fprintf(stderr,
+            "%s: %d commands, %d recipients: rows not last %" PRId64 ", ids applied %" PRId64
+            ", row writes %" PRId64 ", (recipient, id) pairs written more than once %" PRId64 " (max %" PRId64
+            ")\n",
+            prefix, total, recipients, wrong, applied, writes, twice, max_writes);
+    ck_assert_int_eq(wrong, 0);
+    ck_assert_int_eq(applied, total);
+    ck_assert_int_eq(twice, 0);
+    ck_assert_int_eq(max_writes, 1);
+}
+
+/* ------------------------------------------------------------------ PostgreSQL outage */
+
+START_TEST(postgres_outage_loses_nothing)
+{
+    it_t it;
+    it_setup(&it, "pgout", 3);
+    it_add_write_counter(&it);
+    enum { TOTAL = 4000, RECIPIENTS = 200 };
+    static uint64_t last[RECIPIENTS];
+    pid_t worker = it_worker_start(&it, NULL);
+    stream_t s;
+    stream_start(&s, &it, "pgout", TOTAL, RECIPIENTS, 20, 400, 0, last);
+    ck_assert_msg(wait_progress(&it, 0, 30000), "no progress before the outage");
+    int64_t before = it_positions_sum(&it);
+    it_stack(&it, "stop", "postgres");
+    fprintf(stderr, "postgres stopped at position sum %" PRId64 "\n", before);
+    nap_ms(4000); /* the stream goes on; the worker retries with backoff */
+    ck_assert_msg(it_worker_alive(worker), "the worker died while PostgreSQL was down");
+    it_stack(&it, "start", "postgres");
+    PQreset(it.pg);
+    fprintf(stderr, "postgres started\n");
+    stream_join(&s);
+    expect_exactly_once(&it, "pgout", last, RECIPIENTS, TOTAL);
+    ck_assert_msg(it_worker_alive(worker), "the worker exited");
+    expect_stops_cleanly(&it, worker);
+    it_teardown(&it);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ crash */
+
+START_TEST(sigkill_at_random_moments_changes_nothing)
+{
+    it_t it;
+    it_setup(&it, "crash", 6);
+    it_add_write_counter(&it);
+    enum { TOTAL = 20000, RECIPIENTS = 1000, CHUNKS = 40, KILLS = 5, MAX_KILLS = 12 };
+    static uint64_t last[RECIPIENTS];
+    unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+    fprintf(stderr, "crash test seed %u\n", seed);
+    pid_t worker = it_worker_start(&it, NULL);
+    stream_t s;
+    stream_start(&s, &it, "crash", TOTAL, RECIPIENTS, CHUNKS, 1100, 64, last);
+    /* Kill only a worker that is applying: after a restart the group first waits
+     * for the killed member's session to expire, so wait for the new worker's
+     * first commit, then kill it a random moment later (most often mid-batch). */
+    int kills = 0, kills_while_applying = 0;
+    while (kills < MAX_KILLS && kills_while_applying < KILLS + 1) {
+        int64_t from = it_positions_sum(&it);
+        bool applying = wait_progress(&it, from, 25000);
+        nap_ms((int)(rand_r(&seed) % 800));
+        it_worker_kill(worker);
+        kills++;
+        kills_while_applying += applying;
+        fprintf(stderr, "kill %d (%s) at position sum %" PRId64 ", %d/%d chunks produced\n", kills,
+                applying ? "while applying" : "idle", it_positions_sum(&it), atomic_load(&s.chunks_done),
+                CHUNKS);
+        worker = it_worker_start(&it, NULL);
+    }
+    stream_join(&s);
+    fprintf(stderr, "worker killed %d times, %d of them while applying\n", kills, kills_while_applying);
+    ck_assert_int_ge(kills_while_applying, KILLS);
+    expect_exactly_once(&it, "crash", last, RECIPIENTS, TOTAL);
+    expect_stops_cleanly(&it, worker);
+    it_teardown(&it);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ rebalance */
+
+START_TEST(a_second_worker_joins_and_leaves)
+{
+    it_t it;
+    it_setup(&it, "rebal", 6);
+    it_add_write_counter(&it);
+    enum { TOTAL = 12000, RECIPIENTS = 600, CHUNKS = 30 };
+    static uint64_t last[RECIPIENTS];
+    pid_t first = it_worker_start(&it, NULL);
+    stream_t s;
+    stream_start(&s, &it, "rebal", TOTAL, RECIPIENTS, CHUNKS, 800, 64, last);
+    ck_assert_msg(wait_progress(&it, 0, 30000), "the first worker made no progress");
+    nap_ms(2000);
+    pid_t second = it_worker_start_tagged(&it, NULL, "second");
+    fprintf(stderr, "second worker joined at %d/%d chunks\n", atomic_load(&s.chunks_done), CHUNKS);
+    /* it must get partitions (cooperative: taken from the first without stopping it) */
+    char command[1200];
+    snprintf(command, sizeof(command), "grep -q '\"partitions assigned\",\"partitions\":[1-9]' '%s.second'",
+             it.log_path);
+    bool assigned = false;
+    for (int i = 0; i < 300 && !assigned; i++) {
+        assigned = system(command) == 0;
+        if (!assigned)
+            nap_ms(100);
+    }
+    ck_assert_msg(assigned, "the second worker got no partition within 30 s");
+    int64_t from = it_positions_sum(&it);
+    ck_assert_msg(wait_progress(&it, from, 20000), "no progress with two workers");
+    nap_ms(3000);
+    int status = it_worker_stop(second, 30000);
+    ck_assert_msg(status == 0, "second worker exit status %d", status);
+    fprintf(stderr, "second worker left at %d/%d chunks\n", atomic_load(&s.chunks_done), CHUNKS);
+    ck_assert_msg(!atomic_load(&s.done), "the stream ended before the second worker left: not mid-stream");
+    stream_join(&s);
+    expect_exactly_once(&it, "rebal", last, RECIPIENTS, TOTAL);
+    snprintf(command, sizeof(command), "grep -q '\"partitions revoked\"' '%s'", it.log_path);
+    ck_assert_msg(system(command) == 0, "the first worker never gave partitions up");
+    expect_stops_cleanly(&it, first);
+    it_teardown(&it);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ main */
+
+static Suite *worker_suite(void)
+{
+    Suite *s = suite_create("worker_integration");
+    struct {
+        const char *name;
+        const TTest *test;
+        int timeout;
+    } cases[] = {
+        {"basic", apply_and_read_back, 120},
+        {"duplicates", same_commands_twice_apply_once, 120},
+        {"stale", stale_version_is_skipped, 120},
+        {"last_wins", batch_with_many_commands_per_recipient_leaves_the_last, 120},
+        {"dead_letters", invalid_commands_go_to_the_dead_letter_topic, 120},
+        {"ops", ops_listener_metrics_purge_and_readiness, 120},
+        {"pg_outage", postgres_outage_loses_nothing, 170},
+        {"crash", sigkill_at_random_moments_changes_nothing, 170},
+        {"rebalance", a_second_worker_joins_and_leaves, 170},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        TCase *t = tcase_create(cases[i].name);
+        tcase_set_timeout(t, cases[i].timeout);
+        tcase_add_test(t, cases[i].test);
+        suite_add_tcase(s, t);
+    }
+    return s;
+}
+
+int main(void)
+{
+    SRunner *runner = srunner_create(worker_suite());
+    srunner_run_all(runner, CK_NORMAL);
+    /* a CK_RUN_CASE that names no case would run nothing and "pass" */
+    int failed = srunner_ntests_failed(runner) + (srunner_ntests_run(runner) == 0);
+    srunner_free(runner);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -9,15 +9,19 @@
  *
  * usage: api_integration_test <path of profiled-api> <path of profiled-worker>
  */
+#include <arpa/inet.h>
 #include <check.h>
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -495,6 +499,51 @@ static void assert_get_profile(harness_client_t *client, const char *path, const
     harness_response_free(&response);
 }
 
+/* Sends `raw` (several pipelined requests) on a fresh connection and collects
+ * what arrives until the server has been quiet for 500 ms. */
+static void raw_exchange(int port, const char *raw, buf_t *answer)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    ck_assert_int_eq(write(fd, raw, strlen(raw)), (ssize_t)strlen(raw));
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 500) <= 0)
+            break;
+        char chunk[4096];
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n <= 0)
+            break;
+        buf_append(answer, chunk, (size_t)n);
+    }
+    close(fd);
+    buf_terminate(answer);
+}
+
+START_TEST(test_head_has_no_body)
+{
+    harness_api_t api;
+    harness_api_start(&api, NULL);
+    /* A HEAD answer followed by a GET answer on one keep-alive connection: the
+     * second status line must come right after the first header block. */
+    buf_t answer = {0};
+    raw_exchange(api.port,
+                 "HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+                 &answer);
+    const char *text = (const char *)answer.data;
+    ck_assert_msg(strncmp(text, "HTTP/1.1 200", 12) == 0, "%s", text);
+    const char *end_of_head = strstr(text, "\r\n\r\n");
+    ck_assert_ptr_nonnull(end_of_head);
+    ck_assert_msg(strncmp(end_of_head + 4, "HTTP/1.1 200", 12) == 0, "HEAD answer carried a body: %s", text);
+    ck_assert_msg(strstr(end_of_head + 4, "{\"status\":\"ok\"}"), "%s", text);
+    buf_free(&answer);
+    ck_assert_int_eq(harness_api_stop(&api, SIGTERM, 15000), 0);
+}
+END_TEST
+
 START_TEST(test_get)
 {
     pg_schema_t schema;
@@ -916,6 +965,7 @@ static Suite *api_integration_suite(void)
     tcase_add_test(tc, test_max_connections);
     tcase_add_test(tc, test_get);
     tcase_add_test(tc, test_ops);
+    tcase_add_test(tc, test_head_has_no_body);
     suite_add_tcase(suite, tc);
 
     tc = tcase_create("faults");

@@ -456,6 +456,29 @@ START_TEST(test_limit_depth)
 }
 END_TEST
 
+/* A configured depth past the inline frame stack: the heap stack works the
+ * same, limit included. */
+START_TEST(test_limit_depth_deep_config)
+{
+    limits_t limits = limits_default();
+    limits.max_depth = 500;
+    limits.max_body_bytes = 1 << 20;
+    buf_t out = {0};
+    transcode_error_t error;
+    char *ok = nested(500, "[", "]", "\"x\"");
+    ck_assert_int_eq(run_value(ok, 0, &limits, &out, &error), 0);
+    ck_assert_uint_eq(out.len, 500 + 2);
+    char *bad = nested(501, "{\"a\":[", "]}", "1");
+    ck_assert_int_eq(run_value(bad, 0, &limits, &out, &error), -1);
+    ck_assert_int_eq(error.status, TRANSCODE_ERR_LIMIT);
+    ck_assert(strstr(error.message, ": nesting deeper than 500 levels (limit PROFILED_MAX_DEPTH)") != NULL);
+    ck_assert(strncmp(error.message, "value.a[0].a[0].a[0]", 20) == 0);
+    free(ok);
+    free(bad);
+    buf_free(&out);
+}
+END_TEST
+
 START_TEST(test_limit_strings_and_keys)
 {
     limits_t limits = limits_default();
@@ -696,6 +719,7 @@ static Suite *transcode_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("limits");
     tcase_add_test(tc, test_limit_depth);
+    tcase_add_test(tc, test_limit_depth_deep_config);
     tcase_add_test(tc, test_limit_strings_and_keys);
     tcase_add_test(tc, test_limit_entries);
     tcase_add_test(tc, test_limit_body);

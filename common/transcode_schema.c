@@ -62,13 +62,20 @@ static const schema_field_t schema_expo[] = {
     {"tokens", 6, SCHEMA_STRINGS, NULL, 0},
 };
 
+/* APNs: apn.token, or several in apn.tokens. */
 static const schema_field_t schema_apn[] = {
     {"token", 5, SCHEMA_STRING, NULL, 0},
+    {"tokens", 6, SCHEMA_STRINGS, NULL, 0},
 };
 
+static const schema_field_t schema_intercom_to[] = {
+    {"id", 2, SCHEMA_STRING, NULL, 0},
+};
+
+/* Intercom: the sending admin's id and the recipient user, {"id": ...}. */
 static const schema_field_t schema_intercom[] = {
     {"from", 4, SCHEMA_STRING, NULL, 0},
-    {"to", 2, SCHEMA_OBJECT, NULL, 0},
+    {"to", 2, SCHEMA_OBJECT, SCHEMA_TABLE(schema_intercom_to)},
 };
 
 /* Sorted by name (byte order), for the reader; lookups scan it. */

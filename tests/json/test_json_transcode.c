@@ -563,6 +563,9 @@ static const ok_case_t request_ok_cases[] = {
     {"{\"profile\":{\"email\":1,\"email\":\"a\"}}", "81a5656d61696ca161"},
     {"{\"profile\":{\"firebaseToken\":[\"a\",\"b\"],\"expo\":{\"tokens\":[\"t\"]}}}",
      "82ad6669726562617365546f6b656e92a161a162a46578706f81a6746f6b656e7391a174"},
+    {"{\"profile\":{\"apn\":{\"tokens\":[\"a\"]},\"intercom\":{\"from\":\"1\",\"to\":{\"id\":\"u\",\"x\":1}}}"
+     "}",
+     "82a361706e81a6746f6b656e7391a161a8696e746572636f6d82a466726f6da131a2746f82a26964a175a17801"},
     {"{\"profile\":{\"custom\":{\"email\":1},\"x\":{\"address\":5}}}",
      "82a6637573746f6d81a5656d61696c01a17881a76164647265737305"}, /* only top-level fields are documented */
 };
@@ -630,6 +633,10 @@ static const bad_case_t request_bad_cases[] = {
      "profile.firebaseToken must be a string or an array of strings"},
     {"{\"profile\":{\"apn\":{\"token\":true}}}", 0, TRANSCODE_ERR_SCHEMA,
      "profile.apn.token must be a string"},
+    {"{\"profile\":{\"apn\":{\"tokens\":[\"a\",{}]}}}", 0, TRANSCODE_ERR_SCHEMA,
+     "profile.apn.tokens[1] must be a string"},
+    {"{\"profile\":{\"intercom\":{\"to\":{\"id\":42}}}}", 0, TRANSCODE_ERR_SCHEMA,
+     "profile.intercom.to.id must be a string"},
     {"{\"profile\":{\"airship\":[]}}", 0, TRANSCODE_ERR_SCHEMA, "profile.airship must be an object"},
     {"{\"profile\":{\"intercom\":{\"to\":\"x\"}}}", 0, TRANSCODE_ERR_SCHEMA,
      "profile.intercom.to must be an object"},

@@ -26,7 +26,6 @@
 #include "json_transcode.h"
 
 #include <assert.h>
-#include <errno.h>
 #include <float.h>
 #include <locale.h>
 #include <math.h>
@@ -725,7 +724,8 @@ static int transcode_number(transcode_ctx_t *ctx)
 
 /* ---- containers -------------------------------------------------------- */
 
-static int transcode_grow_keys(transcode_ctx_t *ctx)
+/* Doubles the key stack (first time: off the C stack onto the heap). */
+static void transcode_grow_keys(transcode_ctx_t *ctx)
 {
     uint32_t cap = ctx->keys_cap * 2;
     transcode_key_t *keys;
@@ -742,7 +742,6 @@ static int transcode_grow_keys(transcode_ctx_t *ctx)
     }
     ctx->keys = keys;
     ctx->keys_cap = cap;
-    return 0;
 }
 
 /*

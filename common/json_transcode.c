@@ -26,7 +26,6 @@
 #include "json_transcode.h"
 
 #include <assert.h>
-#include <errno.h>
 #include <float.h>
 #include <locale.h>
 #include <math.h>
@@ -725,7 +724,8 @@ static int transcode_number(transcode_ctx_t *ctx)
 
 /* ---- containers -------------------------------------------------------- */
 
-static int transcode_grow_keys(transcode_ctx_t *ctx)
+/* Doubles the key stack (first time: off the C stack onto the heap). */
+static void transcode_grow_keys(transcode_ctx_t *ctx)
 {
     uint32_t cap = ctx->keys_cap * 2;
     transcode_key_t *keys;
@@ -742,12 +742,15 @@ static int transcode_grow_keys(transcode_ctx_t *ctx)
     }
     ctx->keys = keys;
     ctx->keys_cap = cap;
-    return 0;
 }
 
-/* A word-at-a-time multiplicative hash of a key's bytes; only equality of
- * keys depends on it being good, and a collision costs one memcmp. */
-static uint32_t transcode_hash(const uint8_t *s, size_t n)
+/*
+ * A word-at-a-time multiplicative hash of a key's UTF-8 bytes; only the
+ * speed of the duplicate check depends on it being good (a collision costs a
+ * memcmp). The last word is loaded whole and masked when `limit` allows it:
+ * a variable-length copy would cost more than the hash.
+ */
+static uint32_t transcode_hash(const uint8_t *s, size_t n, const uint8_t *limit)
 {
     const uint64_t k = 0x9E3779B97F4A7C15ULL;
     uint64_t h = n * k;
@@ -761,7 +764,13 @@ static uint32_t transcode_hash(const uint8_t *s, size_t n)
     }
     if (n) {
         uint64_t w = 0;
-        memcpy(&w, s, n);
+        if (limit - s >= 8) {
+            memcpy(&w, s, 8);
+            w &= ~0ULL >> (64 - 8 * n);
+        } else {
+            for (size_t i = 0; i < n; i++)
+                w |= (uint64_t)s[i] << (8 * i);
+        }
         h = (h ^ w) * k;
         h ^= h >> 29;
     }
@@ -851,11 +860,19 @@ static uint32_t transcode_dedupe(transcode_ctx_t *ctx, transcode_frame_t *frame)
     return live;
 }
 
-/* Records the key just written at `key` for the innermost object. */
-static void transcode_push_key(transcode_ctx_t *ctx, transcode_frame_t *frame, uint8_t *key)
+/*
+ * Records the key just written at `key` for the innermost object. `raw` is
+ * its text between the quotes in the input: when it holds no escape it is
+ * the key's bytes, and hashing it there avoids reading back bytes that were
+ * just stored (a store-forwarding stall per key).
+ */
+static void transcode_push_key(transcode_ctx_t *ctx, transcode_frame_t *frame, uint8_t *key,
+                               const uint8_t *raw, size_t raw_len)
 {
-    size_t size = (size_t)(ctx->o - key);
-    uint32_t hash = transcode_hash(key, size);
+    uint32_t key_len;
+    const uint8_t *payload = transcode_str_payload(key, &key_len);
+    uint32_t hash = key_len == raw_len ? transcode_hash(raw, raw_len, ctx->end)
+                                       : transcode_hash(payload, key_len, ctx->limit_o);
     if (ctx->nkeys == ctx->keys_cap)
         transcode_grow_keys(ctx);
     transcode_key_t *entry = &ctx->keys[ctx->nkeys++];
@@ -971,13 +988,14 @@ static int transcode_member_key(transcode_ctx_t *ctx, transcode_frame_t *frame)
     if (transcode_count_entry(ctx, frame) != 0)
         return -1;
     uint8_t *key = ctx->o;
+    const uint8_t *raw = ctx->p + 1;
     if (transcode_string(ctx, ctx->limits->max_key_bytes, true) != 0)
         return -1;
     ctx->in_key = false;
     if (frame->kind == FRAME_REQUEST)
         frame->hdr = (uint32_t)(key - ctx->base);
     else
-        transcode_push_key(ctx, frame, key);
+        transcode_push_key(ctx, frame, key, raw, (size_t)(ctx->p - 1 - raw));
     transcode_skip_space(ctx);
     if (ctx->p >= ctx->end || *ctx->p != ':')
         return transcode_syntax(ctx, "expected ':' after a key");

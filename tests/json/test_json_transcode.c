@@ -456,6 +456,29 @@ START_TEST(test_limit_depth)
 }
 END_TEST
 
+/* A configured depth past the inline frame stack: the heap stack works the
+ * same, limit included. */
+START_TEST(test_limit_depth_deep_config)
+{
+    limits_t limits = limits_default();
+    limits.max_depth = 500;
+    limits.max_body_bytes = 1 << 20;
+    buf_t out = {0};
+    transcode_error_t error;
+    char *ok = nested(500, "[", "]", "\"x\"");
+    ck_assert_int_eq(run_value(ok, 0, &limits, &out, &error), 0);
+    ck_assert_uint_eq(out.len, 500 + 2);
+    char *bad = nested(501, "{\"a\":[", "]}", "1");
+    ck_assert_int_eq(run_value(bad, 0, &limits, &out, &error), -1);
+    ck_assert_int_eq(error.status, TRANSCODE_ERR_LIMIT);
+    ck_assert(strstr(error.message, ": nesting deeper than 500 levels (limit PROFILED_MAX_DEPTH)") != NULL);
+    ck_assert(strncmp(error.message, "value.a[0].a[0].a[0]", 20) == 0);
+    free(ok);
+    free(bad);
+    buf_free(&out);
+}
+END_TEST
+
 START_TEST(test_limit_strings_and_keys)
 {
     limits_t limits = limits_default();
@@ -540,6 +563,9 @@ static const ok_case_t request_ok_cases[] = {
     {"{\"profile\":{\"email\":1,\"email\":\"a\"}}", "81a5656d61696ca161"},
     {"{\"profile\":{\"firebaseToken\":[\"a\",\"b\"],\"expo\":{\"tokens\":[\"t\"]}}}",
      "82ad6669726562617365546f6b656e92a161a162a46578706f81a6746f6b656e7391a174"},
+    {"{\"profile\":{\"apn\":{\"tokens\":[\"a\"]},\"intercom\":{\"from\":\"1\",\"to\":{\"id\":\"u\",\"x\":1}}}"
+     "}",
+     "82a361706e81a6746f6b656e7391a161a8696e746572636f6d82a466726f6da131a2746f82a26964a175a17801"},
     {"{\"profile\":{\"custom\":{\"email\":1},\"x\":{\"address\":5}}}",
      "82a6637573746f6d81a5656d61696c01a17881a76164647265737305"}, /* only top-level fields are documented */
 };
@@ -607,6 +633,10 @@ static const bad_case_t request_bad_cases[] = {
      "profile.firebaseToken must be a string or an array of strings"},
     {"{\"profile\":{\"apn\":{\"token\":true}}}", 0, TRANSCODE_ERR_SCHEMA,
      "profile.apn.token must be a string"},
+    {"{\"profile\":{\"apn\":{\"tokens\":[\"a\",{}]}}}", 0, TRANSCODE_ERR_SCHEMA,
+     "profile.apn.tokens[1] must be a string"},
+    {"{\"profile\":{\"intercom\":{\"to\":{\"id\":42}}}}", 0, TRANSCODE_ERR_SCHEMA,
+     "profile.intercom.to.id must be a string"},
     {"{\"profile\":{\"airship\":[]}}", 0, TRANSCODE_ERR_SCHEMA, "profile.airship must be an object"},
     {"{\"profile\":{\"intercom\":{\"to\":\"x\"}}}", 0, TRANSCODE_ERR_SCHEMA,
      "profile.intercom.to must be an object"},
@@ -696,6 +726,7 @@ static Suite *transcode_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("limits");
     tcase_add_test(tc, test_limit_depth);
+    tcase_add_test(tc, test_limit_depth_deep_config);
     tcase_add_test(tc, test_limit_strings_and_keys);
     tcase_add_test(tc, test_limit_entries);
     tcase_add_test(tc, test_limit_body);

@@ -353,7 +353,10 @@ END_TEST
 
 static const ok_case_t duplicate_cases[] = {
     {"{\"a\":1,\"a\":2}", "81a16102"},
-    {"{\"a\":1,\"b\":2,\"a\":3}", "82a16202a16103"},
+    {"{\"a\":1,\"b\":2,\"a\":3}", "82a16103a16202"}, /* first position, last value */
+    /* a kept value longer than the one it replaces, and one shorter */
+    {"{\"a\":1,\"b\":2,\"a\":\"long string value\"}", "82a161b16c6f6e6720737472696e672076616c7565a16202"},
+    {"{\"a\":\"long string value\",\"b\":2,\"a\":1}", "82a16101a16202"},
     {"{\"a\":[1,2,3],\"b\":{},\"a\":\"x\",\"b\":null}", "82a161a178a162c0"},
     {"{\"a\":{\"x\":1,\"x\":2},\"a\":{\"y\":3,\"y\":4}}", "81a16181a17904"},
     {"{\"a\":{\"x\":1,\"x\":2}}", "81a16181a17802"},
@@ -376,7 +379,7 @@ END_TEST
 
 /* A big object (past the Bloom word, into the sort-at-close path) with
  * duplicates spread through it: the last value of each key survives, in
- * the position of its last occurrence. */
+ * the position of its first occurrence. */
 START_TEST(test_duplicates_large)
 {
     limits_t limits = limits_default();
@@ -385,10 +388,10 @@ START_TEST(test_duplicates_large)
     for (int i = 0; i < 300; i++)
         buf_appendf(&json, "%s\"k%d\":%d", i ? "," : "", i % 200, i);
     buf_append_byte(&json, '}');
-    /* keys k100..k199 (values 100..199) then k0..k99 (values 200..299) */
+    /* keys k0..k199 in order; k0..k99 with their second values 200..299 */
     buf_append_byte(&want_json, '{');
-    for (int i = 100; i < 300; i++)
-        buf_appendf(&want_json, "%s\"k%d\":%d", i > 100 ? "," : "", i % 200, i);
+    for (int i = 0; i < 200; i++)
+        buf_appendf(&want_json, "%s\"k%d\":%d", i ? "," : "", i, i < 100 ? i + 200 : i);
     buf_append_byte(&want_json, '}');
     transcode_error_t error;
     ck_assert_int_eq(transcode_value(json.data, json.len, &limits, &out, &error), 0);

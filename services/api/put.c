@@ -126,6 +126,9 @@ void api_put_handle(api_loop_t *loop, struct evhttp_request *req, const char *re
         .recipient_id = recipient_id,
         .recipient_id_len = recipient_id_len,
         .accepted_at_us = (int64_t)wall.tv_sec * 1000000 + wall.tv_nsec / 1000,
+        /* proto §1: the tag that tells the api's writes from bulk producers'. */
+        .source = "api",
+        .source_len = 3,
         .profile_msgpack = loop->profile.data,
         .profile_msgpack_len = loop->profile.len,
     };

@@ -131,6 +131,8 @@ START_TEST(test_put_roundtrip)
     ck_assert_msg(command.accepted_at_us >= before - 1000000 && command.accepted_at_us <= after + 1000000,
                   "accepted_at_us %lld outside the request", (long long)command.accepted_at_us);
     ck_assert(!command.has_version);
+    ck_assert_uint_eq(command.source_len, 3);
+    ck_assert_mem_eq(command.source, "api", 3);
 
     json_t *sent = json_loads(profile_text, 0, NULL);
     json_t *got = json_loadb((const char *)profile_json.data, profile_json.len, 0, NULL);

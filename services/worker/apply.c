@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fold.h"
 #include "pgconn.h"
@@ -133,16 +134,37 @@ static int apply_hex_decode(const char *hex, size_t len, uint8_t *out, size_t ou
 
 typedef struct apply_tx {
     PGconn *conn;
+    apply_counts_t *counts; /* timings accumulate here */
     char *errstr;
     size_t errstr_size;
     apply_status_t status; /* of the failing step */
 } apply_tx_t;
 
 /* Runs one statement; on failure classifies it into tx->status and fills errstr. */
+static double apply_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 static PGresult *apply_exec(apply_tx_t *tx, const char *what, const char *sql, int nparams,
                             const char *const *params, ExecStatusType expect)
 {
+    double t0 = apply_ms();
     PGresult *res = PQexecParams(tx->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    double ms = apply_ms() - t0;
+    if (strcmp(what, "upsert profiles") == 0)
+        tx->counts->ms_upsert += ms;
+    else if (strcmp(what, "record applied ids") == 0)
+        tx->counts->ms_ids += ms;
+    else if (strcmp(what, "commit") == 0)
+        tx->counts->ms_commit += ms;
+    else if (strcmp(what, "move position") == 0 || strcmp(what, "insert position") == 0 ||
+             strcmp(what, "notify") == 0)
+        tx->counts->ms_positions += ms;
+    else
+        tx->counts->ms_read += ms;
     if (PQresultStatus(res) == expect)
         return res;
     char reason[512];
@@ -158,12 +180,23 @@ static bool apply_exec_ok(apply_tx_t *tx, const char *what, const char *sql, int
                           const char *const *params)
 {
     PGresult *res = apply_exec(tx, what, sql, nparams, params, PGRES_COMMAND_OK);
+    bool ok = res != NULL;
     PQclear(res);
-    return res != NULL;
+    return ok;
 }
 
+/* No FOR UPDATE here: the positions of the range's partitions are locked first
+ * (apply_fence), and every writer of a recipient holds its partition's position
+ * lock (a recipient lives on one partition: the key is the recipient id), so
+ * nobody changes these rows until we commit. Locking 2000 rows would cost a
+ * heap write each. */
 static const char apply_sql_lock[] = "SELECT recipient_id, version::text FROM profiles "
-                                     "WHERE recipient_id = ANY($1::text[]) ORDER BY recipient_id FOR UPDATE";
+                                     "WHERE recipient_id = ANY($1::text[])";
+
+static const char apply_sql_fence[] =
+    "SELECT partition, next_offset FROM kafka_positions "
+    "WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3::int[]) "
+    "ORDER BY partition FOR UPDATE";
 
 static const char apply_sql_applied[] = "SELECT encode(command_id, 'hex') FROM applied_commands "
                                         "WHERE command_id = ANY($1::bytea[])";
@@ -191,6 +224,48 @@ static const char apply_sql_position_insert[] =
     "INSERT INTO kafka_positions (consumer_group, topic, partition, next_offset, updated_at) "
     "VALUES ($1, $2, $3, $4, now()) ON CONFLICT DO NOTHING";
 
+/* Locks the positions of the range's partitions and checks that PostgreSQL
+ * holds what we expect (a missing row where we expect none). A mismatch means
+ * another worker moved a partition since we read it: APPLY_FENCED, before any
+ * work is done. */
+static bool apply_fence(apply_tx_t *tx, apply_scratch_t *s, const char *group, const char *topic,
+                        const apply_position_t *positions, size_t position_count)
+{
+    buf_t *array = &s->partitions;
+    arr_open(array);
+    for (size_t p = 0; p < position_count; p++) {
+        char number[16];
+        snprintf(number, sizeof(number), "%" PRId32, positions[p].partition);
+        arr_raw(array, number);
+    }
+    arr_close(array);
+    const char *params[3] = {group, topic, (const char *)array->data};
+    PGresult *res = apply_exec(tx, "lock positions", apply_sql_fence, 3, params, PGRES_TUPLES_OK);
+    if (!res)
+        return false;
+    bool ok = true;
+    for (size_t p = 0; p < position_count && ok; p++) {
+        bool found = false;
+        int64_t held = 0;
+        for (int r = 0; r < PQntuples(res); r++)
+            if (atoi(PQgetvalue(res, r, 0)) == positions[p].partition) {
+                found = true;
+                held = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+            }
+        if (found != positions[p].stored || (found && held != positions[p].expected)) {
+            snprintf(tx->errstr, tx->errstr_size,
+                     "partition %" PRId32 ": PostgreSQL holds position %s%" PRId64
+                     ", this worker expected %s%" PRId64 " (another worker moved it)",
+                     positions[p].partition, found ? "" : "none/", held, positions[p].stored ? "" : "none/",
+                     positions[p].expected);
+            tx->status = APPLY_FENCED;
+            ok = false;
+        }
+    }
+    PQclear(res);
+    return ok;
+}
+
 static bool apply_one_row(PGresult *res)
 {
     return strcmp(PQcmdTuples(res), "1") == 0;
@@ -200,7 +275,8 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
                          const batch_t *batch, size_t lo, size_t hi, const apply_position_t *positions,
                          size_t position_count, apply_counts_t *counts, char *errstr, size_t errstr_size)
 {
-    apply_tx_t tx = {.conn = conn, .errstr = errstr, .errstr_size = errstr_size, .status = APPLY_RETRY};
+    apply_tx_t tx = {
+        .conn = conn, .counts = counts, .errstr = errstr, .errstr_size = errstr_size, .status = APPLY_RETRY};
     PGresult *rows_res = NULL, *ids_res = NULL;
     bool in_tx = false;
     memset(counts, 0, sizeof(*counts));
@@ -235,10 +311,12 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
     if (!apply_exec_ok(&tx, "begin", "BEGIN", 0, NULL))
         goto fail;
     in_tx = true;
+    if (!apply_fence(&tx, s, group, topic, positions, position_count))
+        goto fail;
 
     if (n > 0) {
         const char *lock_params[1] = {(const char *)s->recipients.data};
-        rows_res = apply_exec(&tx, "lock rows", apply_sql_lock, 1, lock_params, PGRES_TUPLES_OK);
+        rows_res = apply_exec(&tx, "read versions", apply_sql_lock, 1, lock_params, PGRES_TUPLES_OK);
         if (!rows_res)
             goto fail;
         size_t row_count = (size_t)PQntuples(rows_res);

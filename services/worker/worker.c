@@ -343,6 +343,11 @@ static apply_status_t worker_apply_range(worker_t *w, size_t lo, size_t hi, char
         log_field_int(&fields, "rows", (int64_t)counts.written);
         log_field_int(&fields, "duplicates", (int64_t)counts.duplicates);
         log_field_int(&fields, "stale", (int64_t)counts.stale);
+        log_field_int(&fields, "ms_read", (int64_t)counts.ms_read);
+        log_field_int(&fields, "ms_upsert", (int64_t)counts.ms_upsert);
+        log_field_int(&fields, "ms_ids", (int64_t)counts.ms_ids);
+        log_field_int(&fields, "ms_positions", (int64_t)counts.ms_positions);
+        log_field_int(&fields, "ms_commit", (int64_t)counts.ms_commit);
         log_debug(&fields, "batch applied");
     } else if (status == APPLY_REJECTED) {
         if (hi - lo > 1) {

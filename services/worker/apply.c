@@ -10,7 +10,7 @@
 #include "pgconn.h"
 
 struct apply_scratch {
-    buf_t recipients, profiles, ids, partitions, offsets, versions, notify, hex;
+    buf_t recipients, profiles, ids, partitions, notify, hex; /* profiles: COPY rows */
     fold_command_t *commands;
     fold_result_t *results;
     size_t *item_of; /* fold index -> batch index */
@@ -35,8 +35,6 @@ void apply_scratch_destroy(apply_scratch_t *scratch)
     buf_free(&scratch->profiles);
     buf_free(&scratch->ids);
     buf_free(&scratch->partitions);
-    buf_free(&scratch->offsets);
-    buf_free(&scratch->versions);
     buf_free(&scratch->notify);
     buf_free(&scratch->hex);
     free(scratch->commands);
@@ -112,6 +110,25 @@ static void arr_close(buf_t *b)
     buf_terminate(b);
 }
 
+/* ------------------------------------------------ COPY text format */
+
+/* A field of COPY's text format: backslash, tab, newline and CR escaped. */
+static void copy_field(buf_t *b, const char *s, size_t n)
+{
+    buf_reserve(b, n + n / 16 + 2);
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c != '\\' && c != '\t' && c != '\n' && c != '\r')
+            continue;
+        buf_append(b, s + start, i - start);
+        buf_append_byte(b, '\\');
+        buf_append_byte(b, (uint8_t)(c == '\t' ? 't' : c == '\n' ? 'n' : c == '\r' ? 'r' : '\\'));
+        start = i + 1;
+    }
+    buf_append(b, s + start, n - start);
+}
+
 static int apply_hex_decode(const char *hex, size_t len, uint8_t *out, size_t out_len)
 {
     if (len != out_len * 2)
@@ -139,6 +156,9 @@ typedef struct apply_tx {
     size_t errstr_size;
     apply_status_t status; /* of the failing step */
 } apply_tx_t;
+
+/* Sends `rows` (COPY text) into apply_rows; false with tx->errstr on failure. */
+static bool apply_copy(apply_tx_t *tx, const buf_t *rows);
 
 /* Runs one statement; on failure classifies it into tx->status and fills errstr. */
 static double apply_ms(void)
@@ -201,13 +221,26 @@ static const char apply_sql_fence[] =
 static const char apply_sql_applied[] = "SELECT encode(command_id, 'hex') FROM applied_commands "
                                         "WHERE command_id = ANY($1::bytea[])";
 
+/*
+ * The rows go in through COPY into a temporary table, then one INSERT ... ON
+ * CONFLICT. Measured against one INSERT ... SELECT FROM unnest($text_arrays)
+ * on 2000 rows of ~1 KiB: COPY + INSERT took ~43 ms, unnest ~55-80 ms (parsing
+ * one 2 MB array literal is the cost). The temporary table lives as long as the
+ * session and empties itself at each commit.
+ */
+static const char apply_sql_staging[] =
+    "CREATE TEMP TABLE IF NOT EXISTS apply_rows (recipient_id text, profile jsonb, command_id bytea, "
+    "kafka_partition int, kafka_offset bigint, version numeric(20, 0)) ON COMMIT DELETE ROWS";
+
+static const char apply_sql_copy[] =
+    "COPY apply_rows (recipient_id, profile, command_id, kafka_partition, kafka_offset, version) FROM STDIN";
+
 static const char apply_sql_upsert[] =
     "INSERT INTO profiles AS p (recipient_id, profile, command_id, kafka_topic, kafka_partition, "
     "kafka_offset, "
     "version, created_at, updated_at) "
-    "SELECT r, j::jsonb, c, $4, pt, o, v, now(), now() "
-    "FROM unnest($1::text[], $2::text[], $3::bytea[], $5::int[], $6::bigint[], $7::numeric[]) AS u(r, j, c, "
-    "pt, o, v) "
+    "SELECT recipient_id, profile, command_id, $1, kafka_partition, kafka_offset, version, now(), now() "
+    "FROM apply_rows "
     "ON CONFLICT (recipient_id) DO UPDATE SET profile = EXCLUDED.profile, command_id = EXCLUDED.command_id, "
     "kafka_topic = EXCLUDED.kafka_topic, kafka_partition = EXCLUDED.kafka_partition, "
     "kafka_offset = EXCLUDED.kafka_offset, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at";
@@ -351,13 +384,8 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
         fold_run(s->commands, n, s->rows, row_count, s->applied, applied_count, s->results);
 
         /* Rows to upsert, and ids to record. */
-        arr_open(&s->recipients);
-        arr_open(&s->profiles);
-        arr_open(&s->ids);
-        arr_open(&s->partitions);
-        arr_open(&s->offsets);
-        arr_open(&s->versions);
-        arr_open(&s->hex); /* applied ids */
+        buf_reset(&s->profiles); /* COPY rows */
+        arr_open(&s->hex);       /* applied ids */
         buf_t applied_recipients = {0};
         arr_open(&applied_recipients);
         for (size_t k = 0; k < n; k++) {
@@ -365,20 +393,23 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
             const fold_result_t *result = &s->results[k];
             switch (result->outcome) {
             case FOLD_WRITTEN: {
-                char number[32];
+                /* recipient_id, profile, command_id, kafka_partition, kafka_offset, version */
+                static const char hex[] = "0123456789abcdef";
                 counts->written++;
-                arr_quoted(&s->recipients, item->command.recipient_id, item->command.recipient_id_len);
-                arr_quoted(&s->profiles, (const char *)batch->json.data + item->json_off, item->json_len);
-                arr_bytea(&s->ids, item->command.command_id, FOLD_ID_BYTES);
-                snprintf(number, sizeof(number), "%" PRId32, item->partition);
-                arr_raw(&s->partitions, number);
-                snprintf(number, sizeof(number), "%" PRId64, item->offset);
-                arr_raw(&s->offsets, number);
-                if (result->store_has_version) {
-                    snprintf(number, sizeof(number), "%" PRIu64, result->store_version);
-                    arr_raw(&s->versions, number);
-                } else
-                    arr_raw(&s->versions, "NULL");
+                buf_t *row = &s->profiles;
+                copy_field(row, item->command.recipient_id, item->command.recipient_id_len);
+                buf_append_byte(row, '\t');
+                copy_field(row, (const char *)batch->json.data + item->json_off, item->json_len);
+                buf_append_str(row, "\t\\\\x");
+                for (size_t b = 0; b < FOLD_ID_BYTES; b++) {
+                    buf_append_byte(row, (uint8_t)hex[item->command.command_id[b] >> 4]);
+                    buf_append_byte(row, (uint8_t)hex[item->command.command_id[b] & 15]);
+                }
+                buf_appendf(row, "\t%" PRId32 "\t%" PRId64 "\t", item->partition, item->offset);
+                if (result->store_has_version)
+                    buf_appendf(row, "%" PRIu64 "\n", result->store_version);
+                else
+                    buf_append_str(row, "\\N\n");
             }
                 __attribute__((fallthrough)); /* a written command is applied too */
             case FOLD_SUPERSEDED:
@@ -394,22 +425,15 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
                 break;
             }
         }
-        arr_close(&s->recipients);
-        arr_close(&s->profiles);
-        arr_close(&s->ids);
-        arr_close(&s->partitions);
-        arr_close(&s->offsets);
-        arr_close(&s->versions);
         arr_close(&s->hex);
         arr_close(&applied_recipients);
 
         bool ok = true;
         if (counts->written > 0) {
-            const char *params[7] = {(const char *)s->recipients.data, (const char *)s->profiles.data,
-                                     (const char *)s->ids.data,        topic,
-                                     (const char *)s->partitions.data, (const char *)s->offsets.data,
-                                     (const char *)s->versions.data};
-            ok = apply_exec_ok(&tx, "upsert profiles", apply_sql_upsert, 7, params);
+            const char *params[1] = {topic};
+            ok = apply_exec_ok(&tx, "upsert profiles", apply_sql_staging, 0, NULL) &&
+                 apply_copy(&tx, &s->profiles) &&
+                 apply_exec_ok(&tx, "upsert profiles", apply_sql_upsert, 1, params);
         }
         if (ok && counts->applied > 0) {
             const char *params[2] = {(const char *)s->hex.data, (const char *)applied_recipients.data};
@@ -483,4 +507,36 @@ fail:
     }
     memset(counts, 0, sizeof(*counts));
     return tx.status;
+}
+
+static bool apply_copy(apply_tx_t *tx, const buf_t *rows)
+{
+    double t0 = apply_ms();
+    char reason[512];
+    PGresult *res = PQexec(tx->conn, apply_sql_copy);
+    bool ok = PQresultStatus(res) == PGRES_COPY_IN;
+    if (!ok)
+        pgconn_error(tx->conn, res, reason, sizeof(reason));
+    PQclear(res);
+    if (ok && (PQputCopyData(tx->conn, (const char *)rows->data, (int)rows->len) != 1 ||
+               PQputCopyEnd(tx->conn, NULL) != 1)) {
+        pgconn_error(tx->conn, NULL, reason, sizeof(reason));
+        ok = false;
+    }
+    /* the COPY's own result, then NULL; on failure drain whatever comes */
+    bool data_error = false;
+    while ((res = PQgetResult(tx->conn)) != NULL) {
+        if (ok && PQresultStatus(res) != PGRES_COMMAND_OK) {
+            pgconn_error(tx->conn, res, reason, sizeof(reason));
+            data_error = pgconn_is_data_error(res);
+            ok = false;
+        }
+        PQclear(res);
+    }
+    tx->counts->ms_upsert += apply_ms() - t0;
+    if (!ok) {
+        snprintf(tx->errstr, tx->errstr_size, "copy rows: %s", reason);
+        tx->status = PQstatus(tx->conn) == CONNECTION_OK && data_error ? APPLY_REJECTED : APPLY_RETRY;
+    }
+    return ok;
 }

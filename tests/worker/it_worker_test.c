@@ -76,22 +76,35 @@ START_TEST(apply_and_read_back)
     it_produce(&it, "basic0", 1, false, 0, 0);
     it_produce(&it, "basic1", 2, false, 0, 0);
     it_produce(&it, "basic2", 3, true, 7, 0);
+    /* every byte that COPY's text format or a JSON string escapes, in the id and the profile */
+    static const char odd[] = "odd\\one\t\"q\"\n\r,{}' \xc3\xbc\xf0\x9f\x8e\x89 \\N";
+    it_produce(&it, odd, 4, false, 0, 0);
     it_flush(&it);
     pid_t pid = it_worker_start(&it, NULL);
     expect_caught_up(&it);
 
     uint64_t last[3] = {1, 2, 3};
     ck_assert_int_eq(rows_not_last(&it, "basic", last, 3), 0);
-    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), 3);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), 4);
+    {
+        const char *params[1] = {odd};
+        PGresult *res = PQexecParams(it.pg,
+                                     "SELECT count(*) FROM profiles WHERE recipient_id = $1 AND "
+                                     "profile->>'recipient' = $1 AND (profile->>'seq')::int = 4",
+                                     1, NULL, params, NULL, NULL, 0);
+        ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+        ck_assert_msg(strcmp(PQgetvalue(res, 0, 0), "1") == 0, "the odd recipient id did not round-trip");
+        PQclear(res);
+    }
     ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles WHERE recipient_id = 'basic0' AND profile = "
                                  "'{\"recipient\": \"basic0\", \"seq\": 1}'::jsonb AND version IS NULL"),
                      1);
     ck_assert_int_eq(it_int(&it, "SELECT version FROM profiles WHERE recipient_id = 'basic2'"), 7);
-    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 3);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 4);
     char sql[512];
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM profiles WHERE kafka_topic = '%s' AND kafka_offset >= 0",
              it.topic);
-    ck_assert_int_eq(it_int(&it, sql), 3);
+    ck_assert_int_eq(it_int(&it, sql), 4);
 
     /* NOTIFY named the positions applied */
     int notified = 0;

@@ -243,7 +243,8 @@ static const char apply_sql_upsert[] =
     "FROM apply_rows "
     "ON CONFLICT (recipient_id) DO UPDATE SET profile = EXCLUDED.profile, command_id = EXCLUDED.command_id, "
     "kafka_topic = EXCLUDED.kafka_topic, kafka_partition = EXCLUDED.kafka_partition, "
-    "kafka_offset = EXCLUDED.kafka_offset, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at";
+    "kafka_offset = EXCLUDED.kafka_offset, version = coalesce(EXCLUDED.version, p.version), "
+    "updated_at = EXCLUDED.updated_at";
 
 static const char apply_sql_ids[] = "INSERT INTO applied_commands (command_id, recipient_id, applied_at) "
                                     "SELECT c, r, now() FROM unnest($1::bytea[], $2::text[]) AS u(c, r) "
@@ -315,7 +316,7 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
     memset(counts, 0, sizeof(*counts));
 
     /* The range's commands, in order, for the fold. */
-    size_t n = 0;
+    size_t n = 0, versioned = 0;
     if (s->cap < hi - lo) {
         s->cap = hi - lo;
         s->commands = apply_grow(s->commands, s->cap, sizeof(*s->commands));
@@ -335,7 +336,13 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
         c->has_version = item->command.has_version;
         c->version = item->command.version;
         s->item_of[n++] = i;
-        arr_quoted(&s->recipients, c->recipient_id, c->recipient_id_len);
+        /* Stored versions matter only to versioned commands: a recipient with none
+         * in the range is folded as if it had no row, and the upsert keeps its
+         * stored version (COALESCE), which is what an unversioned command does. */
+        if (c->has_version) {
+            arr_quoted(&s->recipients, c->recipient_id, c->recipient_id_len);
+            versioned++;
+        }
         arr_bytea(&s->ids, c->command_id, FOLD_ID_BYTES);
     }
     arr_close(&s->recipients);
@@ -348,11 +355,14 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
         goto fail;
 
     if (n > 0) {
-        const char *lock_params[1] = {(const char *)s->recipients.data};
-        rows_res = apply_exec(&tx, "read versions", apply_sql_lock, 1, lock_params, PGRES_TUPLES_OK);
-        if (!rows_res)
-            goto fail;
-        size_t row_count = (size_t)PQntuples(rows_res);
+        size_t row_count = 0;
+        if (versioned > 0) {
+            const char *lock_params[1] = {(const char *)s->recipients.data};
+            rows_res = apply_exec(&tx, "read versions", apply_sql_lock, 1, lock_params, PGRES_TUPLES_OK);
+            if (!rows_res)
+                goto fail;
+            row_count = (size_t)PQntuples(rows_res);
+        }
         if (s->row_cap < row_count) {
             s->row_cap = row_count;
             s->rows = apply_grow(s->rows, s->row_cap, sizeof(*s->rows));

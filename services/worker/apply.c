@@ -176,7 +176,7 @@ static PGresult *apply_exec(apply_tx_t *tx, const char *what, const char *sql, i
     double ms = apply_ms() - t0;
     if (strcmp(what, "upsert profiles") == 0)
         tx->counts->ms_upsert += ms;
-    else if (strcmp(what, "record applied ids") == 0)
+    else if (strcmp(what, "record applied ids") == 0 || strcmp(what, "unrecord stale ids") == 0)
         tx->counts->ms_ids += ms;
     else if (strcmp(what, "commit") == 0)
         tx->counts->ms_commit += ms;
@@ -218,8 +218,19 @@ static const char apply_sql_fence[] =
     "WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3::int[]) "
     "ORDER BY partition FOR UPDATE";
 
-static const char apply_sql_applied[] = "SELECT encode(command_id, 'hex') FROM applied_commands "
-                                        "WHERE command_id = ANY($1::bytea[])";
+/* Records every id of the range and answers the ones that were recorded
+ * before (or twice in the range: those are folded as in-range duplicates).
+ * One statement instead of "read ids, fold, insert ids": the ids of commands
+ * the fold finds stale are deleted again afterwards (rare). The positions are
+ * locked first, so no other worker inserts these ids meanwhile. */
+static const char apply_sql_applied[] =
+    "WITH input AS (SELECT c, r FROM unnest($1::bytea[], $2::text[]) AS u(c, r)), "
+    "ins AS (INSERT INTO applied_commands (command_id, recipient_id, applied_at) "
+    "SELECT c, r, now() FROM input ON CONFLICT (command_id) DO NOTHING RETURNING command_id) "
+    "SELECT DISTINCT encode(i.c, 'hex') FROM input i WHERE NOT EXISTS (SELECT 1 FROM ins WHERE "
+    "ins.command_id = i.c)";
+
+static const char apply_sql_unrecord[] = "DELETE FROM applied_commands WHERE command_id = ANY($1::bytea[])";
 
 /*
  * The rows go in through COPY into a temporary table, then one INSERT ... ON
@@ -245,10 +256,6 @@ static const char apply_sql_upsert[] =
     "kafka_topic = EXCLUDED.kafka_topic, kafka_partition = EXCLUDED.kafka_partition, "
     "kafka_offset = EXCLUDED.kafka_offset, version = coalesce(EXCLUDED.version, p.version), "
     "updated_at = EXCLUDED.updated_at";
-
-static const char apply_sql_ids[] = "INSERT INTO applied_commands (command_id, recipient_id, applied_at) "
-                                    "SELECT c, r, now() FROM unnest($1::bytea[], $2::text[]) AS u(c, r) "
-                                    "ON CONFLICT (command_id) DO NOTHING";
 
 static const char apply_sql_position_update[] =
     "UPDATE kafka_positions SET next_offset = $4, updated_at = now() "
@@ -323,8 +330,9 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
         s->results = apply_grow(s->results, s->cap, sizeof(*s->results));
         s->item_of = apply_grow(s->item_of, s->cap, sizeof(*s->item_of));
     }
-    arr_open(&s->recipients);
-    arr_open(&s->ids);
+    arr_open(&s->recipients); /* of versioned commands */
+    arr_open(&s->ids);        /* every command's id ... */
+    arr_open(&s->hex);        /* ... and its recipient */
     for (size_t i = lo; i < hi; i++) {
         const batch_item_t *item = &batch->items[i];
         if (item->kind != BATCH_COMMAND)
@@ -344,9 +352,11 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
             versioned++;
         }
         arr_bytea(&s->ids, c->command_id, FOLD_ID_BYTES);
+        arr_quoted(&s->hex, c->recipient_id, c->recipient_id_len);
     }
     arr_close(&s->recipients);
     arr_close(&s->ids);
+    arr_close(&s->hex);
 
     if (!apply_exec_ok(&tx, "begin", "BEGIN", 0, NULL))
         goto fail;
@@ -375,8 +385,8 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
                 s->rows[r].has_version ? strtoull(PQgetvalue(rows_res, (int)r, 1), NULL, 10) : 0;
         }
 
-        const char *id_params[1] = {(const char *)s->ids.data};
-        ids_res = apply_exec(&tx, "read applied ids", apply_sql_applied, 1, id_params, PGRES_TUPLES_OK);
+        const char *id_params[2] = {(const char *)s->ids.data, (const char *)s->hex.data};
+        ids_res = apply_exec(&tx, "record applied ids", apply_sql_applied, 2, id_params, PGRES_TUPLES_OK);
         if (!ids_res)
             goto fail;
         size_t applied_count = (size_t)PQntuples(ids_res);
@@ -395,9 +405,8 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
 
         /* Rows to upsert, and ids to record. */
         buf_reset(&s->profiles); /* COPY rows */
-        arr_open(&s->hex);       /* applied ids */
-        buf_t applied_recipients = {0};
-        arr_open(&applied_recipients);
+        arr_open(&s->hex);       /* ids of stale commands, recorded above: to delete */
+        size_t stale_to_delete = 0;
         for (size_t k = 0; k < n; k++) {
             const batch_item_t *item = &batch->items[s->item_of[k]];
             const fold_result_t *result = &s->results[k];
@@ -424,19 +433,27 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
                 __attribute__((fallthrough)); /* a written command is applied too */
             case FOLD_SUPERSEDED:
                 counts->applied++;
-                arr_bytea(&s->hex, item->command.command_id, FOLD_ID_BYTES);
-                arr_quoted(&applied_recipients, item->command.recipient_id, item->command.recipient_id_len);
                 break;
             case FOLD_DUPLICATE:
                 counts->duplicates++;
                 break;
             case FOLD_STALE:
                 counts->stale++;
+                /* unless another command of the range with this id applied
+                 * (a producer reusing an id: rare, so a plain scan) */
+                bool applied_here = false;
+                for (size_t j = 0; j < n && !applied_here; j++)
+                    applied_here =
+                        (s->results[j].outcome == FOLD_WRITTEN || s->results[j].outcome == FOLD_SUPERSEDED) &&
+                        memcmp(s->commands[j].command_id, item->command.command_id, FOLD_ID_BYTES) == 0;
+                if (!applied_here) {
+                    arr_bytea(&s->hex, item->command.command_id, FOLD_ID_BYTES);
+                    stale_to_delete++;
+                }
                 break;
             }
         }
         arr_close(&s->hex);
-        arr_close(&applied_recipients);
 
         bool ok = true;
         if (counts->written > 0) {
@@ -445,23 +462,10 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
                  apply_copy(&tx, &s->profiles) &&
                  apply_exec_ok(&tx, "upsert profiles", apply_sql_upsert, 1, params);
         }
-        if (ok && counts->applied > 0) {
-            const char *params[2] = {(const char *)s->hex.data, (const char *)applied_recipients.data};
-            PGresult *res = apply_exec(&tx, "record applied ids", apply_sql_ids, 2, params, PGRES_COMMAND_OK);
-            if (!res)
-                ok = false;
-            else if (strtoull(PQcmdTuples(res), NULL, 10) != counts->applied) {
-                /* Another transaction recorded one of these ids since we read them:
-                 * a second worker is applying this partition. */
-                snprintf(errstr, errstr_size,
-                         "record applied ids: %s of %" PRIu64 " inserted, another worker applied some",
-                         PQcmdTuples(res), counts->applied);
-                tx.status = APPLY_FENCED;
-                ok = false;
-            }
-            PQclear(res);
+        if (ok && stale_to_delete > 0) {
+            const char *params[1] = {(const char *)s->hex.data};
+            ok = apply_exec_ok(&tx, "unrecord stale ids", apply_sql_unrecord, 1, params);
         }
-        buf_free(&applied_recipients);
         if (!ok)
             goto fail;
     }

@@ -84,7 +84,8 @@ static int produce(int argc, char **argv)
     if (rd_kafka_conf_set(conf, "bootstrap.servers", require_env("PROFILED_KAFKA_BROKERS"), errstr,
                           sizeof(errstr)) != RD_KAFKA_CONF_OK ||
         rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
-        rd_kafka_conf_set(conf, "partitioner", "murmur2_random", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "partitioner", "murmur2_random", errstr, sizeof(errstr)) !=
+            RD_KAFKA_CONF_OK ||
         rd_kafka_conf_set(conf, "linger.ms", "20", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
         rd_kafka_conf_set(conf, "compression.codec", "lz4", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
         die("producer", errstr);
@@ -135,9 +136,10 @@ static int produce(int argc, char **argv)
         if (codec_encode(&command, &value, errstr, sizeof(errstr)) < 0)
             die("encode", errstr);
         for (;;) {
-            rd_kafka_resp_err_t err = rd_kafka_producev(
-                rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(recipient, (size_t)rlen),
-                RD_KAFKA_V_VALUE(value.data, value.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+            rd_kafka_resp_err_t err =
+                rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(recipient, (size_t)rlen),
+                                  RD_KAFKA_V_VALUE(value.data, value.len),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
             if (!err)
                 break;
             if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -147,8 +149,9 @@ static int produce(int argc, char **argv)
         rd_kafka_poll(rk, 0);
         /* the same row for the ceiling: recipient, profile JSON, command id */
         buf_reset(&json);
-        buf_appendf(&json, "{\"email\": \"%s\", \"pad\": \"%s\", \"phase\": %d, \"recipient\": \"%s\", \"seq\": %ld}",
-                    email, pad, phase, recipient, i);
+        buf_appendf(
+            &json, "{\"email\": \"%s\", \"pad\": \"%s\", \"phase\": %d, \"recipient\": \"%s\", \"seq\": %ld}",
+            email, pad, phase, recipient, i);
         fprintf(tsv, "%s\t%.*s\t", recipient, (int)json.len, (const char *)json.data);
         for (int k = 0; k < 16; k++)
             fprintf(tsv, "%02x", command.command_id[k]);
@@ -212,8 +215,8 @@ static int wait_applied(int argc, char **argv)
     double rate = t_last > t_first ? (double)(total - first) / (t_last - t_first) : 0;
     /* stdout: rows/s, from the first commit to the last (excludes start-up and group join) */
     printf("%.0f\n", rate);
-    fprintf(stderr, "applied %lld commands; first commit after %.2f s held %lld; rate %.0f rows/s\n", total - start_sum,
-            t_first - t_start, first - start_sum, rate);
+    fprintf(stderr, "applied %lld commands; first commit after %.2f s held %lld; rate %.0f rows/s\n",
+            total - start_sum, t_first - t_start, first - start_sum, rate);
     return 0;
 }
 

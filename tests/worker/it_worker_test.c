@@ -829,6 +829,53 @@ START_TEST(a_second_worker_joins_and_leaves)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ zombie */
+
+/* A worker frozen (SIGSTOP) past its session timeout is expelled; the other
+ * takes its partitions and moves their positions. Thawed (SIGCONT), the
+ * zombie may still hold an open batch for partitions it no longer owns: the
+ * fenced position update must refuse it, so nothing is applied twice. */
+START_TEST(a_frozen_worker_cannot_apply_after_losing_its_partitions)
+{
+    it_t it;
+    it_setup(&it, "zombie", 6);
+    it_add_write_counter(&it);
+    enum { TOTAL = 12000, RECIPIENTS = 600, CHUNKS = 40 };
+    static uint64_t last[RECIPIENTS];
+    /* a long batch window, so that the zombie is likely frozen with a batch open */
+    const char *env[] = {"PROFILED_BATCH_MAX_WAIT=400ms", NULL};
+    pid_t first = it_worker_start(&it, env);
+    stream_t s;
+    stream_start(&s, &it, "zombie", TOTAL, RECIPIENTS, CHUNKS, 500, 64, last);
+    ck_assert_msg(wait_progress(&it, 0, 30000), "no progress");
+    pid_t second = it_worker_start_tagged(&it, env, "second");
+    char command[1200];
+    snprintf(command, sizeof(command), "grep -q '\"partitions assigned\",\"partitions\":[1-9]' '%s.second'",
+             it.log_path);
+    bool assigned = false;
+    for (int i = 0; i < 300 && !assigned; i++) {
+        assigned = system(command) == 0;
+        if (!assigned)
+            nap_ms(100);
+    }
+    ck_assert_msg(assigned, "the second worker got no partition within 30 s");
+    nap_ms(1000);
+    kill(first, SIGSTOP);
+    fprintf(stderr, "first worker frozen at %d/%d chunks\n", atomic_load(&s.chunks_done), CHUNKS);
+    nap_ms(12000); /* > session.timeout.ms (6 s): expelled, its partitions go to the second */
+    int64_t from = it_positions_sum(&it);
+    ck_assert_msg(wait_progress(&it, from, 20000), "no progress while the first worker is frozen");
+    kill(first, SIGCONT);
+    fprintf(stderr, "first worker thawed at %d/%d chunks\n", atomic_load(&s.chunks_done), CHUNKS);
+    stream_join(&s);
+    expect_exactly_once(&it, "zombie", last, RECIPIENTS, TOTAL);
+    int status = it_worker_stop(second, 30000);
+    ck_assert_msg(status == 0, "second worker exit status %d", status);
+    expect_stops_cleanly(&it, first);
+    it_teardown(&it);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ main */
 
 static Suite *worker_suite(void)
@@ -851,6 +898,7 @@ static Suite *worker_suite(void)
         {"pg_outage", postgres_outage_loses_nothing, 170},
         {"crash", sigkill_at_random_moments_changes_nothing, 170},
         {"rebalance", a_second_worker_joins_and_leaves, 170},
+        {"zombie", a_frozen_worker_cannot_apply_after_losing_its_partitions, 170},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *t = tcase_create(cases[i].name);

@@ -165,6 +165,23 @@ static int codec_wrong_type(codec_failure_t *failure, codec_field_t field, const
                       mp_type_name(item->type));
 }
 
+/* Reads an item of bytes that mp_skip has already walked: it cannot fail. */
+static void codec_read_walked(const uint8_t *p, size_t avail, mp_item_t *item)
+{
+    int rc = mp_read(p, avail, item);
+    assert(rc == 0 && "mp_skip walked these bytes");
+    (void)rc;
+}
+
+static size_t codec_skip_walked(const uint8_t *p, size_t avail)
+{
+    size_t consumed = 0;
+    int rc = mp_skip(p, avail, &consumed);
+    assert(rc == 0 && "mp_skip walked these bytes");
+    (void)rc;
+    return consumed;
+}
+
 int codec_decode(const uint8_t *bytes, size_t len, const uint8_t *key, size_t key_len, const limits_t *limits,
                  codec_command_t *command, buf_t *profile_json, codec_failure_t *failure)
 {
@@ -186,8 +203,7 @@ int codec_decode(const uint8_t *bytes, size_t len, const uint8_t *key, size_t ke
         return codec_fail(failure, CODEC_ERR_TRAILING_BYTES, "command: %zu bytes after the command map",
                           len - total);
     }
-    if (mp_read(bytes, len, &top) != 0)
-        assert(!"mp_skip accepted what mp_read rejects");
+    codec_read_walked(bytes, len, &top);
     if (top.type != MP_MAP)
         return codec_fail(failure, CODEC_ERR_NOT_A_MAP, "command: must be a msgpack map, got %s",
                           mp_type_name(top.type));
@@ -196,10 +212,10 @@ int codec_decode(const uint8_t *bytes, size_t len, const uint8_t *key, size_t ke
     size_t pos = top.size;
     for (uint32_t i = 0; i < top.len; i++) {
         mp_item_t k;
-        size_t skipped;
-        if (mp_read(bytes + pos, len - pos, &k) != 0 || k.type != MP_STR)
-            return codec_fail(failure, CODEC_ERR_NON_STRING_KEY, "command: a field name is a %s, not a str",
-                              mp_type_name(k.type));
+        codec_read_walked(bytes + pos, len - pos, &k);
+        if (k.type != MP_STR)
+            return codec_fail(failure, CODEC_ERR_NON_STRING_KEY,
+                              "command: a field name is not a str (got %s)", mp_type_name(k.type));
         pos += k.size;
         int field = -1;
         for (int f = 0; f < CODEC_F__COUNT; f++) {
@@ -213,12 +229,9 @@ int codec_decode(const uint8_t *bytes, size_t len, const uint8_t *key, size_t ke
                 return codec_fail(failure, CODEC_ERR_DUPLICATE_FIELD, "%s: appears more than once",
                                   codec_fields[field].name);
             at[field] = bytes + pos;
-            if (mp_read(bytes + pos, len - pos, &value[field]) != 0)
-                assert(!"mp_skip accepted what mp_read rejects");
+            codec_read_walked(bytes + pos, len - pos, &value[field]);
         }
-        if (mp_skip(bytes + pos, len - pos, &skipped) != 0)
-            assert(!"mp_skip accepted the whole but not a part");
-        pos += skipped;
+        pos += codec_skip_walked(bytes + pos, len - pos);
     }
 
     /* 5-12: fields present and typed, in spec order. Optional ones may be
@@ -281,13 +294,19 @@ int codec_decode(const uint8_t *bytes, size_t len, const uint8_t *key, size_t ke
         command->accepted_at_us = v->v.i64;
     else if (v->type == MP_UINT && v->v.u64 <= INT64_MAX)
         command->accepted_at_us = (int64_t)v->v.u64;
+    else if (v->type == MP_UINT)
+        return codec_fail(failure, CODEC_ERR_WRONG_TYPE, "accepted_at_us: %llu is beyond int64",
+                          (unsigned long long)v->v.u64);
     else
-        return codec_wrong_type(failure, CODEC_F_ACCEPTED_AT_US, "an int64", v);
+        return codec_wrong_type(failure, CODEC_F_ACCEPTED_AT_US, "an int", v);
 
     v = &value[CODEC_F_VERSION];
     if (at[CODEC_F_VERSION] && v->type != MP_NIL) {
+        if (v->type == MP_INT)
+            return codec_fail(failure, CODEC_ERR_WRONG_TYPE, "version: %lld is negative",
+                              (long long)v->v.i64);
         if (v->type != MP_UINT)
-            return codec_wrong_type(failure, CODEC_F_VERSION, "a non-negative int", v);
+            return codec_wrong_type(failure, CODEC_F_VERSION, "an int", v);
         command->has_version = true;
         command->version = v->v.u64;
     }

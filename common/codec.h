@@ -88,7 +88,8 @@ int codec_encode(const codec_command_t *command, buf_t *out, char *errstr, size_
  * when the record had none, which fails with KEY_MISMATCH). On success fills
  * `command` (borrowing from `bytes`), appends the profile as JSON text to
  * `profile_json` (the form PostgreSQL jsonb stores), and returns 0. On any
- * invalid input returns -1 with `failure` filled; never reads past len.
+ * invalid input returns -1 with `failure` filled and `profile_json` as it
+ * was; never reads past len. Optional fields sent as nil read as absent.
  */
 int codec_decode(const uint8_t *bytes, size_t len, const uint8_t *key, size_t key_len, const limits_t *limits,
                  codec_command_t *command, buf_t *profile_json, codec_failure_t *failure)

@@ -14,7 +14,7 @@
  *   nearly all of a profile, never move.
  * - Nesting lives on a flat frame stack; keys of the open objects live on one
  *   flat key stack (offset and hash). A 64-bit Bloom word per object makes
- *   the duplicate check free for ordinary objects; past 64 keys an object is
+ *   the duplicate check free for ordinary objects; past 48 keys an object is
  *   sorted once at its close instead. Only when a duplicate is real does the
  *   object get compacted, keeping the last value of each key.
  * - Numbers: integers are accumulated exactly; a decimal whose digits and
@@ -332,6 +332,7 @@ static inline void transcode_emit_negative(transcode_ctx_t *ctx, int64_t v)
 
 static inline void transcode_emit_double(transcode_ctx_t *ctx, double d)
 {
+    assert(ctx->o + 9 <= ctx->limit_o);
     uint64_t bits;
     memcpy(&bits, &d, 8);
     ctx->o[0] = 0xCB;
@@ -353,6 +354,7 @@ static inline void transcode_fix_header(transcode_ctx_t *ctx, uint8_t *hdr, uint
         return;
     }
     size_t body = (size_t)(ctx->o - (hdr + 1));
+    assert(ctx->o + 4 <= ctx->limit_o);
     if (w8 && n <= 0xFF) {
         memmove(hdr + 2, hdr + 1, body);
         hdr[0] = w8;
@@ -503,6 +505,7 @@ static int transcode_string(transcode_ctx_t *ctx, uint32_t max_bytes, bool is_ke
              * reserve has slack for it). */
             uint64_t w;
             memcpy(&w, p, 8);
+            assert(o + 8 <= ctx->limit_o);
             memcpy(o, &w, 8);
             uint64_t special = transcode_special_bytes(w);
             if (special == 0) {
@@ -783,11 +786,22 @@ static bool transcode_keys_equal(const transcode_ctx_t *ctx, const transcode_key
     return na == transcode_key_size(kb) && memcmp(ka, kb, na) == 0;
 }
 
-static int transcode_key_by_hash(const void *a, const void *b)
+/* Orders keys by hash, then bytes, then input position, so that equal keys
+ * sit side by side whatever the hash collisions (a crafted body full of
+ * colliding keys costs a sort, not a quadratic scan). */
+static int transcode_key_order(const void *a, const void *b, void *arg)
 {
     const transcode_key_t *x = a, *y = b;
+    const uint8_t *base = arg;
     if (x->hash != y->hash)
         return x->hash < y->hash ? -1 : 1;
+    const uint8_t *kx = base + x->off, *ky = base + y->off;
+    size_t nx = transcode_key_size(kx), ny = transcode_key_size(ky);
+    int c = memcmp(kx, ky, nx < ny ? nx : ny);
+    if (c != 0)
+        return c;
+    if (nx != ny)
+        return nx < ny ? -1 : 1;
     return x->off < y->off ? -1 : (x->off > y->off);
 }
 
@@ -810,16 +824,13 @@ static uint32_t transcode_dedupe(transcode_ctx_t *ctx, transcode_frame_t *frame)
     transcode_key_t *keys = ctx->keys + frame->keys;
     uint32_t n = ctx->nkeys - frame->keys;
     assert(n == frame->count && n > 0);
-    qsort(keys, n, sizeof(*keys), transcode_key_by_hash);
+    qsort_r(keys, n, sizeof(*keys), transcode_key_order, ctx->base);
     bool any = false;
-    for (uint32_t i = 0; i < n; i++) {
-        /* Within one hash, entries are in input order: a later equal key kills i. */
-        for (uint32_t j = i + 1; j < n && keys[j].hash == keys[i].hash; j++) {
-            if (transcode_keys_equal(ctx, &keys[i], &keys[j])) {
-                keys[i].off |= TRANSCODE_DEAD;
-                any = true;
-                break;
-            }
+    for (uint32_t i = 0; i + 1 < n; i++) {
+        /* Equal keys are adjacent and in input order: a later one kills i. */
+        if (transcode_keys_equal(ctx, &keys[i], &keys[i + 1])) {
+            keys[i].off |= TRANSCODE_DEAD;
+            any = true;
         }
     }
     if (!any)

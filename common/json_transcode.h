@@ -6,6 +6,34 @@
  * duplicate key keep the last value (PostgreSQL jsonb's rule), so the msgpack
  * output never holds a duplicate key. Output is the canonical msgpack of
  * proto/README.md (smallest integer forms, float64, str).
+ *
+ * Rules that the signatures do not show (tests/json pins each one):
+ * - Numbers: an integer literal (no fraction, no exponent) in
+ *   [INT64_MIN, UINT64_MAX] is exact; -0 is the integer 0. Integer literals
+ *   beyond that range become the nearest float64 (jansson rejects them: a
+ *   documented difference). Other numbers are float64, correctly rounded; a
+ *   number beyond the double range (1e400) is TRANSCODE_ERR_SYNTAX, since JSON
+ *   has no infinity; underflow rounds to 0 or a subnormal, as strtod does.
+ * - Limits: max_body_bytes counts the whole body (TOO_LARGE); max_depth
+ *   counts open objects/arrays, the profile object itself being level 1 (the
+ *   {"profile": ...} wrapper is not counted; for transcode_value the root
+ *   container is level 1); max_key_bytes and max_string_bytes count UTF-8
+ *   bytes after unescaping; max_keys bounds the members of each object as
+ *   written (duplicates included) and the elements of each array.
+ * - Duplicate keys (compared after unescaping): the last value wins, at the
+ *   position of the last occurrence. Also for "profile" in the wrapper.
+ * - Documented profile fields may be null (meaning unset); any other type
+ *   than the documented one is TRANSCODE_ERR_SCHEMA. Only the profile's own
+ *   members and the listed members of its documented objects are typed.
+ * - Messages: "<path>: <rule>", the path from "profile" ("profile.tags[3]")
+ *   or from "body"/"value" outside it; limits name their PROFILED_MAX_*
+ *   variable; schema messages read "profile.address.locality must be a
+ *   string". Always NUL-terminated valid UTF-8 (long paths are cut on a
+ *   character boundary). `offset` is the input byte where parsing stopped
+ *   (0 for TOO_LARGE and SCHEMA errors).
+ * - Reentrant; no allocation per value: the output is reserved once, and
+ *   the nesting and key stacks live on the C stack unless max_depth is over
+ *   38 or more than 256 keys of open objects are pending at once.
  */
 #ifndef PROFILED_JSON_TRANSCODE_H
 #define PROFILED_JSON_TRANSCODE_H

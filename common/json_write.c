@@ -66,21 +66,35 @@ static const double json_write_pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  
                                             1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                             1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
-/* Writes a quoted, escaped copy of s[0..len) at dst (room for 6 * len + 2
- * bytes); returns the end. */
-static uint8_t *json_write_quoted(uint8_t *dst, const uint8_t *s, size_t len)
+/* Room for n more bytes; the common case (room already there) stays inline. */
+static inline uint8_t *json_write_room(buf_t *out, size_t n)
+{
+    if (out->cap - out->len < n)
+        buf_reserve(out, n);
+    return out->data + out->len;
+}
+
+/*
+ * Writes a quoted, escaped copy of s[0..len) at dst (room for 6 * len + 2
+ * bytes) and returns the end, validating UTF-8 in the same pass: returns
+ * NULL at the first invalid sequence. U+0000 is escaped and reported in
+ * *has_nul rather than stopping the pass, so that a string with both faults
+ * is reported as invalid UTF-8 wherever they are (proto/README.md §5).
+ */
+static uint8_t *json_write_quoted(uint8_t *dst, const uint8_t *s, size_t len, bool *has_nul)
 {
     *dst++ = '"';
     size_t i = 0;
     while (i < len) {
-        /* Eight bytes at a time while none needs escaping: none below 0x20
-         * (the classic has-less-than trick), no '"', no '\\'. */
+        /* Eight bytes at a time while all are plain ASCII that needs no
+         * escape: none below 0x20 (the has-less-than trick), no '"', no
+         * '\\', no high bit (the last term). */
         while (i + 8 <= len) {
             uint64_t x;
             memcpy(&x, s + i, 8);
             uint64_t q = x ^ 0x2222222222222222ULL, b = x ^ 0x5c5c5c5c5c5c5c5cULL;
-            uint64_t hits = ((x - 0x2020202020202020ULL) & ~x) | ((q - 0x0101010101010101ULL) & ~q) |
-                            ((b - 0x0101010101010101ULL) & ~b);
+            uint64_t hits = (x - 0x2020202020202020ULL) | ((q - 0x0101010101010101ULL) & ~q) |
+                            ((b - 0x0101010101010101ULL) & ~b) | x;
             if (hits & 0x8080808080808080ULL)
                 break;
             memcpy(dst, &x, 8);
@@ -88,8 +102,17 @@ static uint8_t *json_write_quoted(uint8_t *dst, const uint8_t *s, size_t len)
             i += 8;
         }
         size_t stop = i + 8 < len ? i + 8 : len;
-        for (; i < stop; i++) {
+        while (i < stop) {
             uint8_t c = s[i];
+            if (c >= 0x80) {
+                size_t seq = utf8_sequence_len(s + i, len - i);
+                if (seq == 0)
+                    return NULL;
+                memcpy(dst, s + i, seq);
+                dst += seq;
+                i += seq;
+                continue;
+            }
             char e = json_write_escape[c];
             if (!e) {
                 *dst++ = c;
@@ -97,11 +120,13 @@ static uint8_t *json_write_quoted(uint8_t *dst, const uint8_t *s, size_t len)
                 *dst++ = '\\';
                 *dst++ = (uint8_t)e;
             } else {
+                *has_nul |= c == 0;
                 memcpy(dst, "\\u00", 4);
                 dst[4] = (uint8_t)json_write_hex[c >> 4];
                 dst[5] = (uint8_t)json_write_hex[c & 0xf];
                 dst += 6;
             }
+            i++;
         }
     }
     *dst++ = '"';
@@ -110,8 +135,9 @@ static uint8_t *json_write_quoted(uint8_t *dst, const uint8_t *s, size_t len)
 
 void json_write_string(buf_t *out, const char *s, size_t len)
 {
-    buf_reserve(out, 6 * len + 2);
-    uint8_t *end = json_write_quoted(out->data + out->len, (const uint8_t *)s, len);
+    bool has_nul = false;
+    uint8_t *end = json_write_quoted(json_write_room(out, 6 * len + 2), (const uint8_t *)s, len, &has_nul);
+    assert(end != NULL); /* the caller vouched for valid UTF-8 */
     out->len = (size_t)(end - out->data);
 }
 
@@ -137,6 +163,55 @@ static size_t json_write_u64_digits(char *dst, uint64_t v)
     return n;
 }
 
+/* Drops trailing zeros from a digit string, keeping at least one digit. */
+static size_t json_write_strip(const char *digits, size_t len)
+{
+    while (len > 1 && digits[len - 1] == '0')
+        len--;
+    return len;
+}
+
+/*
+ * The first `prec` digits of the 17-digit decimal d17 (point position
+ * point17), truncated, or plus one unit in the last place with `up`: if they
+ * read back as ax, stores them in digits/point and returns true.
+ */
+static bool json_write_round_try(double ax, const char *d17, int point17, int prec, bool up, char *digits,
+                                 int *point)
+{
+    char d[17];
+    int n = point17;
+    memcpy(d, d17, (size_t)prec);
+    if (up) {
+        int i = prec - 1;
+        while (i >= 0 && d[i] == '9')
+            d[i--] = '0';
+        if (i >= 0) {
+            d[i]++;
+        } else { /* 99..9 rounds up to 100..0: one more integer digit */
+            d[0] = '1';
+            n++;
+        }
+    }
+    /* "0.<digits>e<n>" for strtod. */
+    char text[48];
+    size_t t = 0;
+    text[t++] = '0';
+    text[t++] = '.';
+    memcpy(text + t, d, (size_t)prec);
+    t += (size_t)prec;
+    text[t++] = 'e';
+    if (n < 0)
+        text[t++] = '-';
+    t += json_write_u64_digits(text + t, (uint64_t)(n < 0 ? -n : n));
+    text[t] = '\0';
+    if (strtod(text, NULL) != ax)
+        return false;
+    memcpy(digits, d, (size_t)prec);
+    *point = n;
+    return true;
+}
+
 /*
  * The shortest decimal digits d1..dk (no leading or trailing zeros) and the
  * point position n such that 0.d1..dk * 10^n reads back as ax (finite, > 0).
@@ -145,9 +220,11 @@ static size_t json_write_u64_digits(char *dst, uint64_t v)
  * below 2^53 and k <= 22, then the decimal m * 10^-k reads back as ax,
  * because m and 10^k are exact doubles and IEEE division rounds correctly,
  * just as strtod does. Trying k = 0, 1, 2, ... finds the fewest digits.
- * Otherwise printf with 15, 16, then 17 significant digits, keeping the
- * first that strtod reads back: 15 digits always suffice to tell apart two
- * normal doubles' shortest forms (DBL_DIG), and 17 always read back.
+ * Otherwise one printf of 17 correctly rounded digits (which always read
+ * back), and its roundings to 15 and then 16 digits, keeping the first that
+ * strtod reads back. For a normal double whose shortest form has at most 15
+ * digits, the nearest 15-digit decimal is that form (a double's ulp is under
+ * a quarter of the 15-digit spacing), so nothing shorter is missed.
  * Subnormals have fewer bits of precision, so for them every precision from
  * 1 up is tried (5e-324 must stay 5e-324).
  */
@@ -163,29 +240,54 @@ static size_t json_write_shortest(double ax, char *digits, int *point)
                 continue;
             size_t len = json_write_u64_digits(digits, m);
             *point = (int)len - k;
-            while (len > 1 && digits[len - 1] == '0')
-                len--;
-            return len;
+            return json_write_strip(digits, len);
         }
     }
 
     char tmp[40];
-    int first = ax < DBL_MIN ? 1 : 15;
-    for (int prec = first; prec <= 17; prec++) {
-        snprintf(tmp, sizeof(tmp), "%.*e", prec - 1, ax);
-        if (prec == 17 || strtod(tmp, NULL) == ax)
-            break;
-    }
-    /* tmp is "d.ddddde[+-]XX" (or "de[+-]XX" when prec is 1). */
     size_t len = 0;
-    const char *p = tmp;
-    for (; *p != 'e'; p++)
-        if (*p != '.')
-            digits[len++] = *p;
-    *point = atoi(p + 1) + 1;
-    while (len > 1 && digits[len - 1] == '0')
-        len--;
-    return len;
+    if (ax < DBL_MIN) {
+        /* Subnormals: rare, so the plain search over every precision. */
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(tmp, sizeof(tmp), "%.*e", prec - 1, ax);
+            if (prec == 17 || strtod(tmp, NULL) == ax)
+                break;
+        }
+        const char *p = tmp;
+        for (; *p != 'e'; p++)
+            if (*p != '.')
+                digits[len++] = *p;
+        *point = atoi(p + 1) + 1;
+    } else {
+        /* One correctly rounded 17-digit printf, then its 15- and 16-digit
+         * roundings checked by strtod. */
+        char d17[17];
+        snprintf(tmp, sizeof(tmp), "%.16e", ax); /* "d.dddddddddddddddde[+-]X" */
+        d17[0] = tmp[0];
+        memcpy(d17 + 1, tmp + 2, 16);
+        int point17 = atoi(tmp + 19) + 1;
+        /* At a power of two the interval of decimals that read back is
+         * twice as wide above as below, so the nearest decimal may miss
+         * while the one above reads back. */
+        uint64_t bits;
+        memcpy(&bits, &ax, sizeof(bits));
+        bool power_of_two = (bits & 0xfffffffffffffULL) == 0;
+        for (int prec = 15; prec <= 16; prec++) {
+            bool rounded_up = d17[prec] >= '5';
+            if (json_write_round_try(ax, d17, point17, prec, rounded_up, digits, point))
+                return json_write_strip(digits, (size_t)prec);
+            /* A dropped tail of exactly 5 or 50 hides whether the exact
+             * value lay above or below the midpoint: try the other way. */
+            bool tie = d17[prec] == '5' && (prec == 16 || d17[16] == '0');
+            if ((tie || (power_of_two && !rounded_up)) &&
+                json_write_round_try(ax, d17, point17, prec, !rounded_up, digits, point))
+                return json_write_strip(digits, (size_t)prec);
+        }
+        memcpy(digits, d17, 17);
+        len = 17;
+        *point = point17;
+    }
+    return json_write_strip(digits, len);
 }
 
 /* Formats a finite double at dst (room for JSON_WRITE_SCALAR_MAX); returns the length. */
@@ -313,18 +415,22 @@ int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, c
     int rc = -1;
     char what[96];
 
-    if (limits->max_depth > JSON_WRITE_STACK_FRAMES) {
-        heap_frames = malloc((size_t)limits->max_depth * sizeof(*heap_frames));
+    /* Every open container took at least one input byte, so the depth never
+     * exceeds len: a huge configured limit costs nothing on small input. */
+    size_t max_frames = limits->max_depth < len ? limits->max_depth : len;
+    if (max_frames > JSON_WRITE_STACK_FRAMES) {
+        heap_frames = malloc(max_frames * sizeof(*heap_frames));
         if (!heap_frames) {
-            fprintf(stderr, "{\"level\":\"fatal\",\"message\":\"out of memory for %u JSON writer frames\"}\n",
-                    limits->max_depth);
+            fprintf(stderr,
+                    "{\"level\":\"fatal\",\"message\":\"out of memory for %zu JSON writer frames\"}\n",
+                    max_frames);
             abort();
         }
         frames = heap_frames;
     }
 
     for (;;) {
-        mp_item_t item;
+        mp_item_t item = {0};
         if (mp_read(bytes + pos, len - pos, &item) != 0) {
             json_write_fail(failure, CODEC_ERR_MALFORMED, path, frames, depth,
                             "truncated or malformed msgpack");
@@ -335,7 +441,7 @@ int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, c
 
         if (top && top->is_map && top->want_key) {
             if (item.type != MP_STR) {
-                snprintf(what, sizeof(what), "map key is a %s, not a str", mp_type_name(item.type));
+                snprintf(what, sizeof(what), "map key is not a str (got %s)", mp_type_name(item.type));
                 json_write_fail(failure, CODEC_ERR_NON_STRING_KEY, path, frames, depth, what);
                 goto cleanup;
             }
@@ -345,8 +451,12 @@ int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, c
                 json_write_fail(failure, CODEC_ERR_LIMIT, path, frames, depth, what);
                 goto cleanup;
             }
-            bool has_nul;
-            if (!utf8_valid(item.data, item.len, &has_nul)) {
+            bool has_nul = false;
+            uint8_t *dst = json_write_room(out, 6 * (size_t)item.len + 4);
+            if (separator)
+                *dst++ = ',';
+            dst = json_write_quoted(dst, item.data, item.len, &has_nul);
+            if (!dst) {
                 json_write_fail(failure, CODEC_ERR_INVALID_UTF8, path, frames, depth,
                                 "key is not valid UTF-8");
                 goto cleanup;
@@ -355,11 +465,6 @@ int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, c
                 json_write_fail(failure, CODEC_ERR_NUL_IN_STRING, path, frames, depth, "key contains U+0000");
                 goto cleanup;
             }
-            buf_reserve(out, 6 * (size_t)item.len + 4);
-            uint8_t *dst = out->data + out->len;
-            if (separator)
-                *dst++ = ',';
-            dst = json_write_quoted(dst, item.data, item.len);
             *dst++ = ':';
             out->len = (size_t)(dst - out->data);
             top->key = item.data;
@@ -382,8 +487,7 @@ int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, c
                                 "NaN or infinity has no JSON form");
                 goto cleanup;
             }
-            buf_reserve(out, JSON_WRITE_SCALAR_MAX);
-            char *dst = (char *)out->data + out->len;
+            char *dst = (char *)json_write_room(out, JSON_WRITE_SCALAR_MAX);
             if (separator)
                 *dst++ = ',';
             if (item.type == MP_NIL) {
@@ -411,8 +515,12 @@ int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, c
                 json_write_fail(failure, CODEC_ERR_LIMIT, path, frames, depth, what);
                 goto cleanup;
             }
-            bool has_nul;
-            if (!utf8_valid(item.data, item.len, &has_nul)) {
+            bool has_nul = false;
+            uint8_t *dst = json_write_room(out, 6 * (size_t)item.len + 3);
+            if (separator)
+                *dst++ = ',';
+            dst = json_write_quoted(dst, item.data, item.len, &has_nul);
+            if (!dst) {
                 json_write_fail(failure, CODEC_ERR_INVALID_UTF8, path, frames, depth,
                                 "string is not valid UTF-8");
                 goto cleanup;
@@ -422,11 +530,6 @@ int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, c
                                 "string contains U+0000, which jsonb cannot store");
                 goto cleanup;
             }
-            buf_reserve(out, 6 * (size_t)item.len + 3);
-            uint8_t *dst = out->data + out->len;
-            if (separator)
-                *dst++ = ',';
-            dst = json_write_quoted(dst, item.data, item.len);
             out->len = (size_t)(dst - out->data);
             break;
         }
@@ -449,7 +552,7 @@ int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, c
                 json_write_fail(failure, CODEC_ERR_LIMIT, path, frames, depth, what);
                 goto cleanup;
             }
-            buf_reserve(out, 3);
+            json_write_room(out, 3);
             if (separator)
                 out->data[out->len++] = ',';
             if (item.len == 0) {

@@ -25,18 +25,29 @@
  * bytes are an error). `path` names the value in messages ("profile").
  * Returns 0, or -1 with failure->code one of the profile codes of codec.h
  * (MALFORMED, INVALID_UTF8, NUL_IN_STRING, LIMIT, NON_FINITE_NUMBER,
- * NON_STRING_KEY, UNSUPPORTED_TYPE) and a message naming the path.
+ * NON_STRING_KEY, UNSUPPORTED_TYPE) and a message naming the path
+ * ("profile.tags[2]: string contains U+0000, ..."); on failure `out` is left
+ * as it was.
+ *
+ * Depth counts containers: the value itself, if a map or array, is depth 1
+ * (for the codec, the profile map), its children depth 2, and so on, up to
+ * limits->max_depth. The first offence in wire order decides; for one key
+ * the checks run non-str, limit, UTF-8, U+0000; for one str limit, UTF-8,
+ * U+0000 (proto/README.md §5). Output: compact JSON, map entries in msgpack
+ * order (a repeated key is written twice; jsonb keeps the last).
  */
 int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, const char *path,
                      size_t *consumed, buf_t *out, codec_failure_t *failure)
     __attribute__((warn_unused_result));
 
-/* Appends `s` as a quoted JSON string. The caller vouches it is valid UTF-8. */
+/* Appends `s` as a quoted JSON string, escaped as proto/README.md §3.2 says.
+ * The caller vouches it is valid UTF-8 (asserted in debug builds). */
 void json_write_string(buf_t *out, const char *s, size_t len);
 
 /* Appends the shortest decimal text that reads back as exactly `value`
- * (finite values only; the caller checks). Integral values keep a ".0" or an
- * exponent so that they read back as doubles. */
+ * (finite values only; the caller checks), laid out as ECMAScript's
+ * Number::toString (1e+21, 1e-7, 0.000001). Integral values keep a ".0" or
+ * an exponent so that they read back as doubles: 100.0, -0.0. */
 void json_write_double(buf_t *out, double value);
 
 #endif

@@ -36,7 +36,7 @@ int mp_skip(const uint8_t *p, size_t avail, size_t *consumed)
     uint64_t pending = 1;
     size_t pos = 0;
     while (pending > 0) {
-        mp_item_t item;
+        mp_item_t item = {0};
         if (mp_read(p + pos, avail - pos, &item) != 0)
             return -1;
         pos += item.size;

@@ -348,6 +348,9 @@ START_TEST(limits_depth)
     buf_reset(&p);
     test_nested(&p, 1001);
     ck_assert_int_eq(test_profile(&p, &limits, &json, NULL, 0), CODEC_ERR_LIMIT);
+    /* An absurd configured limit costs frames for the input only. */
+    limits.max_depth = UINT32_MAX;
+    ck_assert_int_eq(test_profile(&p, &limits, &json, NULL, 0), CODEC_OK);
     buf_free(&p);
     buf_free(&json);
 }
@@ -467,6 +470,7 @@ int main(void)
     SRunner *sr = srunner_create(codec_suite());
     srunner_add_suite(sr, json_write_suite());
     srunner_add_suite(sr, vectors_suite());
+    srunner_add_suite(sr, differential_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

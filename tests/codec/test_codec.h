@@ -7,5 +7,6 @@
 Suite *codec_suite(void);
 Suite *vectors_suite(void);
 Suite *json_write_suite(void);
+Suite *differential_suite(void);
 
 #endif

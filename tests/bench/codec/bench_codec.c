@@ -1,8 +1,9 @@
 /*
  * bench_codec: what the hot paths cost per KiB of request body, beside
  * jansson's json_loadb + json_decref of the same body in the same run (so
- * the ratio holds on any machine). Targets (issue 3): transcode at most 0.2
- * of jansson; write-back at least 300 MB/s of JSON.
+ * the ratio holds on any machine). Each figure is the best of several
+ * rounds. Targets (issue 3): transcode at most 0.2 of jansson; write-back at
+ * least 300 MB/s of JSON.
  *
  *   bench_codec [seconds-per-measurement]
  */
@@ -12,7 +13,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "codec.h"
 #include "json_transcode.h"
+#include "json_write.h"
 
 typedef struct bench_body {
     const char *name;
@@ -62,22 +65,38 @@ static void bench_make_bodies(bench_body_t *typical, bench_body_t *large)
 
 typedef void (*bench_fn_t)(const bench_body_t *body, void *state);
 
-/* Runs fn until `seconds` passed; returns nanoseconds per call. */
+/*
+ * Nanoseconds per call of fn: the best of BENCH_ROUNDS timed batches of
+ * about seconds / BENCH_ROUNDS each. The minimum, because on a shared
+ * machine interference only ever adds time.
+ */
+#define BENCH_ROUNDS 7
+
 static double bench_measure(bench_fn_t fn, const bench_body_t *body, void *state, double seconds)
 {
     for (int i = 0; i < 50; i++) /* warm caches and the allocator */
         fn(body, state);
-    long iterations = 0, batch = 16;
-    double t0 = bench_now(), elapsed;
+    /* Size a batch to last about one round. */
+    long batch = 1;
+    double t0, took;
     do {
+        batch *= 2;
+        t0 = bench_now();
         for (long i = 0; i < batch; i++)
             fn(body, state);
-        iterations += batch;
-        elapsed = bench_now() - t0;
-        if (batch < 1 << 16)
-            batch *= 2;
-    } while (elapsed < seconds);
-    return elapsed * 1e9 / (double)iterations;
+        took = bench_now() - t0;
+    } while (took < seconds / BENCH_ROUNDS / 4 && batch < (1L << 30));
+    batch = (long)((double)batch * (seconds / BENCH_ROUNDS) / took) + 1;
+    double best = 0;
+    for (int round = 0; round < BENCH_ROUNDS; round++) {
+        t0 = bench_now();
+        for (long i = 0; i < batch; i++)
+            fn(body, state);
+        double ns = (bench_now() - t0) * 1e9 / (double)batch;
+        if (round == 0 || ns < best)
+            best = ns;
+    }
+    return best;
 }
 
 static void bench_jansson(const bench_body_t *body, void *state)
@@ -92,16 +111,92 @@ static void bench_jansson(const bench_body_t *body, void *state)
     json_decref(root);
 }
 
-static void bench_transcode(const bench_body_t *body, void *state)
+/* What the ops share: the profile msgpack, the encoded command, scratch. */
+typedef struct bench_state {
+    limits_t limits;
+    buf_t profile; /* transcode output */
+    buf_t command; /* codec_encode output */
+    buf_t out;     /* scratch output of the op being measured */
+    codec_command_t cmd;
+} bench_state_t;
+
+static void bench_transcode(const bench_body_t *body, void *arg)
 {
-    buf_t *out = state;
-    limits_t limits = limits_default();
+    bench_state_t *state = arg;
     transcode_error_t error;
-    buf_reset(out);
-    if (transcode_profile_request(body->json.data, body->json.len, &limits, out, &error) != 0) {
+    buf_reset(&state->out);
+    if (transcode_profile_request(body->json.data, body->json.len, &state->limits, &state->out, &error) !=
+        0) {
         fprintf(stderr, "bench: transcode rejects the body: %s\n", error.message);
         exit(1);
     }
+}
+
+static void bench_encode(const bench_body_t *body, void *arg)
+{
+    (void)body;
+    bench_state_t *state = arg;
+    char errstr[256];
+    buf_reset(&state->out);
+    if (codec_encode(&state->cmd, &state->out, errstr, sizeof(errstr)) != 0) {
+        fprintf(stderr, "bench: codec_encode: %s\n", errstr);
+        exit(1);
+    }
+}
+
+static void bench_decode(const bench_body_t *body, void *arg)
+{
+    (void)body;
+    bench_state_t *state = arg;
+    codec_command_t decoded;
+    codec_failure_t failure;
+    buf_reset(&state->out);
+    if (codec_decode(state->command.data, state->command.len, (const uint8_t *)state->cmd.recipient_id,
+                     state->cmd.recipient_id_len, &state->limits, &decoded, &state->out, &failure) != 0) {
+        fprintf(stderr, "bench: codec_decode: %s\n", failure.message);
+        exit(1);
+    }
+}
+
+static void bench_write(const bench_body_t *body, void *arg)
+{
+    (void)body;
+    bench_state_t *state = arg;
+    codec_failure_t failure;
+    size_t consumed;
+    buf_reset(&state->out);
+    if (json_write_value(state->profile.data, state->profile.len, &state->limits, "profile", &consumed,
+                         &state->out, &failure) != 0) {
+        fprintf(stderr, "bench: json_write_value: %s\n", failure.message);
+        exit(1);
+    }
+}
+
+/* Transcodes and encodes once, so that each op measures only itself. */
+static void bench_prepare(const bench_body_t *body, bench_state_t *state)
+{
+    memset(state, 0, sizeof(*state));
+    state->limits = limits_default();
+    bench_transcode(body, state);
+    buf_append(&state->profile, state->out.data, state->out.len);
+    static const char recipient[] = "user-0123456789";
+    for (int i = 0; i < CODEC_COMMAND_ID_BYTES; i++)
+        state->cmd.command_id[i] = (uint8_t)(i * 17 + 3);
+    state->cmd.schema_version = CODEC_SCHEMA_VERSION;
+    state->cmd.recipient_id = recipient;
+    state->cmd.recipient_id_len = sizeof(recipient) - 1;
+    state->cmd.accepted_at_us = 1764331200000000LL;
+    state->cmd.profile_msgpack = state->profile.data;
+    state->cmd.profile_msgpack_len = state->profile.len;
+    bench_encode(body, state);
+    buf_append(&state->command, state->out.data, state->out.len);
+}
+
+static void bench_release(bench_state_t *state)
+{
+    buf_free(&state->profile);
+    buf_free(&state->command);
+    buf_free(&state->out);
 }
 
 int main(int argc, char **argv)
@@ -112,17 +207,32 @@ int main(int argc, char **argv)
     bench_body_t bodies[2] = {{0}, {0}};
     bench_make_bodies(&bodies[0], &bodies[1]);
 
-    printf("%-7s %7s  %-10s %10s %10s %14s %7s\n", "body", "bytes", "op", "ns/op", "ns/KiB", "jansson ns/KiB",
-           "ratio");
+    static const struct {
+        const char *name;
+        bench_fn_t fn;
+    } ops[] = {
+        {"transcode", bench_transcode},
+        {"encode", bench_encode},
+        {"decode", bench_decode},
+        {"write-back", bench_write},
+    };
+    printf("ns per KiB of request body; jansson = json_loadb + json_decref of the same body, same run\n");
+    printf("%-7s %7s  %-10s %10s %10s %14s %7s %10s\n", "body", "bytes", "op", "ns/op", "ns/KiB",
+           "jansson ns/KiB", "ratio", "MB/s out");
     for (int b = 0; b < 2; b++) {
         const bench_body_t *body = &bodies[b];
         double kib = (double)body->json.len / 1024.0;
         double jansson = bench_measure(bench_jansson, body, NULL, seconds) / kib;
-        buf_t out = {0};
-        double ns = bench_measure(bench_transcode, body, &out, seconds);
-        printf("%-7s %7zu  %-10s %10.0f %10.0f %14.0f %7.3f\n", body->name, body->json.len, "transcode", ns,
-               ns / kib, jansson, ns / kib / jansson);
-        buf_free(&out);
+        bench_state_t state;
+        bench_prepare(body, &state);
+        for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+            double ns = bench_measure(ops[i].fn, body, &state, seconds);
+            /* state.out holds this op's output from its last run */
+            double mbps = (double)state.out.len / ns * 1e9 / 1e6;
+            printf("%-7s %7zu  %-10s %10.0f %10.0f %14.0f %7.3f %10.0f\n", body->name, body->json.len,
+                   ops[i].name, ns, ns / kib, jansson, ns / kib / jansson, mbps);
+        }
+        bench_release(&state);
     }
     for (int b = 0; b < 2; b++)
         buf_free(&bodies[b].json);

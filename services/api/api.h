@@ -1,0 +1,251 @@
+/*
+ * api: the state of profiled-api, shared by its files.
+ *
+ * One api_t per process (configuration, keys, metrics, the loops). One
+ * api_loop_t per event-loop thread: its own event_base, evhttp and listening
+ * socket (SO_REUSEPORT, the kernel spreads connections), its own idempotent
+ * Kafka producer and its own PostgreSQL connection. A request is born, held
+ * and answered on the thread that accepted its connection; nothing of a
+ * request crosses threads, so nothing of a request needs a lock.
+ *
+ * Held requests (a PUT waiting for its delivery report, a GET waiting for
+ * PostgreSQL) sit on the loop's deadline list in arrival order. Because every
+ * request gets the same deadline, arrival order is deadline order, and one
+ * timer per loop armed for the head is enough.
+ */
+#ifndef PROFILED_API_H
+#define PROFILED_API_H
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "buf.h"
+#include "conns.h"
+#include "http_auth.h"
+#include "http_ids.h"
+#include "http_route.h"
+#include "limits.h"
+#include "metrics.h"
+
+typedef struct api_config {
+    char *http_addr;
+    int64_t http_port;
+    int64_t http_threads;
+    int64_t http_read_timeout_ms;
+    int64_t http_max_connections;
+    int64_t http_max_header_bytes;
+    int64_t request_deadline_ms;
+    char *api_keys;
+    char *api_keys_file;
+    int64_t shutdown_deadline_ms;
+    char *kafka_brokers;
+    char *kafka_topic;
+    char *kafka_properties;
+    int64_t kafka_linger_ms;
+    int64_t kafka_queue_max;
+    char *pg_dsn;
+    int64_t pg_connect_timeout_ms;
+    char *log_level;
+    int64_t max_body_bytes;
+    int64_t max_depth;
+    int64_t max_key_bytes;
+    int64_t max_string_bytes;
+    int64_t max_keys;
+} api_config_t;
+
+/* Routes as metrics see them: a method on a path. */
+typedef enum api_route {
+    API_ROUTE_PUT_PROFILE,
+    API_ROUTE_GET_PROFILE,
+    API_ROUTE_HEALTHZ,
+    API_ROUTE_READYZ,
+    API_ROUTE_METRICS,
+    API_ROUTE_OTHER, /* 404, 405 and libevent-level failures we see */
+    API_ROUTE__COUNT
+} api_route_t;
+
+/* Statuses the api answers; the last slot counts any other. */
+#define API_STATUS_SLOTS 10
+
+typedef struct api_metrics {
+    metrics_counter_t *requests[API_ROUTE__COUNT][API_STATUS_SLOTS];
+    metrics_histogram_t *latency[API_ROUTE__COUNT];
+    metrics_counter_t *produce_errors_queue_full;
+    metrics_counter_t *produce_errors_other;
+    metrics_counter_t *delivery_failed;
+    metrics_counter_t *delivery_late; /* reports that arrived after the request was answered */
+    metrics_counter_t *deadline_expired;
+    metrics_counter_t *pg_errors;
+    metrics_counter_t *connections_refused;
+} api_metrics_t;
+
+typedef struct api api_t;
+typedef struct api_loop api_loop_t;
+
+/* A request held on a loop until an outside answer (Kafka, PostgreSQL) or its deadline. */
+typedef struct api_held {
+    struct api_held *prev, *next;
+    int64_t deadline_us;               /* monotonic */
+    void (*expire)(struct api_held *); /* answers 503 and detaches; called on the loop thread */
+} api_held_t;
+
+typedef enum api_put_state {
+    API_PUT_HELD,     /* produced; the request waits for the delivery report */
+    API_PUT_ANSWERED, /* answered without a report (deadline, shutdown, connection gone); awaits the report */
+} api_put_state_t;
+
+/* One produced command. Owned by librdkafka from produce to delivery report
+ * (it is the message opaque), so it outlives its request when the deadline
+ * answers first; the report callback frees it. */
+typedef struct api_put {
+    api_held_t held;
+    api_loop_t *loop;
+    struct evhttp_request *req; /* NULL once answered */
+    api_put_state_t state;
+    int64_t started_us;
+    uint64_t request_seq;
+    uint8_t command_id[HTTP_COMMAND_ID_BYTES];
+    struct api_put *free_next; /* on the loop's free list */
+} api_put_t;
+
+/* One GET waiting for PostgreSQL, in the connection's FIFO. */
+typedef struct api_get {
+    api_held_t held;
+    struct api_get *next;
+    api_loop_t *loop;
+    struct evhttp_request *req; /* NULL once answered (deadline) */
+    int64_t started_us;
+    uint64_t request_seq;
+    size_t recipient_id_len;
+    char recipient_id[HTTP_RECIPIENT_ID_CAP];
+} api_get_t;
+
+typedef enum api_pg_state {
+    API_PG_DOWN,       /* no connection; reconnect timer armed; GETs answer 503 at once */
+    API_PG_CONNECTING, /* PQconnectPoll in progress; GETs queue */
+    API_PG_IDLE,       /* connected, nothing in flight */
+    API_PG_BUSY,       /* the FIFO head's query is in flight */
+} api_pg_state_t;
+
+typedef struct api_pg {
+    api_pg_state_t state;
+    PGconn *conn;
+    struct event *read_event, *write_event; /* on PQsocket; re-created when the socket changes */
+    int event_fd;
+    struct event *retry_timer; /* DOWN -> CONNECTING, and the connect timeout while CONNECTING */
+    int64_t backoff_ms;
+    api_get_t *head, *tail; /* FIFO; head is in flight while BUSY */
+    size_t queued;
+} api_pg_t;
+
+typedef enum api_loop_state {
+    API_LOOP_SERVING,  /* accepting and answering */
+    API_LOOP_DRAINING, /* listener closed; new requests on open connections get 503; waits for held ones */
+    API_LOOP_DONE,     /* dispatch has returned */
+} api_loop_state_t;
+
+struct api_loop {
+    api_t *api;
+    unsigned index;
+    pthread_t thread;
+    api_loop_state_t state;
+    bool exit_scheduled; /* drained (or out of time); the loop stops after a short flush */
+
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+
+    rd_kafka_t *rk;
+    rd_kafka_topic_t *rkt;
+    rd_kafka_queue_t *rkqu; /* the main queue; delivery reports arrive here */
+    int kafka_pipe[2];      /* librdkafka writes [1] when rkqu becomes non-empty; the loop reads [0] */
+    struct event *kafka_event;
+    _Atomic bool kafka_up;    /* a broker connection is up (statistics) */
+    _Atomic bool kafka_fatal; /* the idempotent producer hit a fatal error */
+
+    api_pg_t pg;
+
+    api_held_t held; /* sentinel of the deadline list */
+    struct event *deadline_timer;
+    struct event *stop_event;  /* activated by the main thread on SIGTERM */
+    struct event *drain_timer; /* shutdown deadline */
+
+    api_put_t *put_free;
+    buf_t profile; /* scratch: transcoded profile */
+    buf_t command; /* scratch: encoded command */
+    buf_t scratch; /* scratch: error bodies, GET bodies */
+
+    uint64_t request_seq;
+    api_conns_t conns; /* connections with at least one request, and what each holds */
+    _Atomic int64_t in_flight;
+};
+
+struct api {
+    api_config_t config;
+    limits_t limits;
+    http_keys_t *keys;
+    metrics_t *metrics;
+    api_metrics_t m;
+    api_loop_t *loops;
+    unsigned loop_count;
+    int64_t max_connections_per_loop;
+
+    struct event_base *main_base;
+    struct event *loop_done_event;
+    _Atomic unsigned loops_done;
+    bool stopping;
+    int64_t stop_started_us;
+};
+
+/* config.c */
+int api_config_load(api_config_t *config, char *errstr, size_t errstr_size)
+    __attribute__((warn_unused_result));
+void api_config_help(FILE *out);
+void api_config_free(api_config_t *config);
+
+/* loop.c */
+int64_t api_now_us(void);
+int api_loop_init(api_loop_t *loop, api_t *api, unsigned index, char *errstr, size_t errstr_size)
+    __attribute__((warn_unused_result));
+void api_loop_destroy(api_loop_t *loop);
+void *api_loop_run(void *arg);
+void api_held_add(api_loop_t *loop, api_held_t *held);
+void api_held_remove(api_loop_t *loop, api_held_t *held);
+/* Records the request held on req's connection (so a close detaches it); false if the connection is unknown.
+ */
+bool api_conn_hold(api_loop_t *loop, struct evhttp_request *req, void *held, void (*detach)(void *held));
+void api_conn_release(api_loop_t *loop, struct evhttp_request *req);
+/* Called whenever a held request finishes: while draining, ends the loop once nothing is left. */
+void api_loop_check_drained(api_loop_t *loop);
+void api_reply(api_loop_t *loop, struct evhttp_request *req, api_route_t route, int status,
+               int64_t started_us, const void *body, size_t body_len);
+void api_reply_error(api_loop_t *loop, struct evhttp_request *req, api_route_t route, int status,
+                     int64_t started_us, uint64_t request_seq, const char *message);
+
+/* put.c */
+int api_producer_init(api_loop_t *loop, char *errstr, size_t errstr_size) __attribute__((warn_unused_result));
+void api_producer_destroy(api_loop_t *loop, int64_t deadline_us);
+void api_put_handle(api_loop_t *loop, struct evhttp_request *req, const char *recipient_id,
+                    size_t recipient_id_len, int64_t started_us, uint64_t request_seq);
+bool api_producer_idle(api_loop_t *loop);
+
+/* get.c */
+int api_pg_init(api_loop_t *loop, char *errstr, size_t errstr_size) __attribute__((warn_unused_result));
+void api_pg_destroy(api_loop_t *loop);
+void api_get_handle(api_loop_t *loop, struct evhttp_request *req, const char *recipient_id,
+                    size_t recipient_id_len, int64_t started_us, uint64_t request_seq);
+bool api_pg_idle(api_loop_t *loop);
+
+/* ops.c */
+void api_metrics_register(api_t *api);
+void api_ops_handle(api_loop_t *loop, struct evhttp_request *req, http_route_t route, int64_t started_us);
+bool api_ready(api_t *api, char *reason, size_t reason_size);
+
+#endif

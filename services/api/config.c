@@ -1,0 +1,84 @@
+/*
+ * config: profiled-api's settings, one declarative table (cfg.h). The shared
+ * names are DESIGN §6's; --help prints this table.
+ */
+#include <stddef.h>
+
+#include "api.h"
+#include "cfg.h"
+#include "limits.h"
+
+#define API_CFG(field) offsetof(api_config_t, field)
+
+static const cfg_entry_t api_config_table[] = {
+    {"PROFILED_HTTP_ADDR", CFG_STRING, API_CFG(http_addr), "127.0.0.1", 0, 0, false,
+     "Address to listen on (IPv4 or IPv6 literal)."},
+    {"PROFILED_HTTP_PORT", CFG_INT, API_CFG(http_port), "8080", 1, 65535, false, "TCP port to listen on."},
+    {"PROFILED_HTTP_THREADS", CFG_INT, API_CFG(http_threads), "2", 1, 64, false,
+     "Event-loop threads; each has its own listener (SO_REUSEPORT), Kafka producer and PostgreSQL "
+     "connection."},
+    {"PROFILED_HTTP_READ_TIMEOUT", CFG_DURATION, API_CFG(http_read_timeout_ms), "30s", 100, 3600000, false,
+     "Inactivity timeout of a connection: no byte of the headers or body (or of a keep-alive wait) for this "
+     "long closes it. libevent 2.1's evhttp has one read/write timeout, not separate header and body "
+     "timeouts."},
+    {"PROFILED_HTTP_MAX_CONNECTIONS", CFG_INT, API_CFG(http_max_connections), "10000", 1, 1000000, false,
+     "Connections served at once (split evenly over the threads); a request on a connection beyond it is "
+     "answered 503 and the connection closed."},
+    {"PROFILED_HTTP_MAX_HEADER_BYTES", CFG_SIZE, API_CFG(http_max_header_bytes), "16KiB", 1024, 1048576,
+     false, "Largest request line plus headers."},
+    {"PROFILED_REQUEST_DEADLINE", CFG_DURATION, API_CFG(request_deadline_ms), "10s", 100, 300000, false,
+     "A PUT not acknowledged by Kafka, or a GET not answered by PostgreSQL, within this time gets 503. Also "
+     "the producer's message.timeout.ms."},
+    {"PROFILED_API_KEYS", CFG_STRING, API_CFG(api_keys), NULL, 0, 0, true,
+     "Comma-separated API keys accepted as `Authorization: Bearer <key>`."},
+    {"PROFILED_API_KEYS_FILE", CFG_STRING, API_CFG(api_keys_file), NULL, 0, 0, false,
+     "File with one API key a line ('#' comments); joins PROFILED_API_KEYS. At least one key is required."},
+    {"PROFILED_SHUTDOWN_DEADLINE", CFG_DURATION, API_CFG(shutdown_deadline_ms), "20s", 0, 600000, false,
+     "After SIGTERM: time to answer in-flight requests and flush the producer before exiting."},
+    {"PROFILED_KAFKA_BROKERS", CFG_STRING, API_CFG(kafka_brokers), "127.0.0.1:9092", 0, 0, false,
+     "Kafka bootstrap servers."},
+    {"PROFILED_KAFKA_TOPIC", CFG_STRING, API_CFG(kafka_topic), "profiles.commands", 0, 0, false,
+     "Topic of the replace commands."},
+    {"PROFILED_KAFKA_PROPERTIES", CFG_STRING, API_CFG(kafka_properties), NULL, 0, 0, true,
+     "Extra librdkafka producer properties, k=v,k=v (e.g. TLS, SASL). enable.idempotence and acks cannot "
+     "be overridden."},
+    {"PROFILED_KAFKA_LINGER", CFG_DURATION, API_CFG(kafka_linger_ms), "2ms", 0, 1000, false,
+     "Producer linger.ms: how long a message may wait for a batch."},
+    {"PROFILED_KAFKA_QUEUE_MAX", CFG_INT, API_CFG(kafka_queue_max), "100000", 1, 10000000, false,
+     "Producer queue.buffering.max.messages per thread; a full queue answers 503 at once."},
+    {"PROFILED_PG_DSN", CFG_STRING, API_CFG(pg_dsn), NULL, 0, 0, true,
+     "libpq connection string for GET /profiles (empty: libpq's PG* environment defaults)."},
+    {"PROFILED_PG_CONNECT_TIMEOUT", CFG_DURATION, API_CFG(pg_connect_timeout_ms), "5s", 100, 600000, false,
+     "A PostgreSQL connection attempt taking longer fails (and is retried with backoff)."},
+    {"PROFILED_LOG_LEVEL", CFG_STRING, API_CFG(log_level), "info", 0, 0, false,
+     "debug, info, warn or error."},
+    {"PROFILED_MAX_BODY_BYTES", CFG_SIZE, API_CFG(max_body_bytes), "256KiB", 1024, 64 << 20, false,
+     "Largest PUT body (413 above it)."},
+    {"PROFILED_MAX_DEPTH", CFG_INT, API_CFG(max_depth), "32", 1, 1000, false,
+     "Deepest nesting of objects and arrays inside a profile."},
+    {"PROFILED_MAX_KEY_BYTES", CFG_SIZE, API_CFG(max_key_bytes), "256", 1, 1 << 20, false,
+     "Longest object key in a profile, in bytes."},
+    {"PROFILED_MAX_STRING_BYTES", CFG_SIZE, API_CFG(max_string_bytes), "64KiB", 1, 64 << 20, false,
+     "Longest string in a profile, in bytes."},
+    {"PROFILED_MAX_KEYS", CFG_INT, API_CFG(max_keys), "1000", 1, 1000000, false,
+     "Most entries of one object, and elements of one array, in a profile."},
+};
+
+int api_config_load(api_config_t *config, char *errstr, size_t errstr_size)
+{
+    return cfg_load(api_config_table, CFG_ENTRY_COUNT(api_config_table), config, errstr, errstr_size);
+}
+
+void api_config_help(FILE *out)
+{
+    cfg_print_help(out,
+                   "usage: profiled-api [--help]\n\n"
+                   "The profiled HTTP front end: PUT /profiles/{id} publishes a replace command to Kafka and "
+                   "answers 200 once the broker acknowledged it; GET /profiles/{id} reads PostgreSQL.",
+                   api_config_table, CFG_ENTRY_COUNT(api_config_table));
+}
+
+void api_config_free(api_config_t *config)
+{
+    cfg_free(api_config_table, CFG_ENTRY_COUNT(api_config_table), config);
+}

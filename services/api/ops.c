@@ -1,0 +1,152 @@
+/*
+ * ops: /healthz, /readyz, /metrics, and the metric series of the api.
+ * None of them needs an API key: probes and scrapers carry none, and none
+ * of them reveals a profile.
+ */
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "http_error.h"
+#include "log.h"
+
+static const char *const api_route_labels[API_ROUTE__COUNT] = {
+    [API_ROUTE_PUT_PROFILE] = "put_profile", [API_ROUTE_GET_PROFILE] = "get_profile",
+    [API_ROUTE_HEALTHZ] = "healthz",         [API_ROUTE_READYZ] = "readyz",
+    [API_ROUTE_METRICS] = "metrics",         [API_ROUTE_OTHER] = "other",
+};
+
+/* Matches api_status_slot in loop.c: the last slot is "other". */
+static const char *const api_status_labels[API_STATUS_SLOTS] = {"200", "400", "401", "404", "405",
+                                                                "413", "500", "503", "408", "other"};
+
+static double api_in_flight(void *arg)
+{
+    api_t *api = arg;
+    int64_t total = 0;
+    for (unsigned i = 0; i < api->loop_count; i++)
+        total += atomic_load_explicit(&api->loops[i].in_flight, memory_order_relaxed);
+    return (double)total;
+}
+
+/* rd_kafka_outq_len is safe from any thread. */
+static double api_queue_depth(void *arg)
+{
+    api_t *api = arg;
+    int64_t total = 0;
+    for (unsigned i = 0; i < api->loop_count; i++)
+        if (api->loops[i].rk)
+            total += rd_kafka_outq_len(api->loops[i].rk);
+    return (double)total;
+}
+
+static double api_ready_gauge(void *arg)
+{
+    char reason[128];
+    return api_ready(arg, reason, sizeof(reason)) ? 1.0 : 0.0;
+}
+
+void api_metrics_register(api_t *api)
+{
+    api_metrics_t *m = &api->m;
+    char labels[96];
+    for (int route = 0; route < API_ROUTE__COUNT; route++) {
+        for (int slot = 0; slot < API_STATUS_SLOTS; slot++) {
+            snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%s\"", api_route_labels[route],
+                     api_status_labels[slot]);
+            m->requests[route][slot] = metrics_counter(api->metrics, "profiled_api_requests_total",
+                                                       "HTTP requests answered", labels);
+        }
+    }
+    for (int route = 0; route < API_ROUTE__COUNT; route++) {
+        snprintf(labels, sizeof(labels), "route=\"%s\"", api_route_labels[route]);
+        m->latency[route] = metrics_histogram(api->metrics, "profiled_api_request_duration_seconds",
+                                              "Time from a complete request to its answer", labels,
+                                              metrics_latency_bounds, metrics_latency_bound_count);
+    }
+    const char *produce_help = "Commands refused by the local producer (no delivery attempted)";
+    m->produce_errors_queue_full = metrics_counter(api->metrics, "profiled_api_produce_errors_total",
+                                                   produce_help, "reason=\"queue_full\"");
+    m->produce_errors_other =
+        metrics_counter(api->metrics, "profiled_api_produce_errors_total", produce_help, "reason=\"other\"");
+    m->delivery_failed =
+        metrics_counter(api->metrics, "profiled_api_delivery_failures_total",
+                        "Delivery reports with an error (timeout, broker error, purge)", NULL);
+    m->delivery_late =
+        metrics_counter(api->metrics, "profiled_api_late_delivery_reports_total",
+                        "Delivery reports that arrived after their request was answered", NULL);
+    m->deadline_expired =
+        metrics_counter(api->metrics, "profiled_api_deadline_expired_total",
+                        "Requests answered 503 because PROFILED_REQUEST_DEADLINE passed", NULL);
+    m->pg_errors = metrics_counter(api->metrics, "profiled_api_postgres_errors_total",
+                                   "PostgreSQL connection failures and failed queries", NULL);
+    m->connections_refused =
+        metrics_counter(api->metrics, "profiled_api_connections_refused_total",
+                        "Requests refused because PROFILED_HTTP_MAX_CONNECTIONS was reached", NULL);
+    metrics_gauge(api->metrics, "profiled_api_in_flight_requests", "Requests held for Kafka or PostgreSQL",
+                  NULL, api_in_flight, api);
+    metrics_gauge(api->metrics, "profiled_api_producer_queue_messages",
+                  "Messages in the producers' queues, not yet acknowledged (rd_kafka_outq_len)", NULL,
+                  api_queue_depth, api);
+    metrics_gauge(api->metrics, "profiled_api_ready", "1 when /readyz answers 200", NULL, api_ready_gauge,
+                  api);
+}
+
+bool api_ready(api_t *api, char *reason, size_t reason_size)
+{
+    for (unsigned i = 0; i < api->loop_count; i++) {
+        api_loop_t *loop = &api->loops[i];
+        if (atomic_load(&loop->kafka_fatal)) {
+            snprintf(reason, reason_size, "the Kafka producer of thread %u hit a fatal error", i);
+            return false;
+        }
+        if (!atomic_load(&loop->kafka_up)) {
+            snprintf(reason, reason_size, "the Kafka producer of thread %u has no broker connection", i);
+            return false;
+        }
+    }
+    return true;
+}
+
+void api_ops_handle(api_loop_t *loop, struct evhttp_request *req, http_route_t route, int64_t started_us)
+{
+    static const char healthy[] = "{\"status\":\"ok\"}";
+    static const char ready[] = "{\"status\":\"ready\"}";
+    api_t *api = loop->api;
+    switch (route) {
+    case HTTP_ROUTE_HEALTHZ:
+        api_reply(loop, req, API_ROUTE_HEALTHZ, 200, started_us, healthy, sizeof(healthy) - 1);
+        return;
+    case HTTP_ROUTE_READYZ: {
+        char reason[160];
+        if (loop->state != API_LOOP_SERVING)
+            snprintf(reason, sizeof(reason), "shutting down");
+        else if (api_ready(api, reason, sizeof(reason))) {
+            api_reply(loop, req, API_ROUTE_READYZ, 200, started_us, ready, sizeof(ready) - 1);
+            return;
+        }
+        /* Not through api_reply_error: a probe every few seconds should not log a line each time. */
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        buf_reset(&loop->scratch);
+        http_error_body(&loop->scratch, 503, reason);
+        api_reply(loop, req, API_ROUTE_READYZ, 503, started_us, loop->scratch.data, loop->scratch.len);
+        return;
+    }
+    case HTTP_ROUTE_METRICS:
+        buf_reset(&loop->scratch);
+        metrics_render(api->metrics, &loop->scratch);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                          "text/plain; version=0.0.4; charset=utf-8");
+        api_reply(loop, req, API_ROUTE_METRICS, 200, started_us, loop->scratch.data, loop->scratch.len);
+        return;
+    case HTTP_ROUTE_NOT_FOUND:
+    case HTTP_ROUTE_PROFILE:
+    case HTTP_ROUTE__COUNT:
+        break;
+    }
+    log_error(NULL, "impossible ops route %d", (int)route);
+    abort();
+}

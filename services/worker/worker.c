@@ -511,9 +511,11 @@ static void worker_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
     log_field_str(&fields, "error", rd_kafka_err2str(err));
     log_error(&fields, "unexpected rebalance event");
-    if (cooperative)
-        rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, partitions));
-    else
+    if (cooperative) {
+        rd_kafka_error_t *error = rd_kafka_incremental_unassign(rk, partitions);
+        if (error)
+            rd_kafka_error_destroy(error);
+    } else
         (void)rd_kafka_assign(rk, NULL);
 }
 

@@ -747,6 +747,56 @@ START_TEST(postgres_outage_loses_nothing)
 }
 END_TEST
 
+/* Partitions assigned while PostgreSQL is down: their positions cannot be
+ * read, so they must stay paused and start at PostgreSQL's positions once it
+ * is back (the resync's seek). Here the second worker leaves during an
+ * outage, so the first is handed its partitions then. */
+START_TEST(partitions_assigned_during_an_outage_start_at_the_right_positions)
+{
+    it_t it;
+    it_setup(&it, "outjoin", 6);
+    it_add_write_counter(&it);
+    enum { TOTAL = 6000, RECIPIENTS = 300 };
+    static uint64_t last[RECIPIENTS];
+    pid_t first = it_worker_start(&it, NULL);
+    stream_t s;
+    stream_start(&s, &it, "outjoin", TOTAL, RECIPIENTS, 30, 400, 0, last);
+    ck_assert_msg(wait_progress(&it, 0, 30000), "no progress");
+    pid_t second = it_worker_start_tagged(&it, NULL, "second");
+    char command[1200];
+    snprintf(command, sizeof(command), "grep -q '\"partitions assigned\",\"partitions\":[1-9]' '%s.second'",
+             it.log_path);
+    bool assigned = false;
+    for (int i = 0; i < 300 && !assigned; i++) {
+        assigned = system(command) == 0;
+        if (!assigned)
+            nap_ms(100);
+    }
+    ck_assert_msg(assigned, "the second worker got no partition within 30 s");
+    nap_ms(1000);
+    it_stack(&it, "stop", "postgres");
+    int status = it_worker_stop(second, 30000);
+    ck_assert_msg(status == 0, "second worker exit status %d (leaving during an outage)", status);
+    /* the first is handed the second's partitions now, with PostgreSQL down */
+    snprintf(command, sizeof(command), "grep -q 'positions not read yet' '%s'", it.log_path);
+    bool unread = false;
+    for (int i = 0; i < 200 && !unread; i++) {
+        unread = system(command) == 0;
+        if (!unread)
+            nap_ms(100);
+    }
+    nap_ms(2000);
+    it_stack(&it, "start", "postgres");
+    PQreset(it.pg);
+    ck_assert_msg(unread, "the first worker was not assigned partitions during the outage");
+    stream_join(&s);
+    expect_exactly_once(&it, "outjoin", last, RECIPIENTS, TOTAL);
+    ck_assert_msg(it_worker_alive(first), "the first worker exited during the outage");
+    expect_stops_cleanly(&it, first);
+    it_teardown(&it);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ crash */
 
 START_TEST(sigkill_at_random_moments_changes_nothing)
@@ -896,6 +946,7 @@ static Suite *worker_suite(void)
         {"vectors", every_invalid_golden_vector_is_dead_lettered, 150},
 #endif
         {"pg_outage", postgres_outage_loses_nothing, 170},
+        {"outage_join", partitions_assigned_during_an_outage_start_at_the_right_positions, 170},
         {"crash", sigkill_at_random_moments_changes_nothing, 170},
         {"rebalance", a_second_worker_joins_and_leaves, 170},
         {"zombie", a_frozen_worker_cannot_apply_after_losing_its_partitions, 170},

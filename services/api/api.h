@@ -31,7 +31,7 @@
 #include "http_auth.h"
 #include "http_ids.h"
 #include "http_route.h"
-#include "limits.h"
+#include "profile_limits.h"
 #include "metrics.h"
 
 typedef struct api_config {

@@ -19,7 +19,7 @@
 
 #include "batch.h"
 #include "cfg.h"
-#include "limits.h"
+#include "profile_limits.h"
 #include "metrics.h"
 
 typedef struct worker_config {

@@ -786,11 +786,21 @@ def ldd(path):
     return libs
 
 
+_CLOSURES = {}
+
+
 def dependency_closure(roots):
     """Packages apt installs for `roots`: Depends and Pre-Depends, recursively,
     the first of each set of alternatives (what apt picks when nothing is installed)."""
     if not roots:
         return set()
+    key = frozenset(roots)
+    if key not in _CLOSURES:
+        _CLOSURES[key] = _dependency_closure(roots)
+    return _CLOSURES[key]
+
+
+def _dependency_closure(roots):
     proc = run(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
                 "--no-breaks", "--no-replaces", "--no-enhances"] + sorted(roots), timeout=120)
     if proc.returncode != 0:
@@ -831,7 +841,18 @@ def dynamic_symbols(path, defined):
     return {line.split()[-1].split("@")[0] for line in proc.stdout.splitlines() if line.strip()}
 
 
+_LIBRARY_PACKAGES = {}
+
+
 def library_packages(binaries):
+    key = tuple(sorted(binaries.items()))
+    if key not in _LIBRARY_PACKAGES:
+        _LIBRARY_PACKAGES[key] = _library_packages(binaries)
+    owners, direct, notes = _LIBRARY_PACKAGES[key]
+    return copy.deepcopy(owners), set(direct), list(notes)
+
+
+def _library_packages(binaries):
     """{package: set of sonames} for the libraries the image's binaries load.
 
     The binaries under test may be a Debug build, which differs from the image's

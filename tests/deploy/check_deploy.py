@@ -1016,6 +1016,9 @@ def check_image_packages(ctx):
     if codename != "bookworm":
         raise Skip(f"this machine is Debian {codename or '?'}, not bookworm: its apt index cannot say what "
                    "bookworm has")
+    lists = "/var/lib/apt/lists"
+    if not any("Packages" in f for f in (os.listdir(lists) if os.path.isdir(lists) else [])):
+        raise RuntimeError(f"apt has no package lists in {lists}: run apt-get update (as root) first")
     problems = []
     for name, stage in ctx.dockerfile["stages"].items():
         if "bookworm" not in stage["image"]:

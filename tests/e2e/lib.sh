@@ -8,7 +8,9 @@
 #
 # After e2e_start: E2E_BASE_URL, E2E_KEY (the api key), E2E_TOPIC, E2E_DLQ_TOPIC,
 # E2E_GROUP, E2E_RUN (a unique run id to put in recipient ids), E2E_DIR (logs, scratch).
-# Inputs: E2E_API_BIN and E2E_WORKER_BIN (ctest passes the CMake target paths).
+# Inputs: E2E_API_BIN and E2E_WORKER_BIN (ctest passes the CMake target paths);
+# optional E2E_PARTITIONS (of the fresh topic, default 3), E2E_DELETE_TOPICS_BIN (deletes
+# the run's topics after a pass) and E2E_EXIT_HOOK (a function the EXIT trap calls last).
 # An EXIT trap stops whatever is still running, checks the exit codes, and on failure
 # prints the tail of both logs; the test's exit code is non-zero if anything failed.
 #
@@ -211,8 +213,16 @@ e2e_on_exit() {
         ((rc != 0)) || rc=1
         e2e_tail_logs
         [[ -n "$E2E_DIR" ]] && echo "e2e: logs kept in $E2E_DIR" >&2
-    elif [[ -n "$E2E_DIR" && -d "$E2E_DIR" ]]; then
-        rm -rf "$E2E_DIR"
+    else
+        [[ -n "$E2E_DIR" && -d "$E2E_DIR" ]] && rm -rf "$E2E_DIR"
+        # A passing run's topics are of no further use; a failing run's stay for a look.
+        if [[ -n "${E2E_TOPIC:-}" && -x "${E2E_DELETE_TOPICS_BIN:-}" ]]; then
+            timeout 60 "$E2E_DELETE_TOPICS_BIN" "$PROFILED_KAFKA_BROKERS" "$E2E_TOPIC" "$E2E_DLQ_TOPIC" ||
+                echo "e2e: warning: could not delete the topics $E2E_TOPIC and $E2E_DLQ_TOPIC" >&2
+        fi
+    fi
+    if [[ -n "${E2E_EXIT_HOOK:-}" ]]; then
+        "$E2E_EXIT_HOOK" || true
     fi
     exit "$rc"
 }
@@ -262,4 +272,40 @@ e2e_check_ids_stored() {
     done <"$file"
     ((missing == 0)) || e2e_fail "$missing recipient ids sent through the SDK are not stored as given"
     e2e_log "PostgreSQL holds all $(wc -l <"$file") recipient ids exactly as the SDK was given them"
+}
+
+# e2e_python_sdk_install <repo>: Courier's Python SDK (PyPI trycourier, version
+# E2E_TRYCOURIER_VERSION, default 9.13.0) in a venv under <repo>/.cache/e2e, installed
+# with pip once and reused (a marker file names the version); sets E2E_PY to its
+# python. Fails, saying why, when it cannot be installed (no network, no venv module).
+e2e_python_sdk_install() {
+    local repo="$1"
+    local version="${E2E_TRYCOURIER_VERSION:-9.13.0}"
+    local cache="$repo/.cache/e2e"
+    local venv="$cache/python-trycourier-$version"
+    E2E_PY="$venv/bin/python"
+    mkdir -p "$cache"
+    exec 9>"$cache/python.lock"
+    flock -w 600 9 || e2e_fail "could not lock $cache/python.lock within 600s"
+    if [[ -f "$venv/.installed" ]] && "$E2E_PY" -c 'import courier' 2>/dev/null; then
+        e2e_log "trycourier $version already installed in $venv"
+        exec 9>&-
+        return 0
+    fi
+    command -v python3 >/dev/null 2>&1 ||
+        e2e_fail "python3 is not installed; the Python SDK tests need it (apt-get install python3 python3-venv)"
+    rm -rf "$venv"
+    python3 -m venv "$venv" >"$cache/python-venv.log" 2>&1 ||
+        e2e_fail "python3 -m venv failed (is python3-venv installed? apt-get install python3-venv):" \
+            "$(tail -n 3 "$cache/python-venv.log")"
+    e2e_log "installing trycourier==$version from PyPI into $venv"
+    if ! timeout 600 "$venv/bin/pip" install --disable-pip-version-check --no-input -q "trycourier==$version" \
+        >"$cache/python-pip.log" 2>&1; then
+        rm -rf "$venv"
+        e2e_fail "pip could not install trycourier==$version from PyPI (no network, or the version is gone?);" \
+            "the Courier Python SDK tests cannot run without it. pip said: $(tail -n 5 "$cache/python-pip.log")"
+    fi
+    "$E2E_PY" -c 'import courier' || e2e_fail "trycourier installed but 'import courier' fails"
+    echo "$version" >"$venv/.installed"
+    exec 9>&-
 }

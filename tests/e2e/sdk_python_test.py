@@ -21,7 +21,7 @@ import time
 import traceback
 
 import courier
-from courier import AsyncCourier, AuthenticationError, BadRequestError, Courier, NotFoundError
+from courier import APIStatusError, AsyncCourier, AuthenticationError, BadRequestError, Courier, NotFoundError
 
 BASE_URL = os.environ["E2E_BASE_URL"]
 KEY = os.environ["E2E_KEY"]
@@ -235,6 +235,57 @@ def case_async_client():
     asyncio.run(go())
 
 
+def case_default_client_settings():
+    # Exactly what a customer writes: only the key and the base URL, SDK defaults otherwise.
+    plain = Courier(api_key=KEY, base_url=BASE_URL)
+    r = rid("defaults")
+    assert plain.profiles.replace(r, profile={"email": "d@example.com"}).status == "SUCCESS"
+    deadline = time.monotonic() + APPLY_DEADLINE_S
+    while True:
+        try:
+            strict_equal(plain.profiles.retrieve(r).profile, {"email": "d@example.com"})
+            return
+        except (NotFoundError, AssertionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def case_body_over_limit_is_413():
+    try:
+        client.profiles.replace(f"e2e-py-{RUN}-too-big", profile={"custom": {"s": "x" * 300_000}})
+    except APIStatusError as e:
+        assert e.status_code == 413, e.status_code
+        assert isinstance(e.body, dict) and e.body.get("type") == "invalid_request_error", e.body
+        return
+    raise AssertionError("a 300 KB profile did not raise an APIStatusError (413)")
+
+
+def case_unsupported_calls_fail_clearly():
+    # profiled implements PUT and GET only (DESIGN §3): the SDK's POST (merge), PATCH and
+    # DELETE calls must fail with a clear 405, not be taken for something else.
+    r = f"e2e-py-{RUN}-unsupported"
+    calls = {
+        "create (POST)": lambda: client.profiles.create(r, profile={"email": "x@example.com"}),
+        "update (PATCH)": lambda: client.profiles.update(r, patch=[{"op": "add", "path": "/a", "value": "1"}]),
+        "delete (DELETE)": lambda: client.profiles.delete(r),
+    }
+    for name, call in calls.items():
+        try:
+            call()
+        except APIStatusError as e:
+            assert e.status_code == 405, f"{name}: status {e.status_code}"
+            assert e.response.headers.get("Allow") == "GET, PUT", f"{name}: Allow {e.response.headers.get('Allow')}"
+            assert isinstance(e.body, dict) and "not allowed" in e.body.get("message", ""), f"{name}: {e.body}"
+            continue
+        raise AssertionError(f"{name} did not fail")
+    try:
+        client.profiles.retrieve(r)
+    except NotFoundError:
+        return
+    raise AssertionError("an unsupported call wrote a profile")
+
+
 CASES = [
     case_replace_and_retrieve,
     case_replace_exposes_position_headers,
@@ -245,6 +296,9 @@ CASES = [
     case_invalid_profile_is_bad_request,
     case_awkward_recipient_ids_round_trip,
     case_async_client,
+    case_default_client_settings,
+    case_body_over_limit_is_413,
+    case_unsupported_calls_fail_clearly,
 ]
 
 

@@ -30,7 +30,7 @@ const APPLY_DEADLINE_MS = 30000;
 const require = createRequire(path.join(SDK_DIR, 'package.json'));
 const sdk = require('@trycourier/courier');
 const Courier = sdk.default;
-const { NotFoundError, AuthenticationError, BadRequestError } = sdk;
+const { APIError, NotFoundError, AuthenticationError, BadRequestError } = sdk;
 const sdkVersion = JSON.parse(
   readFileSync(path.join(SDK_DIR, 'node_modules', '@trycourier', 'courier', 'package.json'), 'utf8')).version;
 
@@ -179,6 +179,37 @@ const cases = {
       assert.deepStrictEqual(await client.profiles.replace(r, { profile }), { status: 'SUCCESS' });
       await waitForProfile(r, profile);
     }
+  },
+
+  async defaultClientSettings() {
+    // Exactly what a customer writes: only the key and the base URL, SDK defaults otherwise.
+    const plain = new Courier({ apiKey: KEY, baseURL: BASE_URL });
+    const r = rid('defaults');
+    assert.deepStrictEqual(await plain.profiles.replace(r, { profile: { email: 'd@example.com' } }),
+                           { status: 'SUCCESS' });
+    await waitForProfile(r, { email: 'd@example.com' });
+  },
+
+  async bodyOverLimitIs413() {
+    await expectError(client.profiles.replace(`e2e-ts-${RUN}-too-big`, { profile: { custom: { s: 'x'.repeat(300000) } } }),
+                      APIError, 413, 'invalid_request_error');
+  },
+
+  async unsupportedCallsFailClearly() {
+    // profiled implements PUT and GET only (DESIGN §3): the SDK's POST (merge), PATCH and
+    // DELETE calls must fail with a clear 405, not be taken for something else.
+    const r = `e2e-ts-${RUN}-unsupported`;
+    const calls = {
+      'create (POST)': () => client.profiles.create(r, { profile: { email: 'x@example.com' } }),
+      'update (PATCH)': () => client.profiles.update(r, { patch: [{ op: 'add', path: '/a', value: '1' }] }),
+      'delete (DELETE)': () => client.profiles.delete(r),
+    };
+    for (const [name, call] of Object.entries(calls)) {
+      const e = await expectError(call(), APIError, 405, 'invalid_request_error');
+      assert.equal(e.headers.get('allow'), 'GET, PUT', `${name}: Allow header`);
+      assert.ok(e.error.message.includes('not allowed'), `${name}: ${e.error.message}`);
+    }
+    await expectError(client.profiles.retrieve(r), NotFoundError, 404, 'invalid_request_error');
   },
 };
 

@@ -105,8 +105,8 @@ class Context:
             self._renders = {}
             tool = kustomize_command()
             if tool is None:
-                raise Skip("neither kubectl (with its built-in kustomize) nor kustomize is on PATH: "
-                           "the manifests cannot be rendered; install kubectl >= 1.27 or kustomize >= 5")
+                raise Skip("neither kubectl >= 1.21 (built-in kustomize with components) nor kustomize is on "
+                           "PATH: the manifests cannot be rendered; install kubectl >= 1.27 or kustomize >= 5")
             for d in self.kustomize_dirs():
                 rel = os.path.relpath(d, self.k8s)
                 if rel.startswith("components"):
@@ -134,8 +134,16 @@ def load_yaml_all(text):
 
 
 def kustomize_command():
+    """kubectl's built-in kustomize when it is new enough for components (kubectl
+    1.21 moved to kustomize v4; Debian's kubernetes-client 1.20 has v2), else a
+    standalone kustomize, else None."""
     if shutil.which("kubectl"):
-        if run(["kubectl", "kustomize", "--help"]).returncode == 0:
+        proc = run(["kubectl", "version", "--client", "-o", "json"])
+        try:
+            minor = int(re.sub(r"\D.*", "", json.loads(proc.stdout)["clientVersion"]["minor"]))
+        except (ValueError, KeyError, TypeError):
+            minor = 0
+        if minor >= 21 and run(["kubectl", "kustomize", "--help"]).returncode == 0:
             return ["kubectl", "kustomize"]
     if shutil.which("kustomize"):
         return ["kustomize", "build"]

@@ -362,6 +362,7 @@ def check_env(ctx):
                         p = value_problem(var, spec_, value)
                         if p:
                             problems.append(f"{rel}: {where(doc, c)}: {p} (from {source})")
+        problems += secret_references(rel, docs)
         # Keys of ConfigMaps and Secrets, whoever consumes them: a misspelt key is
         # silently ignored by every binary.
         for doc in docs:
@@ -384,6 +385,30 @@ def check_env(ctx):
                 p = value_problem(var, union[var], value)
                 if p:
                     problems.append(f"Dockerfile: ENV {p}")
+    return problems
+
+
+def secret_references(rel, docs):
+    """Where a render carries the Secret (the example overlays), every key that a
+    container or volume takes from it without `optional: true` must be there."""
+    problems = []
+    for doc, spec in workloads(docs):
+        ns = (doc.get("metadata") or {}).get("namespace")
+        wanted = []
+        for c in all_containers(spec):
+            for e in c.get("env") or []:
+                ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                if ref and not ref.get("optional"):
+                    wanted.append((ref.get("name"), ref.get("key"), f"{where(doc, c)} env {e['name']}"))
+        for v in spec.get("volumes") or []:
+            sec = v.get("secret")
+            if sec and not sec.get("optional"):
+                for item in sec.get("items") or []:
+                    wanted.append((sec.get("secretName"), item.get("key"), f"{where(doc)} volume {v['name']}"))
+        for name, key, user in wanted:
+            secret = find(docs, "Secret", name, ns)
+            if secret is not None and key not in secret_keys(secret):
+                problems.append(f"{rel}: {user} needs key {key} of Secret {name}, which lacks it")
     return problems
 
 
@@ -1180,6 +1205,10 @@ def selftest(ctx):
                                                     for docs in r.values() for d in docs
                                                     if d.get("kind") == "ConfigMap" and d.get("data")],
          "is secret"),
+        ("env", "Secret without the DSN", lambda r: [d["stringData"].pop("PROFILED_PG_DSN")
+                                                     for docs in r.values() for d in docs
+                                                     if d.get("kind") == "Secret" and d.get("stringData")],
+         "needs key PROFILED_PG_DSN"),
         ("env", "port not an integer", lambda r: mutate_container(
             r, "Deployment", "profiled-api", lambda d, s, c: cm_set(d, s, c, "PROFILED_HTTP_PORT", "http")),
          "PROFILED_HTTP_PORT"),

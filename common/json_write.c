@@ -163,6 +163,55 @@ static size_t json_write_u64_digits(char *dst, uint64_t v)
     return n;
 }
 
+/* Drops trailing zeros from a digit string, keeping at least one digit. */
+static size_t json_write_strip(const char *digits, size_t len)
+{
+    while (len > 1 && digits[len - 1] == '0')
+        len--;
+    return len;
+}
+
+/*
+ * The first `prec` digits of the 17-digit decimal d17 (point position
+ * point17), truncated, or plus one unit in the last place with `up`: if they
+ * read back as ax, stores them in digits/point and returns true.
+ */
+static bool json_write_round_try(double ax, const char *d17, int point17, int prec, bool up, char *digits,
+                                 int *point)
+{
+    char d[17];
+    int n = point17;
+    memcpy(d, d17, (size_t)prec);
+    if (up) {
+        int i = prec - 1;
+        while (i >= 0 && d[i] == '9')
+            d[i--] = '0';
+        if (i >= 0) {
+            d[i]++;
+        } else { /* 99..9 rounds up to 100..0: one more integer digit */
+            d[0] = '1';
+            n++;
+        }
+    }
+    /* "0.<digits>e<n>" for strtod. */
+    char text[48];
+    size_t t = 0;
+    text[t++] = '0';
+    text[t++] = '.';
+    memcpy(text + t, d, (size_t)prec);
+    t += (size_t)prec;
+    text[t++] = 'e';
+    if (n < 0)
+        text[t++] = '-';
+    t += json_write_u64_digits(text + t, (uint64_t)(n < 0 ? -n : n));
+    text[t] = '\0';
+    if (strtod(text, NULL) != ax)
+        return false;
+    memcpy(digits, d, (size_t)prec);
+    *point = n;
+    return true;
+}
+
 /*
  * The shortest decimal digits d1..dk (no leading or trailing zeros) and the
  * point position n such that 0.d1..dk * 10^n reads back as ax (finite, > 0).
@@ -171,9 +220,11 @@ static size_t json_write_u64_digits(char *dst, uint64_t v)
  * below 2^53 and k <= 22, then the decimal m * 10^-k reads back as ax,
  * because m and 10^k are exact doubles and IEEE division rounds correctly,
  * just as strtod does. Trying k = 0, 1, 2, ... finds the fewest digits.
- * Otherwise printf with 15, 16, then 17 significant digits, keeping the
- * first that strtod reads back: 15 digits always suffice to tell apart two
- * normal doubles' shortest forms (DBL_DIG), and 17 always read back.
+ * Otherwise one printf of 17 correctly rounded digits (which always read
+ * back), and its roundings to 15 and then 16 digits, keeping the first that
+ * strtod reads back. For a normal double whose shortest form has at most 15
+ * digits, the nearest 15-digit decimal is that form (a double's ulp is under
+ * a quarter of the 15-digit spacing), so nothing shorter is missed.
  * Subnormals have fewer bits of precision, so for them every precision from
  * 1 up is tried (5e-324 must stay 5e-324).
  */
@@ -189,29 +240,54 @@ static size_t json_write_shortest(double ax, char *digits, int *point)
                 continue;
             size_t len = json_write_u64_digits(digits, m);
             *point = (int)len - k;
-            while (len > 1 && digits[len - 1] == '0')
-                len--;
-            return len;
+            return json_write_strip(digits, len);
         }
     }
 
     char tmp[40];
-    int first = ax < DBL_MIN ? 1 : 15;
-    for (int prec = first; prec <= 17; prec++) {
-        snprintf(tmp, sizeof(tmp), "%.*e", prec - 1, ax);
-        if (prec == 17 || strtod(tmp, NULL) == ax)
-            break;
-    }
-    /* tmp is "d.ddddde[+-]XX" (or "de[+-]XX" when prec is 1). */
     size_t len = 0;
-    const char *p = tmp;
-    for (; *p != 'e'; p++)
-        if (*p != '.')
-            digits[len++] = *p;
-    *point = atoi(p + 1) + 1;
-    while (len > 1 && digits[len - 1] == '0')
-        len--;
-    return len;
+    if (ax < DBL_MIN) {
+        /* Subnormals: rare, so the plain search over every precision. */
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(tmp, sizeof(tmp), "%.*e", prec - 1, ax);
+            if (prec == 17 || strtod(tmp, NULL) == ax)
+                break;
+        }
+        const char *p = tmp;
+        for (; *p != 'e'; p++)
+            if (*p != '.')
+                digits[len++] = *p;
+        *point = atoi(p + 1) + 1;
+    } else {
+        /* One correctly rounded 17-digit printf, then its 15- and 16-digit
+         * roundings checked by strtod. */
+        char d17[17];
+        snprintf(tmp, sizeof(tmp), "%.16e", ax); /* "d.dddddddddddddddde[+-]X" */
+        d17[0] = tmp[0];
+        memcpy(d17 + 1, tmp + 2, 16);
+        int point17 = atoi(tmp + 19) + 1;
+        /* At a power of two the interval of decimals that read back is
+         * twice as wide above as below, so the nearest decimal may miss
+         * while the one above reads back. */
+        uint64_t bits;
+        memcpy(&bits, &ax, sizeof(bits));
+        bool power_of_two = (bits & 0xfffffffffffffULL) == 0;
+        for (int prec = 15; prec <= 16; prec++) {
+            bool rounded_up = d17[prec] >= '5';
+            if (json_write_round_try(ax, d17, point17, prec, rounded_up, digits, point))
+                return json_write_strip(digits, (size_t)prec);
+            /* A dropped tail of exactly 5 or 50 hides whether the exact
+             * value lay above or below the midpoint: try the other way. */
+            bool tie = d17[prec] == '5' && (prec == 16 || d17[16] == '0');
+            if ((tie || (power_of_two && !rounded_up)) &&
+                json_write_round_try(ax, d17, point17, prec, !rounded_up, digits, point))
+                return json_write_strip(digits, (size_t)prec);
+        }
+        memcpy(digits, d17, 17);
+        len = 17;
+        *point = point17;
+    }
+    return json_write_strip(digits, len);
 }
 
 /* Formats a finite double at dst (room for JSON_WRITE_SCALAR_MAX); returns the length. */

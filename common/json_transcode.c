@@ -16,7 +16,7 @@
  *   flat key stack (offset and hash). A 64-bit Bloom word per object makes
  *   the duplicate check free for ordinary objects; past 48 keys an object is
  *   sorted once at its close instead. Only when a duplicate is real does the
- *   object get compacted, keeping the last value of each key.
+ *   object get compacted: each key keeps its first position and its last value.
  * - Numbers: integers are accumulated exactly; a decimal whose digits and
  *   exponent are small enough is computed exactly by one IEEE operation
  *   (Clinger's fast path); anything else goes to strtod_l in the C locale on
@@ -26,7 +26,6 @@
 #include "json_transcode.h"
 
 #include <assert.h>
-#include <errno.h>
 #include <float.h>
 #include <locale.h>
 #include <math.h>
@@ -725,7 +724,8 @@ static int transcode_number(transcode_ctx_t *ctx)
 
 /* ---- containers -------------------------------------------------------- */
 
-static int transcode_grow_keys(transcode_ctx_t *ctx)
+/* Doubles the key stack (first time: off the C stack onto the heap). */
+static void transcode_grow_keys(transcode_ctx_t *ctx)
 {
     uint32_t cap = ctx->keys_cap * 2;
     transcode_key_t *keys;
@@ -742,12 +742,15 @@ static int transcode_grow_keys(transcode_ctx_t *ctx)
     }
     ctx->keys = keys;
     ctx->keys_cap = cap;
-    return 0;
 }
 
-/* A word-at-a-time multiplicative hash of a key's bytes; only equality of
- * keys depends on it being good, and a collision costs one memcmp. */
-static uint32_t transcode_hash(const uint8_t *s, size_t n)
+/*
+ * A word-at-a-time multiplicative hash of a key's UTF-8 bytes; only the
+ * speed of the duplicate check depends on it being good (a collision costs a
+ * memcmp). The last word is loaded whole and masked when `limit` allows it:
+ * a variable-length copy would cost more than the hash.
+ */
+static uint32_t transcode_hash(const uint8_t *s, size_t n, const uint8_t *limit)
 {
     const uint64_t k = 0x9E3779B97F4A7C15ULL;
     uint64_t h = n * k;
@@ -761,7 +764,13 @@ static uint32_t transcode_hash(const uint8_t *s, size_t n)
     }
     if (n) {
         uint64_t w = 0;
-        memcpy(&w, s, n);
+        if (limit - s >= 8) {
+            memcpy(&w, s, 8);
+            w &= ~0ULL >> (64 - 8 * n);
+        } else {
+            for (size_t i = 0; i < n; i++)
+                w |= (uint64_t)s[i] << (8 * i);
+        }
         h = (h ^ w) * k;
         h ^= h >> 29;
     }
@@ -812,12 +821,30 @@ static int transcode_key_by_offset(const void *a, const void *b)
     return x < y ? -1 : (x > y);
 }
 
+/* The end offset of the entry at `off`: where the next entry starts, or the
+ * output cursor for the last one. `keys` is sorted by offset. */
+static uint32_t transcode_entry_end(const transcode_ctx_t *ctx, const transcode_key_t *keys, uint32_t n,
+                                    uint32_t off)
+{
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if ((keys[mid].off & ~TRANSCODE_DEAD) <= off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n ? keys[lo].off & ~TRANSCODE_DEAD : (uint32_t)(ctx->o - ctx->base);
+}
+
 /*
- * Drops every entry whose key appears again later in the object, so the
- * last value wins, and returns the number of entries left. The rare path:
- * only objects with a real duplicate, or too many keys for the Bloom word,
- * come here. The key segment is popped right after, so sorting it in place
- * is free to do.
+ * Resolves duplicate keys the way ordered maps in Python and JavaScript do
+ * (proto/README.md §3): each key keeps the position of its first occurrence
+ * and the value of its last. Returns the number of entries left. The rare
+ * path: only objects with a real duplicate, or too many keys for the Bloom
+ * word, come here. The key segment is popped right after, so it is free to
+ * sort in place and to reuse its hash field: from here on it holds the offset
+ * of the entry whose value the key keeps.
  */
 static uint32_t transcode_dedupe(transcode_ctx_t *ctx, transcode_frame_t *frame)
 {
@@ -826,36 +853,65 @@ static uint32_t transcode_dedupe(transcode_ctx_t *ctx, transcode_frame_t *frame)
     assert(n == frame->count && n > 0);
     qsort_r(keys, n, sizeof(*keys), transcode_key_order, ctx->base);
     bool any = false;
-    for (uint32_t i = 0; i + 1 < n; i++) {
-        /* Equal keys are adjacent and in input order: a later one kills i. */
-        if (transcode_keys_equal(ctx, &keys[i], &keys[i + 1])) {
+    for (uint32_t first = 0; first < n;) {
+        /* Equal keys are adjacent and in input order. */
+        uint32_t last = first;
+        while (last + 1 < n && transcode_keys_equal(ctx, &keys[first], &keys[last + 1]))
+            last++;
+        uint32_t value_from = keys[last].off;
+        for (uint32_t i = first + 1; i <= last; i++)
             keys[i].off |= TRANSCODE_DEAD;
-            any = true;
-        }
+        keys[first].hash = value_from;
+        any |= last != first;
+        first = last + 1;
     }
     if (!any)
         return n;
     qsort(keys, n, sizeof(*keys), transcode_key_by_offset);
-    uint8_t *w = ctx->base + (keys[0].off & ~TRANSCODE_DEAD);
+
+    /* A kept value may be longer than the one it replaces, so the entries are
+     * rebuilt from a copy rather than moved in place. */
+    uint32_t region_start = keys[0].off & ~TRANSCODE_DEAD;
+    size_t region_len = (size_t)(ctx->o - (ctx->base + region_start));
+    uint8_t *copy = malloc(region_len);
+    if (!copy) {
+        fprintf(stderr, "{\"level\":\"fatal\",\"message\":\"out of memory resolving duplicate keys\"}\n");
+        abort();
+    }
+    memcpy(copy, ctx->base + region_start, region_len);
+    uint8_t *w = ctx->base + region_start;
     uint32_t live = 0;
     for (uint32_t i = 0; i < n; i++) {
-        uint8_t *from = ctx->base + (keys[i].off & ~TRANSCODE_DEAD);
-        uint8_t *to = i + 1 < n ? ctx->base + (keys[i + 1].off & ~TRANSCODE_DEAD) : ctx->o;
         if (keys[i].off & TRANSCODE_DEAD)
             continue;
-        memmove(w, from, (size_t)(to - from));
-        w += to - from;
+        uint32_t key_off = keys[i].off, value_entry = keys[i].hash;
+        size_t key_len = transcode_key_size(copy + (key_off - region_start));
+        uint32_t value_off = value_entry + (uint32_t)transcode_key_size(copy + (value_entry - region_start));
+        uint32_t value_end = transcode_entry_end(ctx, keys, n, value_entry);
+        memcpy(w, copy + (key_off - region_start), key_len);
+        w += key_len;
+        memcpy(w, copy + (value_off - region_start), value_end - value_off);
+        w += value_end - value_off;
         live++;
     }
+    free(copy);
     ctx->o = w;
     return live;
 }
 
-/* Records the key just written at `key` for the innermost object. */
-static void transcode_push_key(transcode_ctx_t *ctx, transcode_frame_t *frame, uint8_t *key)
+/*
+ * Records the key just written at `key` for the innermost object. `raw` is
+ * its text between the quotes in the input: when it holds no escape it is
+ * the key's bytes, and hashing it there avoids reading back bytes that were
+ * just stored (a store-forwarding stall per key).
+ */
+static void transcode_push_key(transcode_ctx_t *ctx, transcode_frame_t *frame, uint8_t *key,
+                               const uint8_t *raw, size_t raw_len)
 {
-    size_t size = (size_t)(ctx->o - key);
-    uint32_t hash = transcode_hash(key, size);
+    uint32_t key_len;
+    const uint8_t *payload = transcode_str_payload(key, &key_len);
+    uint32_t hash = key_len == raw_len ? transcode_hash(raw, raw_len, ctx->end)
+                                       : transcode_hash(payload, key_len, ctx->limit_o);
     if (ctx->nkeys == ctx->keys_cap)
         transcode_grow_keys(ctx);
     transcode_key_t *entry = &ctx->keys[ctx->nkeys++];
@@ -971,13 +1027,14 @@ static int transcode_member_key(transcode_ctx_t *ctx, transcode_frame_t *frame)
     if (transcode_count_entry(ctx, frame) != 0)
         return -1;
     uint8_t *key = ctx->o;
+    const uint8_t *raw = ctx->p + 1;
     if (transcode_string(ctx, ctx->limits->max_key_bytes, true) != 0)
         return -1;
     ctx->in_key = false;
     if (frame->kind == FRAME_REQUEST)
         frame->hdr = (uint32_t)(key - ctx->base);
     else
-        transcode_push_key(ctx, frame, key);
+        transcode_push_key(ctx, frame, key, raw, (size_t)(ctx->p - 1 - raw));
     transcode_skip_space(ctx);
     if (ctx->p >= ctx->end || *ctx->p != ':')
         return transcode_syntax(ctx, "expected ':' after a key");

@@ -21,7 +21,9 @@
  *   bytes after unescaping; max_keys bounds the members of each object as
  *   written (duplicates included) and the elements of each array.
  * - Duplicate keys (compared after unescaping): the last value wins, at the
- *   position of the last occurrence. Also for "profile" in the wrapper.
+ *   position of the first occurrence, as ordered maps in Python and
+ *   JavaScript do (proto/README.md §3). A later "profile" in the wrapper
+ *   replaces an earlier one.
  * - Documented profile fields may be null (meaning unset); any other type
  *   than the documented one is TRANSCODE_ERR_SCHEMA. Only the profile's own
  *   members and the listed members of its documented objects are typed.

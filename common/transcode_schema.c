@@ -62,16 +62,23 @@ static const schema_field_t schema_expo[] = {
     {"tokens", 6, SCHEMA_STRINGS, NULL, 0},
 };
 
+/* APNs: apn.token, or several in apn.tokens. */
 static const schema_field_t schema_apn[] = {
     {"token", 5, SCHEMA_STRING, NULL, 0},
+    {"tokens", 6, SCHEMA_STRINGS, NULL, 0},
 };
 
+static const schema_field_t schema_intercom_to[] = {
+    {"id", 2, SCHEMA_STRING, NULL, 0},
+};
+
+/* Intercom: the sending admin's id and the recipient user, {"id": ...}. */
 static const schema_field_t schema_intercom[] = {
     {"from", 4, SCHEMA_STRING, NULL, 0},
-    {"to", 2, SCHEMA_OBJECT, NULL, 0},
+    {"to", 2, SCHEMA_OBJECT, SCHEMA_TABLE(schema_intercom_to)},
 };
 
-/* Sorted by name (byte order): lookups bisect it. */
+/* Sorted by name (byte order), for the reader; lookups scan it. */
 static const schema_field_t schema_profile[] = {
     {"address", 7, SCHEMA_OBJECT, SCHEMA_TABLE(schema_address)},
     {"airship", 7, SCHEMA_OBJECT, NULL, 0},
@@ -158,6 +165,14 @@ static const uint8_t *schema_container(const uint8_t *p, bool is_map, uint32_t *
     return NULL;
 }
 
+/* Size of a value from its lead byte, when the lead byte alone fixes it
+ * (0: a str, map or array, whose size is in the header). */
+static const uint8_t schema_fixed_size[256] = {
+    [0x00 ... 0x7F] = 1, [0xE0 ... 0xFF] = 1, [0xC0] = 1, [0xC2] = 1, [0xC3] = 1,
+    [0xCC] = 2,          [0xD0] = 2,          [0xCD] = 3, [0xD1] = 3, [0xCA] = 5,
+    [0xCE] = 5,          [0xD2] = 5,          [0xCB] = 9, [0xCF] = 9, [0xD3] = 9,
+};
+
 /* Returns the byte after the one value at p. Iterative: nesting is the
  * transcoder's business, not the stack's. */
 static const uint8_t *schema_skip(const uint8_t *p, const uint8_t *end)
@@ -169,8 +184,8 @@ static const uint8_t *schema_skip(const uint8_t *p, const uint8_t *end)
         uint8_t h = *p;
         uint32_t n;
         pending--;
-        if (h <= 0x7F || h >= 0xE0 || h == 0xC0 || h == 0xC2 || h == 0xC3) {
-            p += 1;
+        if (schema_fixed_size[h]) {
+            p += schema_fixed_size[h];
         } else if (schema_str(p, &n)) {
             p = schema_str(p, &n) + n;
         } else if (schema_container(p, true, &n)) {
@@ -180,54 +195,24 @@ static const uint8_t *schema_skip(const uint8_t *p, const uint8_t *end)
             p = schema_container(p, false, &n);
             pending += n;
         } else {
-            switch (h) {
-            case 0xCC:
-            case 0xD0:
-                p += 2;
-                break;
-            case 0xCD:
-            case 0xD1:
-                p += 3;
-                break;
-            case 0xCE:
-            case 0xD2:
-                p += 5;
-                break;
-            case 0xCF:
-            case 0xD3:
-            case 0xCB:
-                p += 9;
-                break;
-            default:
-                fprintf(stderr,
-                        "{\"level\":\"fatal\",\"message\":\"transcoder wrote msgpack byte 0x%02x\"}\n", h);
-                abort();
-            }
+            fprintf(stderr, "{\"level\":\"fatal\",\"message\":\"transcoder wrote msgpack byte 0x%02x\"}\n",
+                    h);
+            abort();
         }
     }
     assert(p <= end);
     return p;
 }
 
+/* Linear, lengths first: a table of a few dozen short names is faster to
+ * scan than to bisect with memcmp, and most probes stop at the length. */
 static const schema_field_t *schema_lookup(const schema_field_t *table, size_t n, const uint8_t *key,
                                            uint32_t key_len)
 {
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        const char *name = table[mid].name;
-        size_t name_len = table[mid].name_len;
-        size_t common = name_len < key_len ? name_len : key_len;
-        int c = memcmp(name, key, common);
-        if (c == 0)
-            c = name_len < key_len ? -1 : (name_len > key_len);
-        if (c == 0)
-            return &table[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+    for (size_t i = 0; i < n; i++)
+        if (table[i].name_len == key_len && table[i].name[0] == key[0] &&
+            memcmp(table[i].name, key, key_len) == 0)
+            return &table[i];
     return NULL;
 }
 
@@ -353,14 +338,14 @@ int transcode_schema_check(const uint8_t *profile, size_t len, char *errstr, siz
 
 static int schema_sorted(const schema_field_t *table, size_t n)
 {
-    for (size_t i = 0; i + 1 < n; i++) {
-        if (strcmp(table[i].name, table[i + 1].name) >= 0)
+    for (size_t i = 0; i < n; i++) {
+        if (table[i].name_len != strlen(table[i].name))
+            return 0;
+        if (i + 1 < n && strcmp(table[i].name, table[i + 1].name) >= 0)
             return 0;
         if (table[i].members && !schema_sorted(table[i].members, table[i].nmembers))
             return 0;
     }
-    if (n && table[n - 1].members && !schema_sorted(table[n - 1].members, table[n - 1].nmembers))
-        return 0;
     return 1;
 }
 

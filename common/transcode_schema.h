@@ -23,7 +23,8 @@
 int transcode_schema_check(const uint8_t *profile, size_t len, char *errstr, size_t errstr_size)
     __attribute__((warn_unused_result));
 
-/* For tests: true when the field table is sorted (lookups bisect it). */
+/* For tests: true when the field tables are sorted by name and every
+ * recorded name length is right. */
 int transcode_schema_table_sorted(void);
 
 #endif

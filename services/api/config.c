@@ -40,8 +40,8 @@ static const cfg_entry_t api_config_table[] = {
     {"PROFILED_KAFKA_TOPIC", CFG_STRING, API_CFG(kafka_topic), "profiles.commands", 0, 0, false,
      "Topic of the replace commands."},
     {"PROFILED_KAFKA_PROPERTIES", CFG_STRING, API_CFG(kafka_properties), NULL, 0, 0, true,
-     "Extra librdkafka producer properties, k=v,k=v (e.g. TLS, SASL). enable.idempotence and acks cannot "
-     "be overridden."},
+     "Extra librdkafka producer properties, k=v,k=v (e.g. TLS, SASL). enable.idempotence, acks and "
+     "partitioner (murmur2_random) cannot be overridden."},
     {"PROFILED_KAFKA_LINGER", CFG_DURATION, API_CFG(kafka_linger_ms), "2ms", 0, 1000, false,
      "Producer linger.ms: how long a message may wait for a batch."},
     {"PROFILED_KAFKA_QUEUE_MAX", CFG_INT, API_CFG(kafka_queue_max), "100000", 1, 10000000, false,

@@ -38,8 +38,16 @@ void api_reply(api_loop_t *loop, struct evhttp_request *req, api_route_t route, 
                int64_t started_us, const void *body, size_t body_len)
 {
     api_metrics_t *m = &loop->api->m;
-    struct evbuffer *out = evhttp_request_get_output_buffer(req);
-    evbuffer_add(out, body, body_len);
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        /* HEAD gets the headers a GET would, and no body: libevent 2.1 would
+         * otherwise write it, and a keep-alive client would read it as the
+         * start of the next response. */
+        char length[24];
+        snprintf(length, sizeof(length), "%zu", body_len);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", length);
+    } else {
+        evbuffer_add(evhttp_request_get_output_buffer(req), body, body_len);
+    }
     evhttp_send_reply(req, status, NULL, NULL);
     metrics_counter_add(m->requests[route][api_status_slot(status)], 1);
     metrics_histogram_observe(m->latency[route], (double)(api_now_us() - started_us) / 1e6);

@@ -126,6 +126,9 @@ void api_put_handle(api_loop_t *loop, struct evhttp_request *req, const char *re
         .recipient_id = recipient_id,
         .recipient_id_len = recipient_id_len,
         .accepted_at_us = (int64_t)wall.tv_sec * 1000000 + wall.tv_nsec / 1000,
+        /* proto §1: the tag that tells the api's writes from bulk producers'. */
+        .source = "api",
+        .source_len = 3,
         .profile_msgpack = loop->profile.data,
         .profile_msgpack_len = loop->profile.len,
     };
@@ -320,9 +323,14 @@ int api_producer_init(api_loop_t *loop, char *errstr, size_t errstr_size)
     snprintf(client_id, sizeof(client_id), "profiled-api-%u", loop->index);
     if (kafka_conf_set(conf, "client.id", client_id, errstr, errstr_size) < 0)
         goto error;
-    /* The durability guarantee (DESIGN §2.1): not overridable by PROFILED_KAFKA_PROPERTIES. */
+    /* The durability guarantee (DESIGN §2.1) and the partitioning contract: not overridable by
+     * PROFILED_KAFKA_PROPERTIES. */
     if (kafka_conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) < 0 ||
         kafka_conf_set(conf, "acks", "all", errstr, errstr_size) < 0)
+        goto error;
+    /* proto/README.md §8: every producer partitions by murmur2 of the key (Kafka's Java default), so
+     * one recipient's commands stay on one partition whoever produced them. */
+    if (kafka_conf_set(conf, "partitioner", "murmur2_random", errstr, errstr_size) < 0)
         goto error;
     snprintf(value, sizeof(value), "%" PRId64, config->kafka_linger_ms);
     if (kafka_conf_set(conf, "linger.ms", value, errstr, errstr_size) < 0)

@@ -57,7 +57,7 @@ void harness_api_dump_log(const harness_api_t *api)
     fclose(log);
 }
 
-void harness_api_start(harness_api_t *api, const char *const *overrides)
+static void harness_api_spawn(harness_api_t *api, const char *const *overrides, const char *probe)
 {
     ck_assert_msg(harness_binary != NULL, "harness_set_binary was not called");
     /* The stack's environment is required, not optional. */
@@ -94,7 +94,7 @@ void harness_api_start(harness_api_t *api, const char *const *overrides)
     harness_client_init(&client, api->port);
     for (;;) {
         harness_response_t response = {0};
-        int rc = harness_request(&client, "GET", "/readyz", NULL, NULL, 0, &response);
+        int rc = harness_request(&client, "GET", probe, NULL, NULL, 0, &response);
         int status = response.status;
         harness_response_free(&response);
         if (rc == 0 && status == 200)
@@ -108,11 +108,21 @@ void harness_api_start(harness_api_t *api, const char *const *overrides)
         if (harness_now_ms() > until) {
             harness_api_dump_log(api);
             harness_api_stop(api, SIGKILL, 5000);
-            ck_abort_msg("profiled-api not ready within 30 s (last /readyz: %d)", status);
+            ck_abort_msg("profiled-api not ready within 30 s (last %s: %d)", probe, status);
         }
         usleep(100 * 1000);
     }
     harness_client_close(&client);
+}
+
+void harness_api_start(harness_api_t *api, const char *const *overrides)
+{
+    harness_api_spawn(api, overrides, "/readyz");
+}
+
+void harness_api_start_live(harness_api_t *api, const char *const *overrides)
+{
+    harness_api_spawn(api, overrides, "/healthz");
 }
 
 int harness_api_stop(harness_api_t *api, int sig, int timeout_ms)
@@ -345,6 +355,27 @@ void harness_kafka_fetch(const char *topic, int32_t partition, int64_t offset, b
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     ck_assert_msg(found, "no message at %s/%d/%lld within 20 s", topic, partition, (long long)offset);
+}
+
+int32_t harness_kafka_partition_count(const char *topic)
+{
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    ck_assert(rd_kafka_conf_set(conf, "bootstrap.servers", test_env_require("PROFILED_KAFKA_BROKERS"), errstr,
+                                sizeof(errstr)) == RD_KAFKA_CONF_OK);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    ck_assert_msg(rk != NULL, "%s", errstr);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *metadata = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &metadata, 10000);
+    ck_assert_msg(err == RD_KAFKA_RESP_ERR_NO_ERROR, "metadata of %s: %s", topic, rd_kafka_err2str(err));
+    ck_assert_int_eq(metadata->topic_cnt, 1);
+    int32_t count = metadata->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(metadata);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
+    ck_assert_int_gt(count, 0);
+    return count;
 }
 
 void harness_sh(const char *command)

@@ -30,6 +30,8 @@ typedef struct harness_api {
  * PROFILED_API_KEYS=HARNESS_API_KEY, a free port, and `overrides` ("NAME=value", NULL-terminated).
  * Waits up to 30 s for /readyz to answer 200. */
 void harness_api_start(harness_api_t *api, const char *const *overrides);
+/* Same, waiting for /healthz only (for tests that start the api with the broker down). */
+void harness_api_start_live(harness_api_t *api, const char *const *overrides);
 /* Sends `sig` and waits up to timeout_ms for the exit; returns the exit status, or -1 on timeout
  * (the child is then killed). */
 int harness_api_stop(harness_api_t *api, int sig, int timeout_ms);
@@ -65,6 +67,9 @@ bool harness_header(const harness_response_t *response, const char *name, char *
 
 /* The message at topic/partition/offset (waits up to 20 s); fills payload and key. */
 void harness_kafka_fetch(const char *topic, int32_t partition, int64_t offset, buf_t *payload, buf_t *key);
+
+/* The number of partitions of `topic` (metadata, up to 10 s). */
+int32_t harness_kafka_partition_count(const char *topic);
 
 /* Runs a shell command (e.g. "$PROFILED_STACK stop kafka"), failing the test unless it exits 0. */
 void harness_sh(const char *command);

@@ -5,17 +5,23 @@
  * Kafka or came from PostgreSQL. Fault tests stop and restart the broker
  * through "$PROFILED_STACK", and always restart it on the way out.
  *
- * usage: api_integration_test <path of profiled-api>
+ * PostgreSQL tests get a private schema migrated by `profiled-worker migrate`.
+ *
+ * usage: api_integration_test <path of profiled-api> <path of profiled-worker>
  */
+#include <arpa/inet.h>
 #include <check.h>
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -95,6 +101,14 @@ START_TEST(test_put_roundtrip)
     ck_assert(harness_header(&response, "X-Kafka-Partition", partition, sizeof(partition)));
     ck_assert(harness_header(&response, "X-Kafka-Offset", offset, sizeof(offset)));
 
+    /* proto/README.md §8: the partition is murmur2(key) modulo the partition count. */
+    int32_t partitions = harness_kafka_partition_count(test_env_require("PROFILED_KAFKA_TOPIC"));
+    const char *key_text = "team/ada-\xC3\xA9";
+    int32_t expected_partition =
+        rd_kafka_msg_partitioner_murmur2(NULL, key_text, strlen(key_text), partitions, NULL, NULL);
+    ck_assert_msg(atoi(partition) == expected_partition, "partition %s, murmur2 gives %d of %d", partition,
+                  expected_partition, partitions);
+
     buf_t payload = {0}, key = {0}, profile_json = {0};
     harness_kafka_fetch(test_env_require("PROFILED_KAFKA_TOPIC"), atoi(partition), atoll(offset), &payload,
                         &key);
@@ -117,6 +131,8 @@ START_TEST(test_put_roundtrip)
     ck_assert_msg(command.accepted_at_us >= before - 1000000 && command.accepted_at_us <= after + 1000000,
                   "accepted_at_us %lld outside the request", (long long)command.accepted_at_us);
     ck_assert(!command.has_version);
+    ck_assert_uint_eq(command.source_len, 3);
+    ck_assert_mem_eq(command.source, "api", 3);
 
     json_t *sent = json_loads(profile_text, 0, NULL);
     json_t *got = json_loadb((const char *)profile_json.data, profile_json.len, 0, NULL);
@@ -284,6 +300,45 @@ START_TEST(test_body_limits)
 }
 END_TEST
 
+/* ---- PROFILED_HTTP_MAX_CONNECTIONS ---------------------------------------------------- */
+
+START_TEST(test_max_connections)
+{
+    static const char *const overrides[] = {"PROFILED_HTTP_THREADS=1", "PROFILED_HTTP_MAX_CONNECTIONS=2",
+                                            NULL};
+    harness_api_t api;
+    harness_api_start(&api, overrides);
+    harness_client_t clients[3];
+    harness_response_t response = {0};
+    for (int i = 0; i < 3; i++)
+        harness_client_init(&clients[i], api.port);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(harness_request(&clients[i], "GET", "/healthz", NULL, NULL, 0, &response), 0);
+        ck_assert_int_eq(response.status, 200);
+    }
+    /* A third connection is one too many: 503, and the server closes it. */
+    ck_assert_int_eq(harness_request(&clients[2], "GET", "/healthz", NULL, NULL, 0, &response), 0);
+    assert_error(&response, 503, "api_error", "PROFILED_HTTP_MAX_CONNECTIONS", "third connection");
+    char connection[32];
+    ck_assert(harness_header(&response, "Connection", connection, sizeof(connection)));
+    ck_assert_str_eq(connection, "close");
+    /* Once one closes, a new connection is served. */
+    harness_client_close(&clients[0]);
+    int status = 0;
+    for (int attempt = 0; attempt < 50 && status != 200; attempt++) {
+        usleep(50 * 1000);
+        harness_client_close(&clients[2]);
+        ck_assert_int_eq(harness_request(&clients[2], "GET", "/healthz", NULL, NULL, 0, &response), 0);
+        status = response.status;
+    }
+    ck_assert_int_eq(status, 200);
+    harness_response_free(&response);
+    for (int i = 0; i < 3; i++)
+        harness_client_close(&clients[i]);
+    ck_assert_int_eq(harness_api_stop(&api, SIGTERM, 30000), 0);
+}
+END_TEST
+
 /* ---- Idempotency-Key -------------------------------------------------------- */
 
 START_TEST(test_idempotency_key)
@@ -369,12 +424,16 @@ END_TEST
 
 /* ---- GET from PostgreSQL ---------------------------------------------------- */
 
-static PGconn *pg_connect(void)
-{
-    PGconn *conn = PQconnectdb(test_env_require("PROFILED_PG_DSN"));
-    ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "PostgreSQL: %s", PQerrorMessage(conn));
-    return conn;
-}
+static const char *worker_binary;
+
+/* A private schema holding the worker's real tables: `profiled-worker migrate` runs against a DSN
+ * whose search_path is the schema, so the test neither depends on nor disturbs the public one. */
+typedef struct pg_schema {
+    char name[96];
+    char dsn[512];
+    char dsn_override[600]; /* "PROFILED_PG_DSN=..." for the api */
+    PGconn *conn;
+} pg_schema_t;
 
 static void pg_exec(PGconn *conn, const char *sql, int n, const char *const *params)
 {
@@ -384,12 +443,38 @@ static void pg_exec(PGconn *conn, const char *sql, int n, const char *const *par
     PQclear(result);
 }
 
-/* The worker's table (DESIGN §5); created here when its migrations have not run. */
-static const char create_profiles[] =
-    "CREATE TABLE IF NOT EXISTS profiles (recipient_id text PRIMARY KEY, profile jsonb NOT NULL, "
-    "command_id bytea NOT NULL, kafka_topic text NOT NULL, kafka_partition int NOT NULL, "
-    "kafka_offset bigint NOT NULL, version numeric(20,0) NULL, created_at timestamptz NOT NULL, "
-    "updated_at timestamptz NOT NULL)";
+static void pg_schema_create(pg_schema_t *schema)
+{
+    const char *base = test_env_require("PROFILED_PG_DSN");
+    char unique[80], sql[200], command[1200];
+    test_env_unique_name("api", unique, sizeof(unique));
+    snprintf(schema->name, sizeof(schema->name), "it_%s", unique);
+    for (char *p = schema->name; *p; p++)
+        if (*p == '-' || *p == '.')
+            *p = '_';
+    snprintf(schema->dsn, sizeof(schema->dsn), "%s options='-csearch_path=%s -cclient_min_messages=warning'",
+             base, schema->name);
+    snprintf(schema->dsn_override, sizeof(schema->dsn_override), "PROFILED_PG_DSN=%s", schema->dsn);
+    PGconn *admin = PQconnectdb(base);
+    ck_assert_msg(PQstatus(admin) == CONNECTION_OK, "PostgreSQL: %s", PQerrorMessage(admin));
+    snprintf(sql, sizeof(sql), "CREATE SCHEMA %s", schema->name);
+    pg_exec(admin, sql, 0, NULL);
+    PQfinish(admin);
+    ck_assert_msg(worker_binary != NULL, "no profiled-worker path given");
+    snprintf(command, sizeof(command), "PROFILED_PG_DSN=\"%s\" \"%s\" migrate >/dev/null 2>&1", schema->dsn,
+             worker_binary);
+    harness_sh(command);
+    schema->conn = PQconnectdb(schema->dsn);
+    ck_assert_msg(PQstatus(schema->conn) == CONNECTION_OK, "PostgreSQL: %s", PQerrorMessage(schema->conn));
+}
+
+static void pg_schema_drop(pg_schema_t *schema)
+{
+    char sql[200];
+    snprintf(sql, sizeof(sql), "DROP SCHEMA %s CASCADE", schema->name);
+    pg_exec(schema->conn, sql, 0, NULL);
+    PQfinish(schema->conn);
+}
 
 static void insert_profile(PGconn *conn, const char *recipient_id, const char *profile)
 {
@@ -400,12 +485,6 @@ static void insert_profile(PGconn *conn, const char *recipient_id, const char *p
             "created_at, updated_at) VALUES ($1, $2::jsonb, '\\x00', 'test', 0, 0, now(), now()) "
             "ON CONFLICT (recipient_id) DO UPDATE SET profile = EXCLUDED.profile",
             2, params);
-}
-
-static void delete_profile(PGconn *conn, const char *recipient_id)
-{
-    const char *params[1] = {recipient_id};
-    pg_exec(conn, "DELETE FROM profiles WHERE recipient_id = $1", 1, params);
 }
 
 static void assert_get_profile(harness_client_t *client, const char *path, const char *profile)
@@ -422,33 +501,73 @@ static void assert_get_profile(harness_client_t *client, const char *path, const
     harness_response_free(&response);
 }
 
-START_TEST(test_get)
+/* Sends `raw` (several pipelined requests) on a fresh connection and collects
+ * what arrives until the server has been quiet for 500 ms. */
+static void raw_exchange(int port, const char *raw, buf_t *answer)
 {
-    PGconn *conn = pg_connect();
-    pg_exec(conn, create_profiles, 0, NULL);
-    char id[128], path[256];
-    test_env_unique_name("api-get/x", id, sizeof(id)); /* holds a slash: the path carries it as %2F */
-    char *slash = strchr(id, '/');
-    snprintf(path, sizeof(path), "/profiles/%.*s%%2F%s", (int)(slash - id), id, slash + 1);
-    const char *profile = "{\"email\":\"grace@example.com\",\"custom\":{\"n\":[1,2,{\"deep\":\"\\u00e9\"}]}}";
-    insert_profile(conn, id, profile);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    ck_assert_int_eq(write(fd, raw, strlen(raw)), (ssize_t)strlen(raw));
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 500) <= 0)
+            break;
+        char chunk[4096];
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n <= 0)
+            break;
+        buf_append(answer, chunk, (size_t)n);
+    }
+    close(fd);
+    buf_terminate(answer);
+}
 
+START_TEST(test_head_has_no_body)
+{
     harness_api_t api;
     harness_api_start(&api, NULL);
+    /* A HEAD answer followed by a GET answer on one keep-alive connection: the
+     * second status line must come right after the first header block. */
+    buf_t answer = {0};
+    raw_exchange(api.port,
+                 "HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+                 &answer);
+    const char *text = (const char *)answer.data;
+    ck_assert_msg(strncmp(text, "HTTP/1.1 200", 12) == 0, "%s", text);
+    const char *end_of_head = strstr(text, "\r\n\r\n");
+    ck_assert_ptr_nonnull(end_of_head);
+    ck_assert_msg(strncmp(end_of_head + 4, "HTTP/1.1 200", 12) == 0, "HEAD answer carried a body: %s", text);
+    ck_assert_msg(strstr(end_of_head + 4, "{\"status\":\"ok\"}"), "%s", text);
+    buf_free(&answer);
+    ck_assert_int_eq(harness_api_stop(&api, SIGTERM, 15000), 0);
+}
+END_TEST
+
+START_TEST(test_get)
+{
+    pg_schema_t schema;
+    pg_schema_create(&schema);
+    const char *profile = "{\"email\":\"grace@example.com\",\"custom\":{\"n\":[1,2,{\"deep\":\"\\u00e9\"}]}}";
+    insert_profile(schema.conn, "team/grace", profile);
+
+    const char *const overrides[] = {schema.dsn_override, NULL};
+    harness_api_t api;
+    harness_api_start(&api, overrides);
     harness_client_t client;
     harness_client_init(&client, api.port);
-    assert_get_profile(&client, path, profile);
+    assert_get_profile(&client, "/profiles/team%2Fgrace", profile);
 
     harness_response_t response = {0};
     ck_assert_int_eq(
         harness_request(&client, "GET", "/profiles/no-such-recipient-xyz", AUTH, NULL, 0, &response), 0);
     assert_error(&response, 404, INVALID, "no-such-recipient-xyz", "GET unknown");
     harness_response_free(&response);
-
-    delete_profile(conn, id);
-    PQfinish(conn);
     harness_client_close(&client);
     ck_assert_int_eq(harness_api_stop(&api, SIGTERM, 30000), 0);
+    pg_schema_drop(&schema);
 }
 END_TEST
 
@@ -459,17 +578,21 @@ static void restart_kafka(void)
     harness_sh("\"$PROFILED_STACK\" start kafka >/dev/null 2>&1");
 }
 
+static void restart_services(void)
+{
+    harness_sh("\"$PROFILED_STACK\" start kafka >/dev/null 2>&1");
+    harness_sh("\"$PROFILED_STACK\" start postgres >/dev/null 2>&1");
+}
+
 START_TEST(test_broker_outage)
 {
     test_env_require("PROFILED_STACK");
-    static const char *const overrides[] = {"PROFILED_REQUEST_DEADLINE=2s", "PROFILED_SHUTDOWN_DEADLINE=5s",
-                                            NULL};
-    PGconn *conn = pg_connect();
-    pg_exec(conn, create_profiles, 0, NULL);
-    char id[128], path[256];
-    test_env_unique_name("api-outage", id, sizeof(id));
-    snprintf(path, sizeof(path), "/profiles/%s", id);
-    insert_profile(conn, id, "{\"email\":\"x@example.com\"}");
+    pg_schema_t schema;
+    pg_schema_create(&schema);
+    const char *const overrides[] = {"PROFILED_REQUEST_DEADLINE=2s", "PROFILED_SHUTDOWN_DEADLINE=5s",
+                                     schema.dsn_override, NULL};
+    const char *path = "/profiles/outage-reader";
+    insert_profile(schema.conn, "outage-reader", "{\"email\":\"x@example.com\"}");
 
     harness_api_t api;
     harness_api_start(&api, overrides);
@@ -533,9 +656,129 @@ START_TEST(test_broker_outage)
 
     harness_response_free(&response);
     harness_client_close(&client);
-    delete_profile(conn, id);
-    PQfinish(conn);
     ck_assert_int_eq(harness_api_stop(&api, SIGTERM, 30000), 0);
+    pg_schema_drop(&schema);
+}
+END_TEST
+
+/* ---- PostgreSQL outage ------------------------------------------------------------------ */
+
+START_TEST(test_postgres_outage)
+{
+    test_env_require("PROFILED_STACK");
+    pg_schema_t schema;
+    pg_schema_create(&schema);
+    insert_profile(schema.conn, "pg-outage", "{\"email\":\"pg@example.com\"}");
+    PQfinish(schema.conn);
+    const char *const overrides[] = {"PROFILED_REQUEST_DEADLINE=2s", schema.dsn_override, NULL};
+    harness_api_t api;
+    harness_api_start(&api, overrides);
+    harness_client_t client;
+    harness_client_init(&client, api.port);
+    assert_get_profile(&client, "/profiles/pg-outage", "{\"email\":\"pg@example.com\"}");
+
+    harness_sh("\"$PROFILED_STACK\" stop postgres >/dev/null 2>&1");
+    harness_response_t response = {0};
+    for (int i = 0; i < 3; i++) {
+        int64_t started = now_ms();
+        ck_assert_int_eq(harness_request(&client, "GET", "/profiles/pg-outage", AUTH, NULL, 0, &response), 0);
+        int64_t took = now_ms() - started;
+        assert_error(&response, 503, "api_error", "PostgreSQL", "GET with PostgreSQL down");
+        char retry_after[16];
+        ck_assert(harness_header(&response, "Retry-After", retry_after, sizeof(retry_after)));
+        ck_assert_msg(took <= 3500, "GET took %lld ms with a 2 s deadline", (long long)took);
+    }
+    /* Writes do not need PostgreSQL. */
+    const char body[] = GOOD_BODY;
+    ck_assert_int_eq(
+        harness_request(&client, "PUT", "/profiles/pg-outage", AUTH, body, strlen(body), &response), 0);
+    ck_assert_int_eq(response.status, 200);
+
+    harness_sh("\"$PROFILED_STACK\" start postgres >/dev/null 2>&1");
+    int64_t until = now_ms() + 30000;
+    int status = 0;
+    while (now_ms() < until && status != 200) {
+        ck_assert_int_eq(harness_request(&client, "GET", "/profiles/pg-outage", AUTH, NULL, 0, &response), 0);
+        status = response.status;
+        if (status != 200)
+            usleep(200 * 1000);
+    }
+    ck_assert_msg(status == 200, "GET still %d 30 s after PostgreSQL came back", status);
+    harness_response_free(&response);
+    harness_client_close(&client);
+    ck_assert_int_eq(harness_api_stop(&api, SIGTERM, 30000), 0);
+    schema.conn = PQconnectdb(schema.dsn);
+    pg_schema_drop(&schema);
+}
+END_TEST
+
+/* ---- shutdown with commands the broker never acknowledges ---------------------------- */
+
+typedef struct held_put {
+    int port;
+    int status;
+    int64_t took_ms;
+} held_put_t;
+
+static void *held_put_thread(void *arg)
+{
+    held_put_t *held = arg;
+    harness_client_t client;
+    harness_client_init(&client, held->port);
+    harness_response_t response = {0};
+    const char body[] = GOOD_BODY;
+    int64_t started = now_ms();
+    int rc = harness_request(&client, "PUT", "/profiles/held", AUTH, body, strlen(body), &response);
+    held->took_ms = now_ms() - started;
+    held->status = rc == 0 ? response.status : -1;
+    harness_response_free(&response);
+    harness_client_close(&client);
+    return NULL;
+}
+
+START_TEST(test_shutdown_broker_down)
+{
+    test_env_require("PROFILED_STACK");
+    harness_sh("\"$PROFILED_STACK\" stop kafka >/dev/null 2>&1");
+
+    /* First SIGTERM with a PUT held: answered 503 at PROFILED_SHUTDOWN_DEADLINE, never 200; exit 0. */
+    static const char *const graceful[] = {"PROFILED_REQUEST_DEADLINE=60s", "PROFILED_SHUTDOWN_DEADLINE=2s",
+                                           NULL};
+    harness_api_t api;
+    harness_api_start_live(&api, graceful);
+    held_put_t held = {.port = api.port};
+    pthread_t thread;
+    pthread_create(&thread, NULL, held_put_thread, &held);
+    usleep(700 * 1000);
+    int64_t signalled = now_ms();
+    int status = harness_api_stop(&api, SIGTERM, 15000);
+    int64_t took = now_ms() - signalled;
+    pthread_join(thread, NULL);
+    if (status != 0)
+        harness_api_dump_log(&api);
+    ck_assert_msg(status == 0, "exit status %d after SIGTERM", status);
+    ck_assert_msg(held.status == 503, "held PUT answered %d at shutdown, expected 503", held.status);
+    ck_assert_msg(took >= 1500 && took < 6000, "exit %lld ms after SIGTERM with a 2 s shutdown deadline",
+                  (long long)took);
+
+    /* A second signal exits at once (status 1), without waiting for the held PUT. */
+    static const char *const patient[] = {"PROFILED_REQUEST_DEADLINE=60s", "PROFILED_SHUTDOWN_DEADLINE=60s",
+                                          NULL};
+    harness_api_start_live(&api, patient);
+    held.port = api.port;
+    pthread_create(&thread, NULL, held_put_thread, &held);
+    usleep(700 * 1000);
+    kill(api.pid, SIGTERM);
+    usleep(300 * 1000);
+    signalled = now_ms();
+    status = harness_api_stop(&api, SIGTERM, 5000);
+    took = now_ms() - signalled;
+    pthread_join(thread, NULL);
+    ck_assert_msg(status == 1, "exit status %d after a second SIGTERM, expected 1", status);
+    ck_assert_msg(took < 2000, "second SIGTERM took %lld ms", (long long)took);
+    ck_assert_msg(held.status != 200, "a PUT was answered 200 with the broker down");
+
+    restart_kafka();
 }
 END_TEST
 
@@ -721,15 +964,19 @@ static Suite *api_integration_suite(void)
     tcase_add_test(tc, test_bad_requests);
     tcase_add_test(tc, test_body_limits);
     tcase_add_test(tc, test_idempotency_key);
+    tcase_add_test(tc, test_max_connections);
     tcase_add_test(tc, test_get);
     tcase_add_test(tc, test_ops);
+    tcase_add_test(tc, test_head_has_no_body);
     suite_add_tcase(suite, tc);
 
     tc = tcase_create("faults");
     tcase_set_timeout(tc, 240);
     /* Unchecked: runs in the runner process even when the test died with the broker stopped. */
-    tcase_add_unchecked_fixture(tc, NULL, restart_kafka);
+    tcase_add_unchecked_fixture(tc, NULL, restart_services);
     tcase_add_test(tc, test_broker_outage);
+    tcase_add_test(tc, test_shutdown_broker_down);
+    tcase_add_test(tc, test_postgres_outage);
     tcase_add_test(tc, test_sigterm_under_load);
     suite_add_tcase(suite, tc);
     return suite;
@@ -737,11 +984,12 @@ static Suite *api_integration_suite(void)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s <path of profiled-api>\n", argv[0]);
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s <path of profiled-api> <path of profiled-worker>\n", argv[0]);
         return 2;
     }
     harness_set_binary(argv[1]);
+    worker_binary = argv[2];
     SRunner *runner = srunner_create(api_integration_suite());
     srunner_run_all(runner, CK_NORMAL);
     int failed = srunner_ntests_failed(runner);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "json_transcode.h"
 #include "test_codec.h"
 
 #define VECTORS_MAX 512
@@ -260,12 +261,54 @@ START_TEST(invalid_vectors)
 }
 END_TEST
 
+/* The api's side of the contract: a vector's request body, or failing that its
+ * profile JSON, goes through the request transcoder to exactly the vector's
+ * profile bytes (duplicate keys, number forms and escapes included). */
+START_TEST(valid_vectors_from_json)
+{
+    vectors_load();
+    int checked = 0;
+    const limits_t limits = limits_default();
+    for (int i = 0; i < vector_count[0]; i++) {
+        const vector_t *v = &vectors[i];
+        buf_t bytes = {0}, json = {0}, transcoded = {0};
+        json_t *meaning;
+        vector_read(v, &bytes, &meaning);
+        codec_command_t decoded;
+        codec_failure_t failure;
+        const char *key = vector_str(meaning, "key", NULL);
+        ck_assert_int_eq(codec_decode(bytes.data, bytes.len, (const uint8_t *)key, strlen(key), &limits,
+                                      &decoded, &json, &failure),
+                         0);
+        json_t *request = json_object_get(meaning, "profile_request_json");
+        const char *profile =
+            json_is_string(request) ? json_string_value(request) : vector_str(meaning, "profile_json", NULL);
+        transcode_error_t error;
+        int rc = transcode_value((const uint8_t *)profile, strlen(profile), &limits, &transcoded, &error);
+        if (rc == 0 || error.status != TRANSCODE_ERR_LIMIT) {
+            ck_assert_msg(rc == 0, "%s: %s", v->name, error.message);
+            ck_assert_msg(transcoded.len == decoded.profile_msgpack_len &&
+                              memcmp(transcoded.data, decoded.profile_msgpack, transcoded.len) == 0,
+                          "%s: the transcoder's bytes differ from the vector's profile", v->name);
+            checked++;
+        }
+        json_decref(meaning);
+        buf_free(&bytes);
+        buf_free(&json);
+        buf_free(&transcoded);
+    }
+    /* Only vectors whose limits differ from the defaults may be left out. */
+    ck_assert_int_ge(checked, vector_count[0] - 3);
+}
+END_TEST
+
 Suite *vectors_suite(void)
 {
     Suite *s = suite_create("vectors");
     TCase *tc = tcase_create("vectors");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, valid_vectors);
+    tcase_add_test(tc, valid_vectors_from_json);
     tcase_add_test(tc, noncanonical_vectors);
     tcase_add_test(tc, invalid_vectors);
     suite_add_tcase(s, tc);

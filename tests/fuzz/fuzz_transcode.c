@@ -13,6 +13,8 @@
  * - a profile the transcoder accepts under some limits, json_write_value (the
  *   worker's check of a decoded command) accepts under the same limits, so a
  *   command the api produces is one the worker applies;
+ * - deeply nested output (past msgpack-c's own nesting limit) reads back
+ *   completely through json_write_value;
  * - with generous limits, the transcoder accepts exactly what jansson accepts
  *   (JSON_DECODE_ANY), apart from the documented differences (integers
  *   beyond int64, raw NUL bytes), and then holds the same value.
@@ -26,6 +28,10 @@
 #include "json_transcode.h"
 #include "json_write.h"
 #include "utf8.h"
+
+/* msgpack-c's unpacker nests at most MSGPACK_EMBED_STACK_SIZE (32, in a
+ * header msgpack.h does not include) deep; stay under it. */
+#define FUZZ_MSGPACK_C_DEPTH 30
 
 static void fuzz_check_msgpack(const buf_t *out, size_t from, bool must_be_map, const json_t *same_as)
 {
@@ -75,8 +81,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!text)
         abort();
     memcpy(text, data, size);
+    /* Depth: msgpack-c's unpacker, the reference here, nests at most
+     * MSGPACK_EMBED_STACK_SIZE (32) deep; deeper input is the deep pass's. */
     limits_t generous = {.max_body_bytes = 1 << 20,
-                         .max_depth = 1000,
+                         .max_depth = FUZZ_MSGPACK_C_DEPTH,
                          .max_key_bytes = 1 << 20,
                          .max_string_bytes = 1 << 20,
                          .max_keys = 1 << 20};
@@ -108,6 +116,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     json_decref(root);
+
+    /* transcode_value, deep nesting allowed: json_write_value (with its own
+     * stack) must read the whole output back. */
+    limits_t deep = generous;
+    deep.max_depth = 1000;
+    buf_reset(&out);
+    if (transcode_value(text, size, &deep, &out, &error) == 0) {
+        buf_t json = {0};
+        size_t consumed = 0;
+        codec_failure_t failure;
+        if (json_write_value(out.data, out.len, &deep, "value", &consumed, &json, &failure) != 0 ||
+            consumed != out.len)
+            abort();
+        buf_free(&json);
+    } else {
+        fuzz_check_error(&error, size);
+    }
 
     /* transcode_value, tight limits: errors are fine, crashes are not. */
     buf_reset(&out);

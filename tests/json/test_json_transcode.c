@@ -353,7 +353,10 @@ END_TEST
 
 static const ok_case_t duplicate_cases[] = {
     {"{\"a\":1,\"a\":2}", "81a16102"},
-    {"{\"a\":1,\"b\":2,\"a\":3}", "82a16202a16103"},
+    {"{\"a\":1,\"b\":2,\"a\":3}", "82a16103a16202"}, /* first position, last value */
+    /* a kept value longer than the one it replaces, and one shorter */
+    {"{\"a\":1,\"b\":2,\"a\":\"long string value\"}", "82a161b16c6f6e6720737472696e672076616c7565a16202"},
+    {"{\"a\":\"long string value\",\"b\":2,\"a\":1}", "82a16101a16202"},
     {"{\"a\":[1,2,3],\"b\":{},\"a\":\"x\",\"b\":null}", "82a161a178a162c0"},
     {"{\"a\":{\"x\":1,\"x\":2},\"a\":{\"y\":3,\"y\":4}}", "81a16181a17904"},
     {"{\"a\":{\"x\":1,\"x\":2}}", "81a16181a17802"},
@@ -376,7 +379,7 @@ END_TEST
 
 /* A big object (past the Bloom word, into the sort-at-close path) with
  * duplicates spread through it: the last value of each key survives, in
- * the position of its last occurrence. */
+ * the position of its first occurrence. */
 START_TEST(test_duplicates_large)
 {
     limits_t limits = limits_default();
@@ -385,10 +388,10 @@ START_TEST(test_duplicates_large)
     for (int i = 0; i < 300; i++)
         buf_appendf(&json, "%s\"k%d\":%d", i ? "," : "", i % 200, i);
     buf_append_byte(&json, '}');
-    /* keys k100..k199 (values 100..199) then k0..k99 (values 200..299) */
+    /* keys k0..k199 in order; k0..k99 with their second values 200..299 */
     buf_append_byte(&want_json, '{');
-    for (int i = 100; i < 300; i++)
-        buf_appendf(&want_json, "%s\"k%d\":%d", i > 100 ? "," : "", i % 200, i);
+    for (int i = 0; i < 200; i++)
+        buf_appendf(&want_json, "%s\"k%d\":%d", i ? "," : "", i, i < 100 ? i + 200 : i);
     buf_append_byte(&want_json, '}');
     transcode_error_t error;
     ck_assert_int_eq(transcode_value(json.data, json.len, &limits, &out, &error), 0);
@@ -452,6 +455,29 @@ START_TEST(test_limit_depth)
     free(req_ok);
     free(req_bad);
     buf_free(&body);
+    buf_free(&out);
+}
+END_TEST
+
+/* A configured depth past the inline frame stack: the heap stack works the
+ * same, limit included. */
+START_TEST(test_limit_depth_deep_config)
+{
+    limits_t limits = limits_default();
+    limits.max_depth = 500;
+    limits.max_body_bytes = 1 << 20;
+    buf_t out = {0};
+    transcode_error_t error;
+    char *ok = nested(500, "[", "]", "\"x\"");
+    ck_assert_int_eq(run_value(ok, 0, &limits, &out, &error), 0);
+    ck_assert_uint_eq(out.len, 500 + 2);
+    char *bad = nested(501, "{\"a\":[", "]}", "1");
+    ck_assert_int_eq(run_value(bad, 0, &limits, &out, &error), -1);
+    ck_assert_int_eq(error.status, TRANSCODE_ERR_LIMIT);
+    ck_assert(strstr(error.message, ": nesting deeper than 500 levels (limit PROFILED_MAX_DEPTH)") != NULL);
+    ck_assert(strncmp(error.message, "value.a[0].a[0].a[0]", 20) == 0);
+    free(ok);
+    free(bad);
     buf_free(&out);
 }
 END_TEST
@@ -540,6 +566,9 @@ static const ok_case_t request_ok_cases[] = {
     {"{\"profile\":{\"email\":1,\"email\":\"a\"}}", "81a5656d61696ca161"},
     {"{\"profile\":{\"firebaseToken\":[\"a\",\"b\"],\"expo\":{\"tokens\":[\"t\"]}}}",
      "82ad6669726562617365546f6b656e92a161a162a46578706f81a6746f6b656e7391a174"},
+    {"{\"profile\":{\"apn\":{\"tokens\":[\"a\"]},\"intercom\":{\"from\":\"1\",\"to\":{\"id\":\"u\",\"x\":1}}}"
+     "}",
+     "82a361706e81a6746f6b656e7391a161a8696e746572636f6d82a466726f6da131a2746f82a26964a175a17801"},
     {"{\"profile\":{\"custom\":{\"email\":1},\"x\":{\"address\":5}}}",
      "82a6637573746f6d81a5656d61696c01a17881a76164647265737305"}, /* only top-level fields are documented */
 };
@@ -607,6 +636,10 @@ static const bad_case_t request_bad_cases[] = {
      "profile.firebaseToken must be a string or an array of strings"},
     {"{\"profile\":{\"apn\":{\"token\":true}}}", 0, TRANSCODE_ERR_SCHEMA,
      "profile.apn.token must be a string"},
+    {"{\"profile\":{\"apn\":{\"tokens\":[\"a\",{}]}}}", 0, TRANSCODE_ERR_SCHEMA,
+     "profile.apn.tokens[1] must be a string"},
+    {"{\"profile\":{\"intercom\":{\"to\":{\"id\":42}}}}", 0, TRANSCODE_ERR_SCHEMA,
+     "profile.intercom.to.id must be a string"},
     {"{\"profile\":{\"airship\":[]}}", 0, TRANSCODE_ERR_SCHEMA, "profile.airship must be an object"},
     {"{\"profile\":{\"intercom\":{\"to\":\"x\"}}}", 0, TRANSCODE_ERR_SCHEMA,
      "profile.intercom.to must be an object"},
@@ -696,6 +729,7 @@ static Suite *transcode_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("limits");
     tcase_add_test(tc, test_limit_depth);
+    tcase_add_test(tc, test_limit_depth_deep_config);
     tcase_add_test(tc, test_limit_strings_and_keys);
     tcase_add_test(tc, test_limit_entries);
     tcase_add_test(tc, test_limit_body);

@@ -38,6 +38,12 @@ typedef struct apply_counts {
     uint64_t written;    /* rows upserted */
     uint64_t duplicates; /* skipped: id applied before */
     uint64_t stale;      /* skipped: external version not newer */
+    /* milliseconds spent per step, for the debug log and tuning */
+    double ms_read;      /* BEGIN, versions, applied ids */
+    double ms_upsert;    /* the profiles upsert */
+    double ms_ids;       /* recording applied ids */
+    double ms_positions; /* positions and NOTIFY */
+    double ms_commit;
 } apply_counts_t;
 
 typedef enum apply_status {

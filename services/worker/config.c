@@ -26,8 +26,9 @@ const cfg_entry_t worker_config_table[] = {
     {"PROFILED_LOG_LEVEL", CFG_STRING, F(log_level), "info", 0, 0, false, "debug, info, warn or error"},
     {"PROFILED_WORKER_GROUP", CFG_STRING, F(group), "profiled-worker", 0, 0, false,
      "Kafka consumer group; also the key of this group's positions in PostgreSQL"},
-    {"PROFILED_BATCH_MAX_COMMANDS", CFG_INT, F(batch_max_commands), "2000", 1, 100000, false,
-     "Most commands applied in one transaction"},
+    {"PROFILED_BATCH_MAX_COMMANDS", CFG_INT, F(batch_max_commands), "5000", 1, 100000, false,
+     "Most commands applied in one transaction (bigger batches apply faster under backlog; see "
+     "tests/bench/worker)"},
     {"PROFILED_BATCH_MAX_WAIT", CFG_DURATION, F(batch_max_wait_ms), "50ms", 1, 60000, false,
      "Longest a batch stays open after its first command"},
     {"PROFILED_OPS_ADDR", CFG_STRING, F(ops_addr), "127.0.0.1", 0, 0, false,

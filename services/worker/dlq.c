@@ -47,12 +47,16 @@ rd_kafka_t *dlq_new(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
 int dlq_send(rd_kafka_t *dlq, const char *dlq_topic, const char *source_topic, batch_t *batch, size_t lo,
              size_t hi, int timeout_ms, size_t *sent, char *errstr, size_t errstr_size)
 {
-    size_t pending = 0;
+    size_t pending = 0, already = 0;
     *sent = 0;
     for (size_t i = lo; i < hi; i++) {
         batch_item_t *item = &batch->items[i];
-        if (item->kind == BATCH_COMMAND || item->dead_lettered)
+        if (item->kind == BATCH_COMMAND)
             continue;
+        if (item->dead_lettered) {
+            already++;
+            continue;
+        }
         const rd_kafka_message_t *m = item->message;
         const char *code =
             item->kind == BATCH_REJECTED ? DLQ_CODE_POSTGRES_REJECTED : codec_error_name(item->failure.code);
@@ -73,7 +77,8 @@ int dlq_send(rd_kafka_t *dlq, const char *dlq_topic, const char *source_topic, b
             rd_kafka_headers_destroy(headers); /* not taken on failure */
             snprintf(errstr, errstr_size, "dead letter for %s/%s/%s: %s", source_topic, partition, offset,
                      rd_kafka_err2str(err));
-            (void)rd_kafka_flush(dlq, timeout_ms);
+            rd_kafka_purge(dlq, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+            (void)rd_kafka_flush(dlq, 1000);
             return -1;
         }
         pending++;
@@ -81,17 +86,23 @@ int dlq_send(rd_kafka_t *dlq, const char *dlq_topic, const char *source_topic, b
     if (pending == 0)
         return 0;
     rd_kafka_resp_err_t err = rd_kafka_flush(dlq, timeout_ms);
-    size_t missing = 0;
+    size_t acknowledged = 0, missing = 0;
     for (size_t i = lo; i < hi; i++) {
         const batch_item_t *item = &batch->items[i];
         if (item->kind == BATCH_COMMAND)
             continue;
         if (item->dead_lettered)
-            (*sent)++;
+            acknowledged++;
         else
             missing++;
     }
+    *sent = acknowledged - already; /* only the ones produced by this call */
     if (missing > 0) {
+        /* The batch (and the items the reports point to) is dropped after a
+         * failure: void what is still queued or in flight, and serve those
+         * reports now, while the items exist. */
+        rd_kafka_purge(dlq, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        (void)rd_kafka_flush(dlq, 1000);
         snprintf(errstr, errstr_size, "%zu dead letter(s) to %s not acknowledged: %s", missing, dlq_topic,
                  err ? rd_kafka_err2str(err) : "delivery failed");
         return -1;

@@ -36,7 +36,10 @@ typedef struct fold_command {
 } fold_command_t;
 
 /* A recipient's row as stored before the batch (rows of recipients that do not
- * appear in the batch are ignored; a recipient with no row is simply absent). */
+ * appear in the batch are ignored; a recipient with no row is simply absent).
+ * The caller may leave out the rows of recipients without a versioned command
+ * in the batch: their commands all apply whatever is stored, and the version
+ * to store is then "keep the stored one" (store_has_version false). */
 typedef struct fold_row {
     const char *recipient_id;
     size_t recipient_id_len;

@@ -34,8 +34,14 @@ PGconn *pgconn_open(const char *dsn, char *errstr, size_t errstr_size)
         PQfinish(conn);
         return NULL;
     }
-    /* NOTICEs ("relation already exists, skipping") would break the JSON log lines. */
+    /* NOTICEs ("relation already exists, skipping") would break the JSON log lines:
+     * route them to the debug log, and ask for warnings and above only (the
+     * apply path creates its staging table "IF NOT EXISTS" in every batch). */
     PQsetNoticeProcessor(conn, pgconn_notice, NULL);
+    if (pgconn_exec(conn, "SET client_min_messages TO warning", errstr, errstr_size) < 0) {
+        PQfinish(conn);
+        return NULL;
+    }
     return conn;
 }
 

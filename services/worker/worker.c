@@ -38,12 +38,13 @@
 
 volatile sig_atomic_t worker_stop = 0;
 
-#define WORKER_POLL_MS          100   /* longest a poll blocks: bounds the reaction to a signal */
-#define WORKER_FIRST_BACKOFF_MS 100   /* first retry delay after a failure */
-#define WORKER_DLQ_TIMEOUT_MS   10000 /* wait for dead-letter acknowledgements */
-#define WORKER_SEEK_TIMEOUT_MS  5000  /* wait for the fetcher to take a seek */
-#define WORKER_LAG_INTERVAL_MS  1000
-#define WORKER_PING_INTERVAL_MS 2000 /* PostgreSQL health check while idle */
+#define WORKER_POLL_MS                  100   /* longest a poll blocks: bounds the reaction to a signal */
+#define WORKER_FIRST_BACKOFF_MS         100   /* first retry delay after a failure */
+#define WORKER_DLQ_TIMEOUT_MS           10000 /* wait for dead-letter acknowledgements */
+#define WORKER_SEEK_TIMEOUT_MS          5000  /* wait for the fetcher to take a seek */
+#define WORKER_LAG_INTERVAL_MS          1000
+#define WORKER_KAFKA_COMMIT_INTERVAL_MS 5000 /* copy of the positions to Kafka, for lag tools */
+#define WORKER_PING_INTERVAL_MS         2000 /* PostgreSQL health check while idle */
 
 int64_t worker_now_ms(void)
 {
@@ -277,15 +278,23 @@ static void worker_resync(worker_t *w)
 
 /* ------------------------------------------------------------------ flushing a batch */
 
-static void worker_commit_kafka(worker_t *w, const apply_position_t *positions, size_t count)
+/* Copies the positions to Kafka's committed offsets, for lag tools (the truth
+ * is in PostgreSQL; nothing reads them back). At most once per interval, not
+ * after every batch: a commit that meets a rebalance fails with "illegal
+ * generation", which librdkafka answers by declaring the assignment lost. */
+static void worker_commit_kafka(worker_t *w)
 {
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)count);
-    for (size_t i = 0; i < count; i++)
-        rd_kafka_topic_partition_list_add(list, w->config->kafka_topic, positions[i].partition)->offset =
-            positions[i].next;
-    /* Asynchronous and best effort: the truth is in PostgreSQL. */
-    (void)rd_kafka_commit(w->consumer, list, 1);
+    if (!w->kafka_commit_due || w->partition_count == 0)
+        return;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)w->partition_count);
+    for (size_t i = 0; i < w->partition_count; i++)
+        if (w->partitions[i].known && w->partitions[i].stored)
+            rd_kafka_topic_partition_list_add(list, w->config->kafka_topic, w->partitions[i].partition)
+                ->offset = w->partitions[i].next_offset;
+    if (list->cnt > 0)
+        (void)rd_kafka_commit(w->consumer, list, 1); /* asynchronous, best effort */
     rd_kafka_topic_partition_list_destroy(list);
+    w->kafka_commit_due = false;
 }
 
 /* Applies items [lo, hi). On a data rejection, splits the range in two (and on
@@ -336,13 +345,18 @@ static apply_status_t worker_apply_range(worker_t *w, size_t lo, size_t hi, char
         }
         atomic_store(&w->pg_ok, true);
         w->next_ping_ms = worker_now_ms() + WORKER_PING_INTERVAL_MS;
-        worker_commit_kafka(w, pos, count);
+        w->kafka_commit_due = true;
         log_fields_t fields = LOG_FIELDS_INIT;
         log_field_int(&fields, "commands", (int64_t)(hi - lo));
         log_field_int(&fields, "applied", (int64_t)counts.applied);
         log_field_int(&fields, "rows", (int64_t)counts.written);
         log_field_int(&fields, "duplicates", (int64_t)counts.duplicates);
         log_field_int(&fields, "stale", (int64_t)counts.stale);
+        log_field_int(&fields, "ms_read", (int64_t)counts.ms_read);
+        log_field_int(&fields, "ms_upsert", (int64_t)counts.ms_upsert);
+        log_field_int(&fields, "ms_ids", (int64_t)counts.ms_ids);
+        log_field_int(&fields, "ms_positions", (int64_t)counts.ms_positions);
+        log_field_int(&fields, "ms_commit", (int64_t)counts.ms_commit);
         log_debug(&fields, "batch applied");
     } else if (status == APPLY_REJECTED) {
         if (hi - lo > 1) {
@@ -459,6 +473,11 @@ static void worker_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             worker_fail(w, APPLY_RETRY, errstr);
         else if (!read)
             worker_pause_all(w);
+        else
+            /* librdkafka keeps a partition's pause flag across unassign/assign: one
+             * paused by a failure before it was lost and given back would stay
+             * paused for good. */
+            rd_kafka_resume_partitions(rk, partitions);
         return;
     }
 
@@ -492,9 +511,11 @@ static void worker_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
     log_field_str(&fields, "error", rd_kafka_err2str(err));
     log_error(&fields, "unexpected rebalance event");
-    if (cooperative)
-        rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, partitions));
-    else
+    if (cooperative) {
+        rd_kafka_error_t *error = rd_kafka_incremental_unassign(rk, partitions);
+        if (error)
+            rd_kafka_error_destroy(error);
+    } else
         (void)rd_kafka_assign(rk, NULL);
 }
 
@@ -654,6 +675,10 @@ static void worker_periodic(worker_t *w, int64_t now)
     if (now >= w->next_lag_ms) {
         worker_update_lag(w);
         w->next_lag_ms = now + WORKER_LAG_INTERVAL_MS;
+    }
+    if (now >= w->next_commit_ms) {
+        worker_commit_kafka(w);
+        w->next_commit_ms = now + WORKER_KAFKA_COMMIT_INTERVAL_MS;
     }
     /* Idle, PostgreSQL is not touched by batches: ping it, so that /readyz tells
      * the truth and an outage pauses the partitions before commands arrive. */

@@ -96,6 +96,8 @@ typedef struct worker {
     int64_t next_purge_ms;
     int64_t next_lag_ms;
     int64_t next_ping_ms;
+    int64_t next_commit_ms;
+    bool kafka_commit_due; /* positions moved since the last Kafka commit */
 
     /* shared with the ops thread */
     atomic_bool joined;                        /* a first assignment (possibly empty) arrived */

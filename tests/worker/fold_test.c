@@ -199,9 +199,16 @@ static void p_apply_batch(p_state_t *s, const p_command_t *batch, int n)
     fold_row_t rows[P_RECIPIENTS];
     fold_result_t results[P_MAX_COMMANDS];
     static const char *names[P_RECIPIENTS] = {"r0", "r1", "r2", "r3", "r4", "r5"};
+    /* Like the worker, half the time pass only the rows of recipients with a
+     * versioned command in the batch (fold.h allows leaving the others out). */
+    int versioned[P_RECIPIENTS] = {0};
+    int partial = p_below(2);
+    for (int i = 0; i < n; i++)
+        if (batch[i].version)
+            versioned[batch[i].recipient[1] - '0'] = 1;
     int row_count = 0;
     for (int r = 0; r < P_RECIPIENTS; r++) {
-        if (!s->exists[r])
+        if (!s->exists[r] || (partial && !versioned[r]))
             continue;
         rows[row_count].recipient_id = names[r];
         rows[row_count].recipient_id_len = 2;
@@ -232,8 +239,11 @@ static void p_apply_batch(p_state_t *s, const p_command_t *batch, int n)
             written_per_recipient[r]++;
             s->exists[r] = 1;
             memcpy(s->writer[r], batch[i].id, FOLD_ID_BYTES);
-            s->has_version[r] = results[i].store_has_version;
-            s->version[r] = results[i].store_version;
+            /* the upsert stores coalesce(new version, stored version) */
+            if (results[i].store_has_version) {
+                s->has_version[r] = 1;
+                s->version[r] = results[i].store_version;
+            }
             p_record(s, batch[i].id);
             break;
         case FOLD_SUPERSEDED:

@@ -76,22 +76,35 @@ START_TEST(apply_and_read_back)
     it_produce(&it, "basic0", 1, false, 0, 0);
     it_produce(&it, "basic1", 2, false, 0, 0);
     it_produce(&it, "basic2", 3, true, 7, 0);
+    /* every byte that COPY's text format or a JSON string escapes, in the id and the profile */
+    static const char odd[] = "odd\\one\t\"q\"\n\r,{}' \xc3\xbc\xf0\x9f\x8e\x89 \\N";
+    it_produce(&it, odd, 4, false, 0, 0);
     it_flush(&it);
     pid_t pid = it_worker_start(&it, NULL);
     expect_caught_up(&it);
 
     uint64_t last[3] = {1, 2, 3};
     ck_assert_int_eq(rows_not_last(&it, "basic", last, 3), 0);
-    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), 3);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), 4);
+    {
+        const char *params[1] = {odd};
+        PGresult *res = PQexecParams(it.pg,
+                                     "SELECT count(*) FROM profiles WHERE recipient_id = $1 AND "
+                                     "profile->>'recipient' = $1 AND (profile->>'seq')::int = 4",
+                                     1, NULL, params, NULL, NULL, 0);
+        ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+        ck_assert_msg(strcmp(PQgetvalue(res, 0, 0), "1") == 0, "the odd recipient id did not round-trip");
+        PQclear(res);
+    }
     ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles WHERE recipient_id = 'basic0' AND profile = "
                                  "'{\"recipient\": \"basic0\", \"seq\": 1}'::jsonb AND version IS NULL"),
                      1);
     ck_assert_int_eq(it_int(&it, "SELECT version FROM profiles WHERE recipient_id = 'basic2'"), 7);
-    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 3);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 4);
     char sql[512];
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM profiles WHERE kafka_topic = '%s' AND kafka_offset >= 0",
              it.topic);
-    ck_assert_int_eq(it_int(&it, sql), 3);
+    ck_assert_int_eq(it_int(&it, sql), 4);
 
     /* NOTIFY named the positions applied */
     int notified = 0;
@@ -403,6 +416,141 @@ START_TEST(invalid_commands_go_to_the_dead_letter_topic)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ golden invalid vectors */
+
+#ifdef PROFILED_INVALID_VECTORS_DIR
+#include <dirent.h>
+#include <jansson.h>
+
+typedef struct vector {
+    char name[128];
+    char *key; /* NULL: the record has no key */
+    char error[64];
+    buf_t bytes;
+    int64_t offset;
+    bool seen;
+} vector_t;
+
+static int vector_cmp(const void *a, const void *b)
+{
+    return strcmp(((const vector_t *)a)->name, ((const vector_t *)b)->name);
+}
+
+/* proto/vectors/invalid: NAME.msgpack (the record value) and NAME.json
+ * ({"key": str or null, "error": code, ...}). */
+static size_t load_invalid_vectors(vector_t **out)
+{
+    DIR *d = opendir(PROFILED_INVALID_VECTORS_DIR);
+    ck_assert_msg(d != NULL, "cannot open %s", PROFILED_INVALID_VECTORS_DIR);
+    size_t count = 0, cap = 0;
+    vector_t *v = NULL;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len < 9 || strcmp(e->d_name + len - 8, ".msgpack") != 0)
+            continue;
+        if (count == cap) {
+            cap = cap ? cap * 2 : 64;
+            v = realloc(v, cap * sizeof(*v));
+            ck_assert(v != NULL);
+        }
+        vector_t *vec = &v[count++];
+        memset(vec, 0, sizeof(*vec));
+        snprintf(vec->name, sizeof(vec->name), "%.*s", (int)(len - 8), e->d_name);
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/%s", PROFILED_INVALID_VECTORS_DIR, e->d_name);
+        FILE *f = fopen(path, "rb");
+        ck_assert_msg(f != NULL, "%s", path);
+        char chunk[4096];
+        size_t got;
+        while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+            buf_append(&vec->bytes, chunk, got);
+        fclose(f);
+        snprintf(path, sizeof(path), "%s/%s.json", PROFILED_INVALID_VECTORS_DIR, vec->name);
+        json_error_t jerr;
+        json_t *meta = json_load_file(path, 0, &jerr);
+        ck_assert_msg(meta != NULL, "%s: %s", path, jerr.text);
+        json_t *key = json_object_get(meta, "key");
+        const char *error = json_string_value(json_object_get(meta, "error"));
+        ck_assert_msg(error != NULL, "%s: no \"error\"", path);
+        snprintf(vec->error, sizeof(vec->error), "%s", error);
+        if (json_is_string(key)) {
+            vec->key = strdup(json_string_value(key));
+            ck_assert(vec->key != NULL);
+        }
+        json_decref(meta);
+    }
+    closedir(d);
+    qsort(v, count, sizeof(*v), vector_cmp);
+    *out = v;
+    return count;
+}
+
+START_TEST(every_invalid_golden_vector_is_dead_lettered)
+{
+    it_t it;
+    it_setup(&it, "vectors", 1);
+    vector_t *v = NULL;
+    size_t count = load_invalid_vectors(&v);
+    ck_assert_msg(count > 0, "no vector in %s", PROFILED_INVALID_VECTORS_DIR);
+    /* a valid command before and after each vector: the partition keeps flowing */
+    int64_t offset = 0;
+    uint64_t seq = 1, last[2] = {0, 0};
+    last[0] = seq;
+    it_produce(&it, "vec0", seq++, false, 0, 0);
+    offset++;
+    for (size_t i = 0; i < count; i++) {
+        it_produce_raw(&it, v[i].key, v[i].key ? strlen(v[i].key) : 0, v[i].bytes.data, v[i].bytes.len);
+        v[i].offset = offset++;
+        last[i % 2] = seq;
+        it_produce(&it, i % 2 ? "vec1" : "vec0", seq++, false, 0, 0);
+        offset++;
+    }
+    it_flush(&it);
+    pid_t pid = it_worker_start(&it, NULL);
+    expect_caught_up(&it);
+    ck_assert_int_eq(rows_not_last(&it, "vec", last, 2), 0);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), 2);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), (int64_t)count + 1);
+
+    rd_kafka_message_t **letters = calloc(count, sizeof(*letters));
+    ck_assert(letters != NULL);
+    rd_kafka_t *reader = NULL;
+    int seen = read_dead_letters(&it, letters, (int)count, &reader);
+    ck_assert_int_eq(seen, (int)count);
+    for (int k = 0; k < seen; k++) {
+        char code[64], message[300], source_offset[32];
+        ck_assert(header(letters[k], "profiled-error-code", code, sizeof(code)) != NULL);
+        ck_assert(header(letters[k], "profiled-error-message", message, sizeof(message)) != NULL &&
+                  message[0]);
+        ck_assert(header(letters[k], "profiled-source-offset", source_offset, sizeof(source_offset)) != NULL);
+        size_t i;
+        for (i = 0; i < count; i++)
+            if (v[i].offset == atoll(source_offset))
+                break;
+        ck_assert_msg(i < count, "dead letter for offset %s, which was valid", source_offset);
+        ck_assert_msg(!v[i].seen, "vector %s dead-lettered twice", v[i].name);
+        v[i].seen = true;
+        ck_assert_msg(strcmp(code, v[i].error) == 0, "vector %s: dead-lettered as %s, the vector says %s",
+                      v[i].name, code, v[i].error);
+        ck_assert_uint_eq(letters[k]->len, v[i].bytes.len);
+        ck_assert(letters[k]->len == 0 || memcmp(letters[k]->payload, v[i].bytes.data, letters[k]->len) == 0);
+        rd_kafka_message_destroy(letters[k]);
+    }
+    rd_kafka_destroy_flags(reader, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    fprintf(stderr, "%zu invalid golden vectors dead-lettered with their codes\n", count);
+    for (size_t i = 0; i < count; i++) {
+        free(v[i].key);
+        buf_free(&v[i].bytes);
+    }
+    free(v);
+    free(letters);
+    expect_stops_cleanly(&it, pid);
+    it_teardown(&it);
+}
+END_TEST
+#endif
+
 /* ------------------------------------------------------------------ ops listener, purge, readiness */
 
 static bool wait_http(int port, const char *path, int status, char *body, size_t body_size, int timeout_ms)
@@ -599,6 +747,56 @@ START_TEST(postgres_outage_loses_nothing)
 }
 END_TEST
 
+/* Partitions assigned while PostgreSQL is down: their positions cannot be
+ * read, so they must stay paused and start at PostgreSQL's positions once it
+ * is back (the resync's seek). Here the second worker leaves during an
+ * outage, so the first is handed its partitions then. */
+START_TEST(partitions_assigned_during_an_outage_start_at_the_right_positions)
+{
+    it_t it;
+    it_setup(&it, "outjoin", 6);
+    it_add_write_counter(&it);
+    enum { TOTAL = 6000, RECIPIENTS = 300 };
+    static uint64_t last[RECIPIENTS];
+    pid_t first = it_worker_start(&it, NULL);
+    stream_t s;
+    stream_start(&s, &it, "outjoin", TOTAL, RECIPIENTS, 30, 400, 0, last);
+    ck_assert_msg(wait_progress(&it, 0, 30000), "no progress");
+    pid_t second = it_worker_start_tagged(&it, NULL, "second");
+    char command[1200];
+    snprintf(command, sizeof(command), "grep -q '\"partitions assigned\",\"partitions\":[1-9]' '%s.second'",
+             it.log_path);
+    bool assigned = false;
+    for (int i = 0; i < 300 && !assigned; i++) {
+        assigned = system(command) == 0;
+        if (!assigned)
+            nap_ms(100);
+    }
+    ck_assert_msg(assigned, "the second worker got no partition within 30 s");
+    nap_ms(1000);
+    it_stack(&it, "stop", "postgres");
+    int status = it_worker_stop(second, 30000);
+    ck_assert_msg(status == 0, "second worker exit status %d (leaving during an outage)", status);
+    /* the first is handed the second's partitions now, with PostgreSQL down */
+    snprintf(command, sizeof(command), "grep -q 'positions not read yet' '%s'", it.log_path);
+    bool unread = false;
+    for (int i = 0; i < 200 && !unread; i++) {
+        unread = system(command) == 0;
+        if (!unread)
+            nap_ms(100);
+    }
+    nap_ms(2000);
+    it_stack(&it, "start", "postgres");
+    PQreset(it.pg);
+    ck_assert_msg(unread, "the first worker was not assigned partitions during the outage");
+    stream_join(&s);
+    expect_exactly_once(&it, "outjoin", last, RECIPIENTS, TOTAL);
+    ck_assert_msg(it_worker_alive(first), "the first worker exited during the outage");
+    expect_stops_cleanly(&it, first);
+    it_teardown(&it);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ crash */
 
 START_TEST(sigkill_at_random_moments_changes_nothing)
@@ -681,6 +879,53 @@ START_TEST(a_second_worker_joins_and_leaves)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ zombie */
+
+/* A worker frozen (SIGSTOP) past its session timeout is expelled; the other
+ * takes its partitions and moves their positions. Thawed (SIGCONT), the
+ * zombie may still hold an open batch for partitions it no longer owns: the
+ * fenced position update must refuse it, so nothing is applied twice. */
+START_TEST(a_frozen_worker_cannot_apply_after_losing_its_partitions)
+{
+    it_t it;
+    it_setup(&it, "zombie", 6);
+    it_add_write_counter(&it);
+    enum { TOTAL = 12000, RECIPIENTS = 600, CHUNKS = 40 };
+    static uint64_t last[RECIPIENTS];
+    /* a long batch window, so that the zombie is likely frozen with a batch open */
+    const char *env[] = {"PROFILED_BATCH_MAX_WAIT=400ms", NULL};
+    pid_t first = it_worker_start(&it, env);
+    stream_t s;
+    stream_start(&s, &it, "zombie", TOTAL, RECIPIENTS, CHUNKS, 500, 64, last);
+    ck_assert_msg(wait_progress(&it, 0, 30000), "no progress");
+    pid_t second = it_worker_start_tagged(&it, env, "second");
+    char command[1200];
+    snprintf(command, sizeof(command), "grep -q '\"partitions assigned\",\"partitions\":[1-9]' '%s.second'",
+             it.log_path);
+    bool assigned = false;
+    for (int i = 0; i < 300 && !assigned; i++) {
+        assigned = system(command) == 0;
+        if (!assigned)
+            nap_ms(100);
+    }
+    ck_assert_msg(assigned, "the second worker got no partition within 30 s");
+    nap_ms(1000);
+    kill(first, SIGSTOP);
+    fprintf(stderr, "first worker frozen at %d/%d chunks\n", atomic_load(&s.chunks_done), CHUNKS);
+    nap_ms(12000); /* > session.timeout.ms (6 s): expelled, its partitions go to the second */
+    int64_t from = it_positions_sum(&it);
+    ck_assert_msg(wait_progress(&it, from, 20000), "no progress while the first worker is frozen");
+    kill(first, SIGCONT);
+    fprintf(stderr, "first worker thawed at %d/%d chunks\n", atomic_load(&s.chunks_done), CHUNKS);
+    stream_join(&s);
+    expect_exactly_once(&it, "zombie", last, RECIPIENTS, TOTAL);
+    int status = it_worker_stop(second, 30000);
+    ck_assert_msg(status == 0, "second worker exit status %d", status);
+    expect_stops_cleanly(&it, first);
+    it_teardown(&it);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ main */
 
 static Suite *worker_suite(void)
@@ -697,9 +942,14 @@ static Suite *worker_suite(void)
         {"last_wins", batch_with_many_commands_per_recipient_leaves_the_last, 120},
         {"dead_letters", invalid_commands_go_to_the_dead_letter_topic, 120},
         {"ops", ops_listener_metrics_purge_and_readiness, 120},
+#ifdef PROFILED_INVALID_VECTORS_DIR
+        {"vectors", every_invalid_golden_vector_is_dead_lettered, 150},
+#endif
         {"pg_outage", postgres_outage_loses_nothing, 170},
+        {"outage_join", partitions_assigned_during_an_outage_start_at_the_right_positions, 170},
         {"crash", sigkill_at_random_moments_changes_nothing, 170},
         {"rebalance", a_second_worker_joins_and_leaves, 170},
+        {"zombie", a_frozen_worker_cannot_apply_after_losing_its_partitions, 170},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *t = tcase_create(cases[i].name);

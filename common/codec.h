@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #include "buf.h"
-#include "limits.h"
+#include "profile_limits.h"
 
 #define CODEC_SCHEMA_VERSION   1
 #define CODEC_COMMAND_ID_BYTES 16

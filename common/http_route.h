@@ -12,7 +12,7 @@
 
 #include <stddef.h>
 
-#include "limits.h"
+#include "profile_limits.h"
 
 typedef enum http_route {
     HTTP_ROUTE_NOT_FOUND = 0, /* anything else: 404 */

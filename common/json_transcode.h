@@ -44,7 +44,7 @@
 #include <stdint.h>
 
 #include "buf.h"
-#include "limits.h"
+#include "profile_limits.h"
 
 typedef enum transcode_status {
     TRANSCODE_OK = 0,

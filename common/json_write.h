@@ -17,7 +17,7 @@
 
 #include "buf.h"
 #include "codec.h"
-#include "limits.h"
+#include "profile_limits.h"
 
 /*
  * Writes the one msgpack value at bytes[0..len) as JSON appended to `out`;

@@ -31,8 +31,8 @@
 #include "http_auth.h"
 #include "http_ids.h"
 #include "http_route.h"
-#include "limits.h"
 #include "metrics.h"
+#include "profile_limits.h"
 
 typedef struct api_config {
     char *http_addr;

@@ -6,7 +6,7 @@
 
 #include "api.h"
 #include "cfg.h"
-#include "limits.h"
+#include "profile_limits.h"
 
 #define API_CFG(field) offsetof(api_config_t, field)
 

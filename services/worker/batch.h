@@ -17,7 +17,7 @@
 
 #include "buf.h"
 #include "codec.h"
-#include "limits.h"
+#include "profile_limits.h"
 
 typedef enum batch_kind {
     BATCH_COMMAND,  /* decoded: goes through the fold */

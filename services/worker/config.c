@@ -1,14 +1,14 @@
 /* The configuration table of profiled-worker: one line per PROFILED_* variable. */
 #include <stddef.h>
 
-#include "limits.h"
+#include "profile_limits.h"
 #include "worker.h"
 
 #ifndef PROFILED_MIGRATIONS_DIR_DEFAULT
 #define PROFILED_MIGRATIONS_DIR_DEFAULT "/usr/share/profiled/migrations"
 #endif
 
-/* The profile limits below repeat limits.h's LIMITS_DEFAULT_* as text (cfg parses
+/* The profile limits below repeat profile_limits.h's LIMITS_DEFAULT_* as text (cfg parses
  * defaults like environment values); keep them equal. */
 #define F(field) offsetof(worker_config_t, field)
 

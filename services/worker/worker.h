@@ -19,8 +19,8 @@
 
 #include "batch.h"
 #include "cfg.h"
-#include "limits.h"
 #include "metrics.h"
+#include "profile_limits.h"
 
 typedef struct worker_config {
     char *kafka_brokers;

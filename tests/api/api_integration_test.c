@@ -28,7 +28,7 @@
 #include "api_harness.h"
 #include "codec.h"
 #include "http_ids.h"
-#include "limits.h"
+#include "profile_limits.h"
 #include "test_env.h"
 
 #define AUTH "Authorization: Bearer " HARNESS_API_KEY "\r\n"

@@ -20,7 +20,7 @@
 #include "buf.h"
 #include "codec.h"
 #include "json_write.h"
-#include "limits.h"
+#include "profile_limits.h"
 
 static int e2e_read_file(const char *path, buf_t *out)
 {

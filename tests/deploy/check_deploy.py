@@ -105,8 +105,8 @@ class Context:
             self._renders = {}
             tool = kustomize_command()
             if tool is None:
-                raise Skip("neither kubectl (with its built-in kustomize) nor kustomize is on PATH: "
-                           "the manifests cannot be rendered; install kubectl >= 1.27 or kustomize >= 5")
+                raise Skip("neither kubectl >= 1.21 (built-in kustomize with components) nor kustomize is on "
+                           "PATH: the manifests cannot be rendered; install kubectl >= 1.27 or kustomize >= 5")
             for d in self.kustomize_dirs():
                 rel = os.path.relpath(d, self.k8s)
                 if rel.startswith("components"):
@@ -134,8 +134,16 @@ def load_yaml_all(text):
 
 
 def kustomize_command():
+    """kubectl's built-in kustomize when it is new enough for components (kubectl
+    1.21 moved to kustomize v4; Debian's kubernetes-client 1.20 has v2), else a
+    standalone kustomize, else None."""
     if shutil.which("kubectl"):
-        if run(["kubectl", "kustomize", "--help"]).returncode == 0:
+        proc = run(["kubectl", "version", "--client", "-o", "json"])
+        try:
+            minor = int(re.sub(r"\D.*", "", json.loads(proc.stdout)["clientVersion"]["minor"]))
+        except (ValueError, KeyError, TypeError):
+            minor = 0
+        if minor >= 21 and run(["kubectl", "kustomize", "--help"]).returncode == 0:
             return ["kubectl", "kustomize"]
     if shutil.which("kustomize"):
         return ["kustomize", "build"]
@@ -354,6 +362,7 @@ def check_env(ctx):
                         p = value_problem(var, spec_, value)
                         if p:
                             problems.append(f"{rel}: {where(doc, c)}: {p} (from {source})")
+        problems += secret_references(rel, docs)
         # Keys of ConfigMaps and Secrets, whoever consumes them: a misspelt key is
         # silently ignored by every binary.
         for doc in docs:
@@ -376,6 +385,30 @@ def check_env(ctx):
                 p = value_problem(var, union[var], value)
                 if p:
                     problems.append(f"Dockerfile: ENV {p}")
+    return problems
+
+
+def secret_references(rel, docs):
+    """Where a render carries the Secret (the example overlays), every key that a
+    container or volume takes from it without `optional: true` must be there."""
+    problems = []
+    for doc, spec in workloads(docs):
+        ns = (doc.get("metadata") or {}).get("namespace")
+        wanted = []
+        for c in all_containers(spec):
+            for e in c.get("env") or []:
+                ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                if ref and not ref.get("optional"):
+                    wanted.append((ref.get("name"), ref.get("key"), f"{where(doc, c)} env {e['name']}"))
+        for v in spec.get("volumes") or []:
+            sec = v.get("secret")
+            if sec and not sec.get("optional"):
+                for item in sec.get("items") or []:
+                    wanted.append((sec.get("secretName"), item.get("key"), f"{where(doc)} volume {v['name']}"))
+        for name, key, user in wanted:
+            secret = find(docs, "Secret", name, ns)
+            if secret is not None and key not in secret_keys(secret):
+                problems.append(f"{rel}: {user} needs key {key} of Secret {name}, which lacks it")
     return problems
 
 
@@ -786,11 +819,21 @@ def ldd(path):
     return libs
 
 
+_CLOSURES = {}
+
+
 def dependency_closure(roots):
     """Packages apt installs for `roots`: Depends and Pre-Depends, recursively,
     the first of each set of alternatives (what apt picks when nothing is installed)."""
     if not roots:
         return set()
+    key = frozenset(roots)
+    if key not in _CLOSURES:
+        _CLOSURES[key] = _dependency_closure(roots)
+    return _CLOSURES[key]
+
+
+def _dependency_closure(roots):
     proc = run(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
                 "--no-breaks", "--no-replaces", "--no-enhances"] + sorted(roots), timeout=120)
     if proc.returncode != 0:
@@ -831,7 +874,18 @@ def dynamic_symbols(path, defined):
     return {line.split()[-1].split("@")[0] for line in proc.stdout.splitlines() if line.strip()}
 
 
+_LIBRARY_PACKAGES = {}
+
+
 def library_packages(binaries):
+    key = tuple(sorted(binaries.items()))
+    if key not in _LIBRARY_PACKAGES:
+        _LIBRARY_PACKAGES[key] = _library_packages(binaries)
+    owners, direct, notes = _LIBRARY_PACKAGES[key]
+    return copy.deepcopy(owners), set(direct), list(notes)
+
+
+def _library_packages(binaries):
     """{package: set of sonames} for the libraries the image's binaries load.
 
     The binaries under test may be a Debug build, which differs from the image's
@@ -995,6 +1049,9 @@ def check_image_packages(ctx):
     if codename != "bookworm":
         raise Skip(f"this machine is Debian {codename or '?'}, not bookworm: its apt index cannot say what "
                    "bookworm has")
+    lists = "/var/lib/apt/lists"
+    if not any("Packages" in f for f in (os.listdir(lists) if os.path.isdir(lists) else [])):
+        raise RuntimeError(f"apt has no package lists in {lists}: run apt-get update (as root) first")
     problems = []
     for name, stage in ctx.dockerfile["stages"].items():
         if "bookworm" not in stage["image"]:
@@ -1148,6 +1205,10 @@ def selftest(ctx):
                                                     for docs in r.values() for d in docs
                                                     if d.get("kind") == "ConfigMap" and d.get("data")],
          "is secret"),
+        ("env", "Secret without the DSN", lambda r: [d["stringData"].pop("PROFILED_PG_DSN")
+                                                     for docs in r.values() for d in docs
+                                                     if d.get("kind") == "Secret" and d.get("stringData")],
+         "needs key PROFILED_PG_DSN"),
         ("env", "port not an integer", lambda r: mutate_container(
             r, "Deployment", "profiled-api", lambda d, s, c: cm_set(d, s, c, "PROFILED_HTTP_PORT", "http")),
          "PROFILED_HTTP_PORT"),

@@ -243,6 +243,8 @@ static const char apply_sql_staging[] =
     "CREATE TEMP TABLE IF NOT EXISTS apply_rows (recipient_id text, profile jsonb, command_id bytea, "
     "kafka_partition int, kafka_offset bigint, version numeric(20, 0)) ON COMMIT DELETE ROWS";
 
+#define APPLY_COPY_PIECE ((size_t)1 << 20) /* bytes per PQputCopyData call */
+
 static const char apply_sql_copy[] =
     "COPY apply_rows (recipient_id, profile, command_id, kafka_partition, kafka_offset, version) FROM STDIN";
 
@@ -532,8 +534,18 @@ static bool apply_copy(apply_tx_t *tx, const buf_t *rows)
     if (!ok)
         pgconn_error(tx->conn, res, reason, sizeof(reason));
     PQclear(res);
-    if (ok && (PQputCopyData(tx->conn, (const char *)rows->data, (int)rows->len) != 1 ||
-               PQputCopyEnd(tx->conn, NULL) != 1)) {
+    /* PQputCopyData takes an int length, and a batch of large profiles can pass 2 GiB: a
+     * truncated (negative) length sends nothing and still answers 1, and the COPY would
+     * end with no rows while the positions move. So the rows go in pieces. */
+    for (size_t sent = 0; ok && sent < rows->len;) {
+        size_t piece = rows->len - sent < APPLY_COPY_PIECE ? rows->len - sent : APPLY_COPY_PIECE;
+        if (PQputCopyData(tx->conn, (const char *)rows->data + sent, (int)piece) != 1) {
+            pgconn_error(tx->conn, NULL, reason, sizeof(reason));
+            ok = false;
+        }
+        sent += piece;
+    }
+    if (ok && PQputCopyEnd(tx->conn, NULL) != 1) {
         pgconn_error(tx->conn, NULL, reason, sizeof(reason));
         ok = false;
     }

@@ -8,6 +8,7 @@
 #include "cfg.h"
 #include "log.h"
 #include "metrics.h"
+#include "ops_http.h"
 #include "utf8.h"
 
 static bool valid(const char *bytes, size_t len, bool *has_nul)
@@ -185,15 +186,33 @@ START_TEST(metrics_render_prometheus_text)
 }
 END_TEST
 
+/* A stop right after the start, before the ops thread has entered its loop, must still
+ * stop it: a lost wake-up would hang the process at exit (the case times out). */
+START_TEST(ops_http_stops_right_after_start)
+{
+    metrics_t *metrics = metrics_new();
+    char errstr[256];
+    for (int i = 0; i < 200; i++) {
+        ops_http_t *ops = ops_http_start("127.0.0.1", 0, metrics, NULL, NULL, errstr, sizeof(errstr));
+        ck_assert_msg(ops != NULL, "ops_http_start: %s", errstr);
+        ck_assert_int_gt(ops_http_port(ops), 0);
+        ops_http_stop(ops);
+    }
+    metrics_destroy(metrics);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("common");
     TCase *tcase = tcase_create("modules");
+    tcase_set_timeout(tcase, 20);
     tcase_add_test(tcase, utf8_accepts_and_rejects);
     tcase_add_test(tcase, buf_grows_and_formats);
     tcase_add_test(tcase, cfg_defaults_environment_and_errors);
     tcase_add_test(tcase, log_fields_escape_and_bound);
     tcase_add_test(tcase, metrics_render_prometheus_text);
+    tcase_add_test(tcase, ops_http_stops_right_after_start);
     suite_add_tcase(suite, tcase);
     SRunner *runner = srunner_create(suite);
     srunner_run_all(runner, CK_NORMAL);

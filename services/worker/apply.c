@@ -267,6 +267,25 @@ static const char apply_sql_position_insert[] =
     "INSERT INTO kafka_positions (consumer_group, topic, partition, next_offset, updated_at) "
     "VALUES ($1, $2, $3, $4, now()) ON CONFLICT DO NOTHING";
 
+/* PostgreSQL refuses a NOTIFY payload of 8000 bytes or more (22023, which would read as a
+ * data error and split the range for nothing): a range over many partitions notifies in
+ * several payloads, each a whole list of "topic/partition/next_offset". */
+#define APPLY_NOTIFY_MAX_BYTES 7900
+
+/* Sends `payload` as one NOTIFY (delivered only if the transaction commits) and empties it. */
+static bool apply_notify(apply_tx_t *tx, buf_t *payload)
+{
+    buf_terminate(payload);
+    const char *params[1] = {(const char *)payload->data};
+    PGresult *res =
+        apply_exec(tx, "notify", "SELECT pg_notify('profiled_applied', $1)", 1, params, PGRES_TUPLES_OK);
+    buf_reset(payload);
+    if (!res)
+        return false;
+    PQclear(res);
+    return true;
+}
+
 /* Locks the positions of the range's partitions and checks that PostgreSQL
  * holds what we expect (a missing row where we expect none). A mismatch means
  * another worker moved a partition since we read it: APPLY_FENCED, before any
@@ -495,17 +514,14 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
             tx.status = APPLY_FENCED;
             goto fail;
         }
-        buf_appendf(&s->notify, "%s%s/%s/%s", p ? "," : "", topic, partition, next);
-    }
-    if (s->notify.len > 0) {
-        buf_terminate(&s->notify);
-        const char *params[1] = {(const char *)s->notify.data};
-        PGresult *res =
-            apply_exec(&tx, "notify", "SELECT pg_notify('profiled_applied', $1)", 1, params, PGRES_TUPLES_OK);
-        if (!res)
+        size_t entry = strlen(topic) + strlen(partition) + strlen(next) + 3;
+        if (s->notify.len > 0 && s->notify.len + entry > APPLY_NOTIFY_MAX_BYTES &&
+            !apply_notify(&tx, &s->notify))
             goto fail;
-        PQclear(res);
+        buf_appendf(&s->notify, "%s%s/%s/%s", s->notify.len ? "," : "", topic, partition, next);
     }
+    if (s->notify.len > 0 && !apply_notify(&tx, &s->notify))
+        goto fail;
     if (!apply_exec_ok(&tx, "commit", "COMMIT", 0, NULL)) {
         in_tx = false; /* a failed COMMIT ends the transaction either way */
         goto fail;

@@ -1,8 +1,10 @@
 /* Unit tests for the small shared modules: utf8, buf, cfg, log fields, metrics. */
 #include <check.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "cfg.h"
@@ -149,6 +151,32 @@ START_TEST(log_fields_escape_and_bound)
 }
 END_TEST
 
+/* A message that does not fit once escaped (control bytes take six bytes each) is cut,
+ * not dropped: the line keeps its start and says it was truncated. */
+START_TEST(log_long_escaped_message_is_cut_not_dropped)
+{
+    char message[1000];
+    memcpy(message, "start", 5);
+    memset(message + 5, '\x01', sizeof(message) - 6);
+    message[sizeof(message) - 1] = '\0';
+    FILE *capture = tmpfile();
+    ck_assert_ptr_nonnull(capture);
+    int saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_ge(dup2(fileno(capture), STDERR_FILENO), 0);
+    log_write(LOG_ERROR, NULL, "%s", message);
+    ck_assert_int_ge(dup2(saved, STDERR_FILENO), 0);
+    close(saved);
+    char line[8192];
+    rewind(capture);
+    ck_assert_ptr_nonnull(fgets(line, sizeof(line), capture));
+    fclose(capture);
+    ck_assert_msg(strstr(line, "\"message\":\"start\\u0001") != NULL, "%s", line);
+    ck_assert_msg(strstr(line, " [truncated]\"}") != NULL, "%s", line);
+    ck_assert_int_eq(line[strlen(line) - 1], '\n');
+}
+END_TEST
+
 static double gauge_seven(void *arg)
 {
     (void)arg;
@@ -211,6 +239,7 @@ int main(void)
     tcase_add_test(tcase, buf_grows_and_formats);
     tcase_add_test(tcase, cfg_defaults_environment_and_errors);
     tcase_add_test(tcase, log_fields_escape_and_bound);
+    tcase_add_test(tcase, log_long_escaped_message_is_cut_not_dropped);
     tcase_add_test(tcase, metrics_render_prometheus_text);
     tcase_add_test(tcase, ops_http_stops_right_after_start);
     suite_add_tcase(suite, tcase);

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "fold.h"
+#include "log.h"
 #include "pgconn.h"
 
 struct apply_scratch {
@@ -472,6 +473,11 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
                     stale_to_delete++;
                 }
                 break;
+            default:
+                /* A broken fold: committing would move the position past a command
+                 * whose row was never written. */
+                log_error(NULL, "impossible fold outcome %d", (int)result->outcome);
+                abort();
             }
         }
         arr_close(&s->hex);

@@ -137,11 +137,21 @@ static void log_vwrite(log_level_t level, const log_fields_t *fields, const char
                        "\"message\":\"",
                        utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
                        (long)(now.tv_usec / 1000), log_level_names[level], log_service);
-    /* The line is sized so the fixed prefix, the message and the fields fit. */
-    int escaped = log_escape(line + len, sizeof(line) - (size_t)len - sizeof(fields->text) - 4, message,
-                             strlen(message));
-    if (escaped < 0)
-        escaped = 0;
+    /* The line is sized so the fixed prefix, the message and the fields fit, unless the
+     * message is mostly control bytes (six bytes each once escaped): then it is cut, at a
+     * UTF-8 character boundary, where even six bytes a byte fit, and says so. */
+    static const char cut_marker[] = " [truncated]";
+    size_t room = sizeof(line) - (size_t)len - sizeof(fields->text) - 4;
+    size_t message_len = strlen(message);
+    int escaped = log_escape(line + len, room, message, message_len);
+    if (escaped < 0) {
+        size_t keep = (room - sizeof(cut_marker)) / 6;
+        while (keep > 0 && ((unsigned char)message[keep] & 0xC0) == 0x80)
+            keep--;
+        escaped = log_escape(line + len, room, message, keep);
+        memcpy(line + len + escaped, cut_marker, sizeof(cut_marker) - 1);
+        escaped += (int)sizeof(cut_marker) - 1;
+    }
     len += escaped;
     line[len++] = '"';
     if (fields && fields->len) {

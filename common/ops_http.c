@@ -122,7 +122,11 @@ void ops_http_stop(ops_http_t *ops)
 {
     if (!ops)
         return;
-    event_base_loopbreak(ops->base);
+    /* Not event_base_loopbreak: its flag is cleared when the loop starts, so a stop issued
+     * before the thread entered event_base_dispatch was lost and the join hung. loopexit
+     * queues a timer that ends the loop whenever it runs. */
+    if (event_base_loopexit(ops->base, NULL) != 0)
+        abort();
     pthread_join(ops->thread, NULL);
     evhttp_free(ops->http);
     event_base_free(ops->base);

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "fold.h"
+#include "log.h"
 #include "pgconn.h"
 
 struct apply_scratch {
@@ -243,6 +244,8 @@ static const char apply_sql_staging[] =
     "CREATE TEMP TABLE IF NOT EXISTS apply_rows (recipient_id text, profile jsonb, command_id bytea, "
     "kafka_partition int, kafka_offset bigint, version numeric(20, 0)) ON COMMIT DELETE ROWS";
 
+#define APPLY_COPY_PIECE ((size_t)1 << 20) /* bytes per PQputCopyData call */
+
 static const char apply_sql_copy[] =
     "COPY apply_rows (recipient_id, profile, command_id, kafka_partition, kafka_offset, version) FROM STDIN";
 
@@ -264,6 +267,25 @@ static const char apply_sql_position_update[] =
 static const char apply_sql_position_insert[] =
     "INSERT INTO kafka_positions (consumer_group, topic, partition, next_offset, updated_at) "
     "VALUES ($1, $2, $3, $4, now()) ON CONFLICT DO NOTHING";
+
+/* PostgreSQL refuses a NOTIFY payload of 8000 bytes or more (22023, which would read as a
+ * data error and split the range for nothing): a range over many partitions notifies in
+ * several payloads, each a whole list of "topic/partition/next_offset". */
+#define APPLY_NOTIFY_MAX_BYTES 7900
+
+/* Sends `payload` as one NOTIFY (delivered only if the transaction commits) and empties it. */
+static bool apply_notify(apply_tx_t *tx, buf_t *payload)
+{
+    buf_terminate(payload);
+    const char *params[1] = {(const char *)payload->data};
+    PGresult *res =
+        apply_exec(tx, "notify", "SELECT pg_notify('profiled_applied', $1)", 1, params, PGRES_TUPLES_OK);
+    buf_reset(payload);
+    if (!res)
+        return false;
+    PQclear(res);
+    return true;
+}
 
 /* Locks the positions of the range's partitions and checks that PostgreSQL
  * holds what we expect (a missing row where we expect none). A mismatch means
@@ -451,6 +473,11 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
                     stale_to_delete++;
                 }
                 break;
+            default:
+                /* A broken fold: committing would move the position past a command
+                 * whose row was never written. */
+                log_error(NULL, "impossible fold outcome %d", (int)result->outcome);
+                abort();
             }
         }
         arr_close(&s->hex);
@@ -493,17 +520,14 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
             tx.status = APPLY_FENCED;
             goto fail;
         }
-        buf_appendf(&s->notify, "%s%s/%s/%s", p ? "," : "", topic, partition, next);
-    }
-    if (s->notify.len > 0) {
-        buf_terminate(&s->notify);
-        const char *params[1] = {(const char *)s->notify.data};
-        PGresult *res =
-            apply_exec(&tx, "notify", "SELECT pg_notify('profiled_applied', $1)", 1, params, PGRES_TUPLES_OK);
-        if (!res)
+        size_t entry = strlen(topic) + strlen(partition) + strlen(next) + 3;
+        if (s->notify.len > 0 && s->notify.len + entry > APPLY_NOTIFY_MAX_BYTES &&
+            !apply_notify(&tx, &s->notify))
             goto fail;
-        PQclear(res);
+        buf_appendf(&s->notify, "%s%s/%s/%s", s->notify.len ? "," : "", topic, partition, next);
     }
+    if (s->notify.len > 0 && !apply_notify(&tx, &s->notify))
+        goto fail;
     if (!apply_exec_ok(&tx, "commit", "COMMIT", 0, NULL)) {
         in_tx = false; /* a failed COMMIT ends the transaction either way */
         goto fail;
@@ -532,8 +556,18 @@ static bool apply_copy(apply_tx_t *tx, const buf_t *rows)
     if (!ok)
         pgconn_error(tx->conn, res, reason, sizeof(reason));
     PQclear(res);
-    if (ok && (PQputCopyData(tx->conn, (const char *)rows->data, (int)rows->len) != 1 ||
-               PQputCopyEnd(tx->conn, NULL) != 1)) {
+    /* PQputCopyData takes an int length, and a batch of large profiles can pass 2 GiB: a
+     * truncated (negative) length sends nothing and still answers 1, and the COPY would
+     * end with no rows while the positions move. So the rows go in pieces. */
+    for (size_t sent = 0; ok && sent < rows->len;) {
+        size_t piece = rows->len - sent < APPLY_COPY_PIECE ? rows->len - sent : APPLY_COPY_PIECE;
+        if (PQputCopyData(tx->conn, (const char *)rows->data + sent, (int)piece) != 1) {
+            pgconn_error(tx->conn, NULL, reason, sizeof(reason));
+            ok = false;
+        }
+        sent += piece;
+    }
+    if (ok && PQputCopyEnd(tx->conn, NULL) != 1) {
         pgconn_error(tx->conn, NULL, reason, sizeof(reason));
         ok = false;
     }

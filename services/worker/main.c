@@ -86,7 +86,9 @@ int main(int argc, char **argv)
         sigemptyset(&action.sa_mask);
         sigaction(SIGTERM, &action, NULL);
         sigaction(SIGINT, &action, NULL);
-        signal(SIGPIPE, SIG_IGN);
+        /* A peer that closes mid-answer (ops listener, broker, PostgreSQL) must not kill the process. */
+        action.sa_handler = SIG_IGN;
+        sigaction(SIGPIPE, &action, NULL);
         rc = worker_run(&config);
     }
     cfg_free(worker_config_table, worker_config_count, &config);

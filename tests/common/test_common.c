@@ -1,13 +1,16 @@
 /* Unit tests for the small shared modules: utf8, buf, cfg, log fields, metrics. */
 #include <check.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "cfg.h"
 #include "log.h"
 #include "metrics.h"
+#include "ops_http.h"
 #include "utf8.h"
 
 static bool valid(const char *bytes, size_t len, bool *has_nul)
@@ -148,6 +151,32 @@ START_TEST(log_fields_escape_and_bound)
 }
 END_TEST
 
+/* A message that does not fit once escaped (control bytes take six bytes each) is cut,
+ * not dropped: the line keeps its start and says it was truncated. */
+START_TEST(log_long_escaped_message_is_cut_not_dropped)
+{
+    char message[1000];
+    memcpy(message, "start", 5);
+    memset(message + 5, '\x01', sizeof(message) - 6);
+    message[sizeof(message) - 1] = '\0';
+    FILE *capture = tmpfile();
+    ck_assert_ptr_nonnull(capture);
+    int saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_ge(dup2(fileno(capture), STDERR_FILENO), 0);
+    log_write(LOG_ERROR, NULL, "%s", message);
+    ck_assert_int_ge(dup2(saved, STDERR_FILENO), 0);
+    close(saved);
+    char line[8192];
+    rewind(capture);
+    ck_assert_ptr_nonnull(fgets(line, sizeof(line), capture));
+    fclose(capture);
+    ck_assert_msg(strstr(line, "\"message\":\"start\\u0001") != NULL, "%s", line);
+    ck_assert_msg(strstr(line, " [truncated]\"}") != NULL, "%s", line);
+    ck_assert_int_eq(line[strlen(line) - 1], '\n');
+}
+END_TEST
+
 static double gauge_seven(void *arg)
 {
     (void)arg;
@@ -185,15 +214,34 @@ START_TEST(metrics_render_prometheus_text)
 }
 END_TEST
 
+/* A stop right after the start, before the ops thread has entered its loop, must still
+ * stop it: a lost wake-up would hang the process at exit (the case times out). */
+START_TEST(ops_http_stops_right_after_start)
+{
+    metrics_t *metrics = metrics_new();
+    char errstr[256];
+    for (int i = 0; i < 200; i++) {
+        ops_http_t *ops = ops_http_start("127.0.0.1", 0, metrics, NULL, NULL, errstr, sizeof(errstr));
+        ck_assert_msg(ops != NULL, "ops_http_start: %s", errstr);
+        ck_assert_int_gt(ops_http_port(ops), 0);
+        ops_http_stop(ops);
+    }
+    metrics_destroy(metrics);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("common");
     TCase *tcase = tcase_create("modules");
+    tcase_set_timeout(tcase, 20);
     tcase_add_test(tcase, utf8_accepts_and_rejects);
     tcase_add_test(tcase, buf_grows_and_formats);
     tcase_add_test(tcase, cfg_defaults_environment_and_errors);
     tcase_add_test(tcase, log_fields_escape_and_bound);
+    tcase_add_test(tcase, log_long_escaped_message_is_cut_not_dropped);
     tcase_add_test(tcase, metrics_render_prometheus_text);
+    tcase_add_test(tcase, ops_http_stops_right_after_start);
     suite_add_tcase(suite, tcase);
     SRunner *runner = srunner_create(suite);
     srunner_run_all(runner, CK_NORMAL);

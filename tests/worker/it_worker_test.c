@@ -228,6 +228,85 @@ START_TEST(batch_with_many_commands_per_recipient_leaves_the_last)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ a batch of large rows */
+
+/* One transaction whose COPY text (~2.4 MB) is sent in several PQputCopyData pieces:
+ * every row arrives whole, with its padding intact. */
+START_TEST(a_batch_of_large_profiles_is_copied_whole)
+{
+    enum { RECIPIENTS = 40, PAD = 60 * 1024 }; /* PAD under the 64 KiB string limit */
+    it_t it;
+    it_setup(&it, "bigrows", 1);
+    it_add_write_counter(&it);
+    uint64_t last[RECIPIENTS];
+    char recipient[32];
+    for (int r = 0; r < RECIPIENTS; r++) {
+        snprintf(recipient, sizeof(recipient), "bigrows%d", r);
+        last[r] = (uint64_t)r + 1;
+        it_produce(&it, recipient, last[r], false, 0, PAD);
+    }
+    it_flush(&it);
+    const char *env[] = {"PROFILED_BATCH_MAX_WAIT=3s", NULL};
+    pid_t pid = it_worker_start(&it, env);
+    expect_caught_up(&it);
+    ck_assert_int_eq(rows_not_last(&it, "bigrows", last, RECIPIENTS), 0);
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM profiles WHERE length(profile->>'pad') = %d", (int)PAD);
+    ck_assert_int_eq(it_int(&it, sql), RECIPIENTS);
+    /* one transaction wrote them all, each once */
+    ck_assert_int_eq(it_int(&it, "SELECT sum(writes) FROM write_counts"), RECIPIENTS);
+    expect_stops_cleanly(&it, pid);
+    it_teardown(&it);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ many partitions in one batch */
+
+/* A transaction over 240 partitions moves 240 positions; their NOTIFY list is over
+ * PostgreSQL's 8000-byte payload limit, and must not make the worker split the batch
+ * (it read as a data error): one transaction still writes rows of more than 200
+ * partitions (a one-payload NOTIFY fits ~180 here). */
+START_TEST(a_batch_over_many_partitions_notifies_in_pieces)
+{
+    enum { PARTITIONS = 240, COMMANDS = 2400 };
+    it_t it;
+    it_setup(&it, "notify", PARTITIONS);
+    it_exec(&it, "LISTEN profiled_applied");
+    char recipient[32];
+    for (int r = 0; r < COMMANDS; r++) {
+        snprintf(recipient, sizeof(recipient), "notify%d", r);
+        it_produce(&it, recipient, (uint64_t)r + 1, false, 0, 0);
+    }
+    it_flush(&it);
+    const char *env[] = {"PROFILED_BATCH_MAX_WAIT=5s", NULL};
+    pid_t pid = it_worker_start(&it, env);
+    expect_caught_up(&it);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), COMMANDS);
+    int64_t widest =
+        it_int(&it, "SELECT max(n) FROM (SELECT count(DISTINCT kafka_partition) AS n FROM profiles "
+                    "GROUP BY xmin::text) AS t");
+    ck_assert_msg(widest > 200, "the widest transaction wrote rows of %" PRId64 " partitions (want > 200)",
+                  widest);
+    /* every partition's position was notified, in payloads under the limit */
+    int notified = 0;
+    for (int i = 0; i < 50 && notified < PARTITIONS; i++) {
+        PQconsumeInput(it.pg);
+        PGnotify *n;
+        while ((n = PQnotifies(it.pg)) != NULL) {
+            ck_assert_int_lt(strlen(n->extra), 8000);
+            for (const char *at = n->extra; (at = strstr(at, it.topic)) != NULL; at++)
+                notified++;
+            PQfreemem(n);
+        }
+        if (notified < PARTITIONS)
+            nap_ms(100);
+    }
+    ck_assert_int_ge(notified, PARTITIONS);
+    expect_stops_cleanly(&it, pid);
+    it_teardown(&it);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ dead letters */
 
 typedef struct bad_record {
@@ -940,6 +1019,8 @@ static Suite *worker_suite(void)
         {"duplicates", same_commands_twice_apply_once, 120},
         {"stale", stale_version_is_skipped, 120},
         {"last_wins", batch_with_many_commands_per_recipient_leaves_the_last, 120},
+        {"big_rows", a_batch_of_large_profiles_is_copied_whole, 120},
+        {"notify", a_batch_over_many_partitions_notifies_in_pieces, 150},
         {"dead_letters", invalid_commands_go_to_the_dead_letter_topic, 120},
         {"ops", ops_listener_metrics_purge_and_readiness, 120},
 #ifdef PROFILED_INVALID_VECTORS_DIR

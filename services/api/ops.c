@@ -118,6 +118,19 @@ void api_ops_handle(api_loop_t *loop, struct evhttp_request *req, http_route_t r
     api_t *api = loop->api;
     switch (route) {
     case HTTP_ROUTE_HEALTHZ:
+        /* A fatal error of an idempotent producer cannot be undone in this
+         * process: fail liveness too, so that the orchestrator restarts the
+         * pod instead of leaving it unready for good. */
+        for (unsigned i = 0; i < api->loop_count; i++) {
+            if (atomic_load(&api->loops[i].kafka_fatal)) {
+                buf_reset(&loop->scratch);
+                http_error_body(&loop->scratch, 503,
+                                "a Kafka producer hit a fatal error; this process must be restarted");
+                api_reply(loop, req, API_ROUTE_HEALTHZ, 503, started_us, loop->scratch.data,
+                          loop->scratch.len);
+                return;
+            }
+        }
         api_reply(loop, req, API_ROUTE_HEALTHZ, 200, started_us, healthy, sizeof(healthy) - 1);
         return;
     case HTTP_ROUTE_READYZ: {

@@ -44,6 +44,24 @@ rd_kafka_t *dlq_new(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
     return rk; /* conf is now owned by rk */
 }
 
+/* A fatal error of the idempotent producer (e.g. a fenced or out-of-sequence
+ * producer id) cannot be undone on this handle, and without dead letters no
+ * partition holding an invalid command can move: exit, so that a restart
+ * makes a new producer. Nothing is lost, since positions live in PostgreSQL
+ * and nothing past the last commit counts as applied. */
+static void dlq_exit_if_fatal(rd_kafka_t *dlq)
+{
+    char reason[512];
+    rd_kafka_resp_err_t fatal = rd_kafka_fatal_error(dlq, reason, sizeof(reason));
+    if (fatal == RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    log_fields_t fields = LOG_FIELDS_INIT;
+    log_field_str(&fields, "error", reason);
+    log_die(&fields,
+            "the dead-letter producer hit a fatal error (%s); exiting so that a restart recreates it",
+            rd_kafka_err2name(fatal));
+}
+
 int dlq_send(rd_kafka_t *dlq, const char *dlq_topic, const char *source_topic, batch_t *batch, size_t lo,
              size_t hi, int timeout_ms, size_t *sent, char *errstr, size_t errstr_size)
 {
@@ -79,6 +97,7 @@ int dlq_send(rd_kafka_t *dlq, const char *dlq_topic, const char *source_topic, b
                      rd_kafka_err2str(err));
             rd_kafka_purge(dlq, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
             (void)rd_kafka_flush(dlq, 1000);
+            dlq_exit_if_fatal(dlq);
             return -1;
         }
         pending++;
@@ -105,6 +124,7 @@ int dlq_send(rd_kafka_t *dlq, const char *dlq_topic, const char *source_topic, b
         (void)rd_kafka_flush(dlq, 1000);
         snprintf(errstr, errstr_size, "%zu dead letter(s) to %s not acknowledged: %s", missing, dlq_topic,
                  err ? rd_kafka_err2str(err) : "delivery failed");
+        dlq_exit_if_fatal(dlq);
         return -1;
     }
     return 0;

@@ -767,6 +767,21 @@ static void stream_join(stream_t *s)
 
 /* Waits (up to timeout_ms) until the group's positions pass `from`: some
  * worker committed a batch. */
+/* Polls until `file` holds a line matching the grep regex `pattern`, up to
+ * timeout_ms; true when it does. */
+static bool wait_log(const char *file, const char *pattern, int timeout_ms)
+{
+    char command[1400];
+    snprintf(command, sizeof(command), "grep -q '%s' '%s'", pattern, file);
+    for (int waited = 0;; waited += 100) {
+        if (system(command) == 0)
+            return true;
+        if (waited >= timeout_ms)
+            return false;
+        nap_ms(100);
+    }
+}
+
 static bool wait_progress(it_t *it, int64_t from, int timeout_ms)
 {
     for (int waited = 0; waited < timeout_ms; waited += 50) {
@@ -842,28 +857,16 @@ START_TEST(partitions_assigned_during_an_outage_start_at_the_right_positions)
     stream_start(&s, &it, "outjoin", TOTAL, RECIPIENTS, 30, 400, 0, last);
     ck_assert_msg(wait_progress(&it, 0, 30000), "no progress");
     pid_t second = it_worker_start_tagged(&it, NULL, "second");
-    char command[1200];
-    snprintf(command, sizeof(command), "grep -q '\"partitions assigned\",\"partitions\":[1-9]' '%s.second'",
-             it.log_path);
-    bool assigned = false;
-    for (int i = 0; i < 300 && !assigned; i++) {
-        assigned = system(command) == 0;
-        if (!assigned)
-            nap_ms(100);
-    }
-    ck_assert_msg(assigned, "the second worker got no partition within 30 s");
+    char second_log[1100];
+    snprintf(second_log, sizeof(second_log), "%s.second", it.log_path);
+    ck_assert_msg(wait_log(second_log, "\"partitions assigned\",\"partitions\":[1-9]", 30000),
+                  "the second worker got no partition within 30 s");
     nap_ms(1000);
     it_stack(&it, "stop", "postgres");
     int status = it_worker_stop(second, 30000);
     ck_assert_msg(status == 0, "second worker exit status %d (leaving during an outage)", status);
     /* the first is handed the second's partitions now, with PostgreSQL down */
-    snprintf(command, sizeof(command), "grep -q 'positions not read yet' '%s'", it.log_path);
-    bool unread = false;
-    for (int i = 0; i < 200 && !unread; i++) {
-        unread = system(command) == 0;
-        if (!unread)
-            nap_ms(100);
-    }
+    bool unread = wait_log(it.log_path, "positions not read yet", 20000);
     nap_ms(2000);
     it_stack(&it, "start", "postgres");
     PQreset(it.pg);
@@ -932,16 +935,10 @@ START_TEST(a_second_worker_joins_and_leaves)
     pid_t second = it_worker_start_tagged(&it, NULL, "second");
     fprintf(stderr, "second worker joined at %d/%d chunks\n", atomic_load(&s.chunks_done), CHUNKS);
     /* it must get partitions (cooperative: taken from the first without stopping it) */
-    char command[1200];
-    snprintf(command, sizeof(command), "grep -q '\"partitions assigned\",\"partitions\":[1-9]' '%s.second'",
-             it.log_path);
-    bool assigned = false;
-    for (int i = 0; i < 300 && !assigned; i++) {
-        assigned = system(command) == 0;
-        if (!assigned)
-            nap_ms(100);
-    }
-    ck_assert_msg(assigned, "the second worker got no partition within 30 s");
+    char second_log[1100];
+    snprintf(second_log, sizeof(second_log), "%s.second", it.log_path);
+    ck_assert_msg(wait_log(second_log, "\"partitions assigned\",\"partitions\":[1-9]", 30000),
+                  "the second worker got no partition within 30 s");
     int64_t from = it_positions_sum(&it);
     ck_assert_msg(wait_progress(&it, from, 20000), "no progress with two workers");
     nap_ms(3000);
@@ -951,8 +948,8 @@ START_TEST(a_second_worker_joins_and_leaves)
     ck_assert_msg(!atomic_load(&s.done), "the stream ended before the second worker left: not mid-stream");
     stream_join(&s);
     expect_exactly_once(&it, "rebal", last, RECIPIENTS, TOTAL);
-    snprintf(command, sizeof(command), "grep -q '\"partitions revoked\"' '%s'", it.log_path);
-    ck_assert_msg(system(command) == 0, "the first worker never gave partitions up");
+    ck_assert_msg(wait_log(it.log_path, "\"partitions revoked\"", 0),
+                  "the first worker never gave partitions up");
     expect_stops_cleanly(&it, first);
     it_teardown(&it);
 }
@@ -978,16 +975,10 @@ START_TEST(a_frozen_worker_cannot_apply_after_losing_its_partitions)
     stream_start(&s, &it, "zombie", TOTAL, RECIPIENTS, CHUNKS, 500, 64, last);
     ck_assert_msg(wait_progress(&it, 0, 30000), "no progress");
     pid_t second = it_worker_start_tagged(&it, env, "second");
-    char command[1200];
-    snprintf(command, sizeof(command), "grep -q '\"partitions assigned\",\"partitions\":[1-9]' '%s.second'",
-             it.log_path);
-    bool assigned = false;
-    for (int i = 0; i < 300 && !assigned; i++) {
-        assigned = system(command) == 0;
-        if (!assigned)
-            nap_ms(100);
-    }
-    ck_assert_msg(assigned, "the second worker got no partition within 30 s");
+    char second_log[1100];
+    snprintf(second_log, sizeof(second_log), "%s.second", it.log_path);
+    ck_assert_msg(wait_log(second_log, "\"partitions assigned\",\"partitions\":[1-9]", 30000),
+                  "the second worker got no partition within 30 s");
     nap_ms(1000);
     kill(first, SIGSTOP);
     fprintf(stderr, "first worker frozen at %d/%d chunks\n", atomic_load(&s.chunks_done), CHUNKS);

@@ -274,6 +274,17 @@ static int http_on_body(http_parser *parser, const char *at, size_t len)
     return 0;
 }
 
+/* A chunk announced larger than what is left of the limit is refused before its data is read. */
+static int http_on_chunk_header(http_parser *parser)
+{
+    http_conn_t *conn = parser->data;
+    if (parser->content_length > conn->server->config.max_body_bytes - conn->body.len) {
+        conn->body_too_large = true;
+        return 1;
+    }
+    return 0;
+}
+
 static int http_on_message_complete(http_parser *parser)
 {
     http_conn_t *conn = parser->data;
@@ -327,8 +338,16 @@ static int http_head_scan(http_conn_t *conn, const uint8_t *data, size_t len, si
         if (c == '\r')
             continue;
         if ((c < 0x20 && c != '\t') || c == 0x7f) {
-            snprintf(message, sizeof(message), "control byte 0x%02x in the request %s", c,
-                     conn->line_no == 0 ? "line" : "headers");
+            /* Name the header: its name runs from the line's start to the colon. */
+            const uint8_t *line = data + i - conn->line_len;
+            size_t name_len = 0;
+            while (name_len < conn->line_len && name_len < 64 && http_is_tchar(line[name_len]))
+                name_len++;
+            if (conn->line_no == 0)
+                snprintf(message, sizeof(message), "control byte 0x%02x in the request line", c);
+            else
+                snprintf(message, sizeof(message), "control byte 0x%02x in header %.*s", c, (int)name_len,
+                         (const char *)line);
             http_conn_fail(conn, 400, message);
             return -1;
         }
@@ -965,6 +984,7 @@ http_server_t *http_server_new(struct event_base *base, const http_server_config
     server->settings.on_header_field = http_on_header_field;
     server->settings.on_header_value = http_on_header_value;
     server->settings.on_body = http_on_body;
+    server->settings.on_chunk_header = http_on_chunk_header;
     server->settings.on_message_complete = http_on_message_complete;
     /* http-parser's own bound (80 KiB by default) must not cut below ours; ours is checked first. */
     http_parser_set_max_header_size((uint32_t)config->max_header_bytes + 64);

@@ -92,7 +92,8 @@ typedef struct http_conn {
     buf_t head;    /* the request head, NUL-terminated pieces after parsing */
     buf_t headers; /* http_header_t[] */
     size_t header_count;
-    bool in_value; /* the last header callback was a value */
+    bool in_value;     /* the last header callback was a value */
+    bool headers_done; /* later header callbacks are a chunked body's trailers: ignored */
     buf_t body;
     buf_t out_headers; /* "Name: value\r\n" added by the handler */
 
@@ -233,6 +234,8 @@ static void http_conn_fail(http_conn_t *conn, int status, const char *message)
 static int http_on_header_field(http_parser *parser, const char *at, size_t len)
 {
     http_conn_t *conn = parser->data;
+    if (conn->headers_done) /* trailer fields point into the body's buffer, not the head: dropped */
+        return 0;
     if (conn->header_count > 0 && !conn->in_value) { /* a continuation of the same name */
         ((http_header_t *)conn->headers.data)[conn->header_count - 1].name_len += (uint32_t)len;
         return 0;
@@ -252,6 +255,8 @@ static int http_on_header_field(http_parser *parser, const char *at, size_t len)
 static int http_on_header_value(http_parser *parser, const char *at, size_t len)
 {
     http_conn_t *conn = parser->data;
+    if (conn->headers_done)
+        return 0;
     http_header_t *header = &((http_header_t *)conn->headers.data)[conn->header_count - 1];
     if (conn->in_value) {
         header->value_len += (uint32_t)len;
@@ -260,6 +265,12 @@ static int http_on_header_value(http_parser *parser, const char *at, size_t len)
         header->value_len = (uint32_t)len;
         conn->in_value = true;
     }
+    return 0;
+}
+
+static int http_on_headers_complete(http_parser *parser)
+{
+    ((http_conn_t *)parser->data)->headers_done = true;
     return 0;
 }
 
@@ -705,7 +716,7 @@ static void http_conn_reset(http_conn_t *conn)
     buf_reset(&conn->head);
     buf_reset(&conn->headers);
     conn->header_count = 0;
-    conn->in_value = false;
+    conn->in_value = conn->headers_done = false;
     if (conn->body.cap > HTTP_BODY_KEEP_BYTES)
         buf_free(&conn->body);
     buf_reset(&conn->body);
@@ -983,6 +994,7 @@ http_server_t *http_server_new(struct event_base *base, const http_server_config
     }
     server->settings.on_header_field = http_on_header_field;
     server->settings.on_header_value = http_on_header_value;
+    server->settings.on_headers_complete = http_on_headers_complete;
     server->settings.on_body = http_on_body;
     server->settings.on_chunk_header = http_on_chunk_header;
     server->settings.on_message_complete = http_on_message_complete;

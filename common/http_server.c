@@ -7,8 +7,8 @@
  *   IDLE      no byte of the next request yet; reading; idle timer (close)
  *   HEAD      request line and headers arriving; reading; header timer (408)
  *   BODY      body arriving; reading; body-progress timer (408)
- *   HANDLING  the request is with the handler; not reading; no timer
- *   WRITING   an answer is queued; not reading; idle timer (close)
+ *   HANDLING  the request is with the handler; input left unparsed; no timer
+ *   WRITING   an answer is queued; input left unparsed; idle timer (close)
  *   LINGER    answer written, write side shut; reading and dropping input
  *             until EOF; linger timer (close)
  *
@@ -208,7 +208,6 @@ static void http_conn_write_answer(http_conn_t *conn, int status, const char *co
     conn->state = HTTP_CONN_WRITING;
     conn->detach = NULL;
     conn->held = NULL;
-    bufferevent_disable(conn->bev, EV_READ);
     bufferevent_enable(conn->bev, EV_WRITE);
     http_conn_arm(conn, server->tv_idle);
 }
@@ -502,7 +501,6 @@ static void http_conn_dispatch(http_conn_t *conn)
     http_server_t *server = conn->server;
     conn->state = HTTP_CONN_HANDLING;
     event_del(conn->timer);
-    bufferevent_disable(conn->bev, EV_READ);
     buf_terminate(&conn->body);
     conn->req.body = conn->body.data ? conn->body.data : (const uint8_t *)"";
     conn->req.body_len = conn->body.len;
@@ -772,7 +770,6 @@ static void http_conn_write_cb(struct bufferevent *bev, void *arg)
     http_conn_reset(conn);
     conn->state = HTTP_CONN_IDLE;
     http_conn_arm(conn, conn->server->tv_idle);
-    bufferevent_enable(conn->bev, EV_READ);
     http_conn_process(conn); /* a pipelined request may be waiting */
 }
 
@@ -846,6 +843,9 @@ static http_conn_t *http_conn_new(http_server_t *server, struct bufferevent *bev
     else
         server->count++;
     bufferevent_setcb(bev, http_conn_read_cb, http_conn_write_cb, http_conn_event_cb, conn);
+    /* Reading stays on in every state (no epoll_ctl per request); while a request is with the handler
+     * the input just accumulates, and this bound stops the reading of a pipelining peer that runs ahead. */
+    bufferevent_setwatermark(bev, EV_READ, 0, server->config.max_header_bytes + 4096);
     conn->state = HTTP_CONN_IDLE;
     return conn;
 }

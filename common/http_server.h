@@ -30,12 +30,11 @@
  *     ENOMEM) pauses accepting with a backoff (10 ms doubling to 1 s),
  *     counted through hooks.accept_paused and logged at most once a second;
  *     open connections are served meanwhile.
- *   - Pipelined requests are handled one at a time, in order: reading stops
- *     while a request is with the handler and resumes once its answer is
- *     written. HTTP/1.0 (keep-alive only when asked) and Connection: close
- *     are honoured. `Expect: 100-continue` gets its 100 only after the head
- *     hook accepted the request; otherwise the final answer goes at once and
- *     the connection closes without reading the body.
+ *   - Pipelined requests are handled one at a time, in order: the next one
+ *     is parsed only once the answer to the current one is written (input
+ *     beyond max_header_bytes + 4 KiB waits in the socket). HTTP/1.0 (keep-alive only when asked) and
+ * Connection: close are honoured. `Expect: 100-continue` gets its 100 only after the head hook accepted the
+ * request; otherwise the final answer goes at once and the connection closes without reading the body.
  *   - Every answer of the layer itself is JSON {"message","type"}
  *     (http_error.h), the message naming what was wrong.
  *   - A connection closed after an answer closes gracefully: write side
@@ -138,9 +137,9 @@ void http_req_close_after(http_req_t *req);
 void http_req_respond(http_req_t *req, int status, const char *content_type, const void *body,
                       size_t body_len);
 
-/* While a request waits for an answer from elsewhere: if its connection goes away first (only a
- * server shutdown does that while a request is held), detach(held) is called and the request is
- * gone. Pass NULL to forget. */
+/* While a request waits for an answer from elsewhere: if its connection goes away first (a reset
+ * by the peer, or the server's shutdown), detach(held) is called and the request is gone. Pass
+ * NULL to forget. */
 void http_req_hold(http_req_t *req, void (*detach)(void *held), void *held);
 
 /* The reason phrase of a status ("OK", "Not Found"...). */

@@ -64,8 +64,8 @@ static void api_put_expire(api_held_t *held)
     put->state = API_PUT_ANSWERED;
 }
 
-/* The connection closed while the request was held (only the server's teardown does that: reads are
- * off while a request is held). Nobody to answer; the report is still awaited. */
+/* The connection went away while the request was held (a reset by the peer, or the server's teardown).
+ * Nobody to answer; the report is still awaited. */
 static void api_put_detach(void *arg)
 {
     api_put_t *put = arg;

@@ -38,6 +38,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -82,6 +83,8 @@ typedef struct http_conn {
     bool body_too_large;
     bool too_many_headers;
     bool in_head_hook;
+    bool in_process;  /* http_conn_process is on the stack: an answer sent at once is finished there */
+    bool answer_sent; /* WRITING, and the answer is all in the socket */
 
     /* byte-by-byte check of the head as it arrives */
     size_t scan_pos;   /* bytes of the input checked so far */
@@ -181,6 +184,10 @@ static const http_header_t *http_conn_headers(const http_conn_t *conn)
 
 /* ---- answers ------------------------------------------------------------ */
 
+static void http_conn_written(http_conn_t *conn);
+static void http_conn_next(http_conn_t *conn);
+static void http_conn_linger(http_conn_t *conn);
+
 static void http_conn_write_answer(http_conn_t *conn, int status, const char *content_type, const void *body,
                                    size_t body_len)
 {
@@ -202,12 +209,36 @@ static void http_conn_write_answer(http_conn_t *conn, int status, const char *co
         buf_append_str(head, "Connection: keep-alive\r\n");
     buf_append(head, conn->out_headers.data, conn->out_headers.len);
     buf_append_str(head, "\r\n");
-    evbuffer_add(out, head->data, head->len);
-    if (conn->req.method != HTTP_METHOD_HEAD && body_len)
-        evbuffer_add(out, body, body_len);
+    if (conn->req.method == HTTP_METHOD_HEAD)
+        body_len = 0;
     conn->state = HTTP_CONN_WRITING;
     conn->detach = NULL;
     conn->held = NULL;
+
+    /* Nothing queued before it (the usual case): write at once. An answer that fits the socket
+     * buffer then never arms the write event, which saves two epoll_ctl calls per request. */
+    size_t sent = 0;
+    evutil_socket_t fd = bufferevent_getfd(conn->bev);
+    if (fd >= 0 && evbuffer_get_length(out) == 0) {
+        struct iovec iov[2] = {{head->data, head->len}, {(void *)body, body_len}};
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = body_len ? 2 : 1};
+        ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        /* On an error the bufferevent meets it again on its own write and reports it. */
+        sent = n > 0 ? (size_t)n : 0;
+    }
+    if (sent < head->len)
+        evbuffer_add(out, head->data + sent, head->len - sent);
+    size_t body_sent = sent > head->len ? sent - head->len : 0;
+    if (body_sent < body_len)
+        evbuffer_add(out, (const uint8_t *)body + body_sent, body_len - body_sent);
+    if (evbuffer_get_length(out) == 0) {
+        event_del(conn->timer);
+        if (conn->in_process)
+            conn->answer_sent = true; /* http_conn_process moves on */
+        else
+            http_conn_written(conn);
+        return;
+    }
     bufferevent_enable(conn->bev, EV_WRITE);
     http_conn_arm(conn, server->tv_idle);
 }
@@ -680,31 +711,46 @@ static http_step_t http_conn_read_body(http_conn_t *conn)
 static void http_conn_process(http_conn_t *conn)
 {
     struct evbuffer *input = bufferevent_get_input(conn->bev);
+    conn->in_process = true;
     for (;;) {
         switch (conn->state) {
         case HTTP_CONN_IDLE:
             if (evbuffer_get_length(input) == 0)
-                return;
+                goto done;
             conn->state = HTTP_CONN_HEAD;
             http_conn_arm(conn, conn->server->tv_header);
             break;
         case HTTP_CONN_HEAD:
             if (http_conn_read_head(conn) == HTTP_STEP_MORE)
-                return;
+                goto done;
             break;
         case HTTP_CONN_BODY:
             if (http_conn_read_body(conn) == HTTP_STEP_MORE)
+                goto done;
+            break;
+        case HTTP_CONN_WRITING:
+            if (!conn->answer_sent)
+                goto done;
+            /* Answered at once and all written: on to the close, or to the next request (a loop,
+             * not a recursion, however many requests a peer pipelined). */
+            conn->answer_sent = false;
+            if (conn->close_after) {
+                conn->in_process = false;
+                http_conn_linger(conn);
                 return;
+            }
+            http_conn_next(conn);
             break;
         case HTTP_CONN_HANDLING:
-        case HTTP_CONN_WRITING:
         case HTTP_CONN_LINGER:
-            return;
+            goto done;
         default:
             log_error(NULL, "http_server: impossible connection state %d", (int)conn->state);
             abort();
         }
     }
+done:
+    conn->in_process = false;
 }
 
 /* ---- connection events --------------------------------------------------- */
@@ -757,20 +803,33 @@ static void http_conn_read_cb(struct bufferevent *bev, void *arg)
     http_conn_process(conn);
 }
 
-static void http_conn_write_cb(struct bufferevent *bev, void *arg)
+/* Ready for the next request on a kept-alive connection. */
+static void http_conn_next(http_conn_t *conn)
 {
-    (void)bev;
-    http_conn_t *conn = arg;
-    if (conn->state != HTTP_CONN_WRITING) /* e.g. a 100 Continue went out */
-        return;
+    http_conn_reset(conn);
+    conn->state = HTTP_CONN_IDLE;
+    http_conn_arm(conn, conn->server->tv_idle);
+}
+
+/* The answer is all written (outside http_conn_process): close (gracefully) or go on with the next
+ * request, which may already be buffered. */
+static void http_conn_written(http_conn_t *conn)
+{
     if (conn->close_after) {
         http_conn_linger(conn);
         return;
     }
-    http_conn_reset(conn);
-    conn->state = HTTP_CONN_IDLE;
-    http_conn_arm(conn, conn->server->tv_idle);
-    http_conn_process(conn); /* a pipelined request may be waiting */
+    http_conn_next(conn);
+    http_conn_process(conn);
+}
+
+static void http_conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    http_conn_t *conn = arg;
+    if (conn->state != HTTP_CONN_WRITING || conn->answer_sent) /* e.g. a 100 Continue went out */
+        return;
+    http_conn_written(conn);
 }
 
 static void http_conn_event_cb(struct bufferevent *bev, short events, void *arg)

@@ -53,15 +53,9 @@ csv_status_t csv_split(const uint8_t *text, size_t len, csv_record_t *record, ch
             (void)cell_start;
         } else {
             size_t from = i;
-            while (i < len && text[i] != ',') {
-                if (text[i] == '"') {
-                    snprintf(message, message_size,
-                             "cell %zu: a quote inside an unquoted cell at byte %zu (quote the whole cell)",
-                             record->count, i + 1);
-                    return CSV_ERROR;
-                }
-                i++;
-            }
+            /* A quote inside an unquoted cell is kept as it is (as Python's csv reads it). */
+            const uint8_t *comma = i < len ? memchr(text + i, ',', len - i) : NULL;
+            i = comma ? (size_t)(comma - text) : len;
             buf_append(&record->text, text + from, i - from);
         }
         cell->len = record->text.len - cell->offset;

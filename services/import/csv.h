@@ -2,11 +2,10 @@
  * csv: RFC 4180 records and the column -> field mapping of `--csv --map`.
  *
  * A record is split into cells (quoted cells may hold commas, doubled quotes
- * and newlines); the caller joins physical lines while csv_split answers
- * CSV_NEED_MORE, so a record is numbered by the line it starts on. A mapped
- * record becomes the NDJSON form {"recipient_id": ..., "version": ...,
- * "profile": {...}} and goes through the same line parser as NDJSON, so it
- * gets the same checks and messages.
+ * and newlines; a quote inside an unquoted cell is kept as it is); the caller joins physical lines while
+ * csv_split answers CSV_NEED_MORE, so a record is numbered by the line it starts on. A mapped record becomes
+ * the NDJSON form {"recipient_id": ..., "version": ..., "profile": {...}} and goes through the same line
+ * parser as NDJSON, so it gets the same checks and messages.
  *
  * Mapping (`--map field=Column,field:json=Column,...`): `recipient_id` and
  * `version` are the command's; any other field is a top-level profile member.

@@ -7,7 +7,8 @@
  * re-send); its delivery report marks the slot done, and the ring's tail
  * moves past done slots. The checkpoint is the position of the first slot
  * not done (or, with none in flight, the reading position), so it only ever
- * covers acknowledged or rejected lines.
+ * covers acknowledged or rejected lines; and no slot is filled `window` or
+ * more past the last checkpoint written, which bounds what a resume re-sends.
  */
 #ifndef PROFILED_IMPORT_H
 #define PROFILED_IMPORT_H
@@ -108,8 +109,9 @@ typedef struct import {
     rd_kafka_topic_t *rkt;
 
     import_slot_t *ring;
-    uint64_t head; /* sequence of the next slot to fill */
-    uint64_t tail; /* oldest slot not done */
+    uint64_t head;       /* sequence of the next slot to fill */
+    uint64_t tail;       /* oldest slot not done */
+    uint64_t saved_tail; /* the tail when the last checkpoint was written */
     uint64_t reports_pending;
 
     /* the reading position: file index, lines consumed, byte offset after them */

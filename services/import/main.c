@@ -63,8 +63,8 @@ static const char import_usage[] =
     "  --dry-run             validate only: no Kafka connection, nothing produced, no checkpoint.\n"
     "  --summary-json FILE   write the summary as one JSON object to FILE (\"-\": stdout).\n"
     "  --source TAG          the commands' source tag (default profiled-import).\n"
-    "  --window N            commands in flight at most (default 20000): bounds memory and what a\n"
-    "                        resume re-sends.\n"
+    "  --window N            commands in flight at most (default 100000; and at most 256 MiB of them\n"
+    "                        queued): bounds memory and what a resume re-sends.\n"
     "  --linger-ms N         producer linger.ms (default 20).\n"
     "  --batch-bytes N       producer batch.size (default 1000000).\n"
     "  --compression CODEC   none, gzip, snappy, lz4 or zstd (default lz4).\n"
@@ -159,7 +159,7 @@ static int import_parse_options(import_t *im, int argc, char **argv)
         .source = "profiled-import",
         .compression = "lz4",
         .max_rejects = -1,
-        .window = 20000,
+        .window = 100000,
         .linger_ms = 20,
         .batch_bytes = 1000000,
         .progress_interval_ms = 10000,

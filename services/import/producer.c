@@ -109,7 +109,8 @@ int import_producer_new(import_t *im, char *errstr, size_t errstr_size)
         goto error;
     /* The window bounds what is queued; librdkafka's own bound sits above it, never reached first. */
     snprintf(value, sizeof(value), "%" PRId64, o->window + 1024);
-    if (kafka_conf_set(conf, "queue.buffering.max.messages", value, errstr, errstr_size) < 0)
+    if (kafka_conf_set(conf, "queue.buffering.max.messages", value, errstr, errstr_size) < 0 ||
+        kafka_conf_set(conf, "queue.buffering.max.kbytes", "262144", errstr, errstr_size) < 0)
         goto error;
     rd_kafka_conf_set_dr_msg_cb(conf, import_delivery_cb);
     rd_kafka_conf_set_error_cb(conf, import_error_cb);
@@ -157,7 +158,8 @@ static void import_check_stall(import_t *im)
 
 void import_poll(import_t *im, int timeout_ms)
 {
-    rd_kafka_poll(im->rk, timeout_ms);
+    if (im->rk) /* none in a dry run */
+        rd_kafka_poll(im->rk, timeout_ms);
     import_check_stall(im);
     import_progress(im, false);
 }
@@ -166,8 +168,14 @@ int import_produce(import_t *im, const char *key, size_t key_len, const buf_t *v
                    uint64_t start_offset, char *errstr, size_t errstr_size)
 {
     uint64_t window = (uint64_t)im->options.window;
-    while (im->head - im->tail >= window && im->stop == IMPORT_RUNNING)
-        import_poll(im, 50);
+    /* The window counts from the last checkpoint written, not from the last ack: so whatever the
+     * moment of a crash, a resume re-sends at most `window` commands that were already sent. */
+    while (im->head - im->saved_tail >= window && im->stop == IMPORT_RUNNING) {
+        if (im->tail > im->saved_tail)
+            import_checkpoint_save(im);
+        else
+            import_poll(im, 50);
+    }
     if (im->stop != IMPORT_RUNNING)
         return 0; /* not produced: the reading position stays before it */
     if (im->head == im->tail)

@@ -128,10 +128,17 @@ void import_checkpoint_save(import_t *im)
         }
     }
     char errstr[600];
+    uint64_t tail = im->tail;
     if (checkpoint_write(&im->checkpoint, im->options.checkpoint_path, errstr, sizeof(errstr)) < 0) {
         import_progress_end(im);
+        if (im->stop == IMPORT_RUNNING) {
+            snprintf(im->failure, sizeof(im->failure), "%.500s", errstr);
+            im->stop = IMPORT_INPUT_FAILED;
+        }
         log_error(NULL, "%s", errstr);
+        return;
     }
+    im->saved_tail = tail;
 }
 
 static const char *import_stop_name(import_stop_t stop)

@@ -95,9 +95,9 @@ int reader_next(reader_t *reader, reader_line_t *line, char *errstr, size_t errs
                           : NULL;
         size_t pending = (nl ? (size_t)(nl - reader->buf) : reader->end) - reader->start;
         if (nl || (reader->eof && pending > 0)) {
-            line->text = reader->buf + reader->start;
+            line->too_long = pending > reader->max_line;
+            line->text = line->too_long ? NULL : reader->buf + reader->start;
             line->len = pending;
-            line->too_long = false;
             size_t taken = pending + (nl ? 1 : 0);
             reader->start += taken;
             reader->scan = reader->start;

@@ -93,6 +93,7 @@ typedef struct import_file_state {
     reader_t reader;
     csv_record_t *record;
     buf_t pending; /* CSV: physical lines of a record still open */
+    uint64_t pending_lines;
     uint64_t pending_line;
     uint64_t pending_offset;
     size_t header_count;
@@ -141,8 +142,10 @@ static int import_csv_header(import_t *im, import_file_state_t *st, char *errstr
 static void import_csv_line(import_t *im, import_file_state_t *st, const reader_line_t *line)
 {
     char message[512];
-    uint64_t physical = im->line + 1;
-    if (st->pending.len == 0) {
+    /* The position stays at a record's start until the record is whole: count its lines apart. */
+    uint64_t physical = im->line + st->pending_lines + 1;
+    st->pending_lines++;
+    if (st->pending_lines == 1) {
         st->pending_line = physical;
         st->pending_offset = im->offset;
     } else {
@@ -153,6 +156,7 @@ static void import_csv_line(import_t *im, import_file_state_t *st, const reader_
                  "body: larger than %" PRId64 " bytes (limit PROFILED_MAX_BODY_BYTES)",
                  im->config.max_body_bytes);
         buf_reset(&st->pending);
+        st->pending_lines = 0;
         import_reject(im, st->pending_line, NULL, 0, message);
         im->line = physical;
         im->offset = line->end_offset;
@@ -160,10 +164,8 @@ static void import_csv_line(import_t *im, import_file_state_t *st, const reader_
     }
     buf_append(&st->pending, line->text, line->len);
     csv_status_t status = csv_split(st->pending.data, st->pending.len, st->record, message, sizeof(message));
-    if (status == CSV_NEED_MORE) {
-        /* The record goes on: the position stays at its start until it is whole. */
+    if (status == CSV_NEED_MORE)
         return;
-    }
     uint64_t record_line = st->pending_line;
     bool advance = true;
     if (status == CSV_ERROR) {
@@ -179,9 +181,12 @@ static void import_csv_line(import_t *im, import_file_state_t *st, const reader_
             advance = import_record(im, record_line, st->pending_offset, st->json.data, st->json.len,
                                     st->pending.data, st->pending.len, &st->encoded);
     }
-    if (!advance)
+    if (!advance) {
+        st->pending_lines--; /* not produced (stopping): this line is read again by a resume */
         return;
+    }
     buf_reset(&st->pending);
+    st->pending_lines = 0;
     im->line = physical;
     im->offset = line->end_offset;
 }
@@ -273,6 +278,7 @@ int import_run(import_t *im)
             continue;
         }
         buf_reset(&st.pending);
+        st.pending_lines = 0;
         import_file(im, &st);
         if (im->stop != IMPORT_RUNNING)
             break;

@@ -11,8 +11,11 @@
 csv_status_t csv_split(const uint8_t *text, size_t len, csv_record_t *record, char *message,
                        size_t message_size)
 {
+    static const uint8_t nothing[1];
     buf_reset(&record->text);
     record->count = 0;
+    if (!text) /* an empty buffer has no data yet: no pointer arithmetic on NULL */
+        text = nothing;
     if (len > 0 && text[len - 1] == '\r')
         len--;
     size_t i = 0;
@@ -228,8 +231,12 @@ int csv_map_record(const csv_map_t *map, const csv_record_t *record, size_t head
                     return -1;
                 }
             }
+            /* JSON has no leading zeros: "007" is 7. */
+            size_t skip = 0;
+            while (skip + 1 < v->len && text[v->offset + skip] == '0')
+                skip++;
             buf_append_str(json, ",\"version\":");
-            buf_append(json, text + v->offset, v->len);
+            buf_append(json, text + v->offset + skip, v->len - skip);
         }
     }
     buf_append_str(json, ",\"profile\":{");

@@ -80,6 +80,11 @@ START_TEST(csv_map_records)
     ck_assert_int_eq(split("\"1,\"\"recipient_id\"\":\"\"evil\"\"\",u1,x@y,1", message), CSV_OK);
     ck_assert_int_eq(csv_map_record(&map, &record, 4, &limits, &scratch, &json, message, 256), -1);
     ck_assert_ptr_nonnull(strstr(message, "column Plan"));
+    ck_assert_int_eq(split("1,u1,,007", message), CSV_OK); /* found by fuzz_csv: JSON has no leading zeros */
+    buf_reset(&json);
+    ck_assert_int_eq(csv_map_record(&map, &record, 4, &limits, &scratch, &json, message, 256), 0);
+    buf_terminate(&json);
+    ck_assert_str_eq((char *)json.data, "{\"recipient_id\":\"u1\",\"version\":7,\"profile\":{\"plan\":1}}");
     ck_assert_int_eq(split("1,u1,x@y,v2", message), CSV_OK);
     ck_assert_int_eq(csv_map_record(&map, &record, 4, &limits, &scratch, &json, message, 256), -1);
     ck_assert_ptr_nonnull(strstr(message, "version (column V)"));

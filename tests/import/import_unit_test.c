@@ -16,6 +16,7 @@
 #include "checkpoint.h"
 #include "codec.h"
 #include "csv.h"
+#include "http_ids.h"
 #include "line.h"
 #include "reader.h"
 
@@ -151,6 +152,15 @@ START_TEST(line_commands)
     ck_assert_int_eq(to_command(&parser, text, "f.ndjson", 7, &out, message), 0);
     command_id_of(&out, "r1", b, &command);
     ck_assert_mem_ne(a, b, 16);
+
+    /* the example of proto/README.md §6.1 */
+    http_command_id_from_import("example", 7, "profiles.ndjson", 15, 1, b);
+    char uuid[HTTP_COMMAND_ID_TEXT];
+    http_command_id_format(b, uuid);
+    ck_assert_str_eq(uuid, "592e458e-e305-8725-8e8a-4c4cf322366c");
+    http_command_id_from_key("retry-42", 8, "alice", 5, b);
+    http_command_id_format(b, uuid);
+    ck_assert_str_eq(uuid, "4e6713a6-b958-8c25-87ca-3221e25c2f2f");
 
     static const struct {
         const char *text, *message;

@@ -133,6 +133,7 @@ typedef struct import {
     uint64_t total_bytes; /* of the regular input files, for the ETA; 0 when unknown */
     bool tty;
     bool kafka_down_logged;
+    bool checkpoint_failed; /* a write failed: the run stops, and no later write is tried */
 } import_t;
 
 extern volatile sig_atomic_t import_signals;

@@ -103,7 +103,7 @@ void import_progress_end(import_t *im)
 
 void import_checkpoint_save(import_t *im)
 {
-    if (!im->options.checkpoint_path || im->options.dry_run)
+    if (!im->options.checkpoint_path || im->options.dry_run || im->checkpoint_failed)
         return;
     /* Everything before this position is acknowledged or rejected. */
     uint32_t file = im->file;
@@ -131,6 +131,7 @@ void import_checkpoint_save(import_t *im)
     uint64_t tail = im->tail;
     if (checkpoint_write(&im->checkpoint, im->options.checkpoint_path, errstr, sizeof(errstr)) < 0) {
         import_progress_end(im);
+        im->checkpoint_failed = true;
         if (im->stop == IMPORT_RUNNING) {
             snprintf(im->failure, sizeof(im->failure), "%.500s", errstr);
             im->stop = IMPORT_INPUT_FAILED;
@@ -183,7 +184,8 @@ int import_summary(import_t *im, int exit_code)
         buf_appendf(&json, ",\"reason\":");
         json_write_string(&json, im->failure, strlen(im->failure));
     }
-    if (im->options.checkpoint_path && !im->options.dry_run) {
+    bool checkpointed = im->options.checkpoint_path && !im->options.dry_run && !im->checkpoint_failed;
+    if (checkpointed) {
         buf_appendf(&json, ",\"checkpoint\":");
         json_write_string(&json, im->options.checkpoint_path, strlen(im->options.checkpoint_path));
     }
@@ -212,9 +214,7 @@ int import_summary(import_t *im, int exit_code)
         log_info(&fields, "import finished");
     else
         log_error(&fields, "import stopped: %s%s", im->failure[0] ? im->failure : import_stop_name(im->stop),
-                  im->options.checkpoint_path && !im->options.dry_run
-                      ? "; checkpoint written, re-run with --resume to continue"
-                      : "");
+                  checkpointed ? "; checkpoint written, re-run with --resume to continue" : "");
     buf_free(&json);
     return rc;
 }

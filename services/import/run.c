@@ -272,6 +272,10 @@ int import_run(import_t *im)
     if (!st.record)
         abort();
     im->started_us = im->last_ack_us = im->last_progress_us = im->last_checkpoint_us = import_now_us();
+    /* A fresh job writes its (empty) checkpoint before sending anything: an unwritable path stops
+     * it here, not after a window of commands. A resumed job keeps the one it read. */
+    if (!im->options.resume)
+        import_checkpoint_save(im);
     for (im->file = 0; im->file < im->options.file_count && im->stop == IMPORT_RUNNING; im->file++) {
         if (im->checkpoint.files[im->file].complete) {
             im->counts.resumed += im->checkpoint.files[im->file].lines_done;

@@ -48,6 +48,13 @@ rc=0
 "$BIN" --job j --dry-run "$T/missing.ndjson" 2>"$T/err" || rc=$?
 ((rc == 5)) || fail "a missing input exited $rc, expected 5"
 
+# An unwritable checkpoint stops a fresh job before it sends anything (no broker is needed for that).
+rc=0
+"$BIN" --job j --checkpoint "$T/no/such/dir/ckpt" "$T/ok.ndjson" 2>"$T/err" || rc=$?
+((rc == 5)) || fail "an unwritable checkpoint exited $rc, expected 5"
+grep -q '"read":0' "$T/err" && grep -q "no/such/dir/ckpt" "$T/err" ||
+    fail "an unwritable checkpoint: $(grep -v librdkafka "$T/err")"
+
 cd "$T"
 printf '%s\n' '{"recipient_id":"a","profile":{"email":"a@b"}}' '{"recipient_id":"b","profile":{"email":1}}' \
     '{"recipient_id":"c","profile":{}}' '{"recipient_id":"d"}' >"$T/mixed.ndjson"

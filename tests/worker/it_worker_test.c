@@ -278,7 +278,8 @@ START_TEST(a_batch_over_many_partitions_notifies_in_pieces)
         it_produce(&it, recipient, (uint64_t)r + 1, false, 0, 0);
     }
     it_flush(&it);
-    const char *env[] = {"PROFILED_BATCH_MAX_WAIT=5s", NULL};
+    /* one connection: a batch then spans every partition */
+    const char *env[] = {"PROFILED_BATCH_MAX_WAIT=5s", "PROFILED_APPLY_CONNECTIONS=1", NULL};
     pid_t pid = it_worker_start(&it, env);
     expect_caught_up(&it);
     ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), COMMANDS);

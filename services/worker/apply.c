@@ -7,11 +7,14 @@
 #include <time.h>
 
 #include "fold.h"
+#include "json_write.h"
 #include "log.h"
 #include "pgconn.h"
 
 struct apply_scratch {
+    limits_t limits;
     buf_t recipients, profiles, ids, partitions, notify, hex; /* profiles: COPY rows */
+    buf_t json;                                               /* one profile's JSON */
     fold_command_t *commands;
     fold_result_t *results;
     size_t *item_of; /* fold index -> batch index */
@@ -20,11 +23,12 @@ struct apply_scratch {
     size_t cap, row_cap, applied_cap;
 };
 
-apply_scratch_t *apply_scratch_new(void)
+apply_scratch_t *apply_scratch_new(const limits_t *limits)
 {
     apply_scratch_t *scratch = calloc(1, sizeof(*scratch));
     if (!scratch)
         abort();
+    scratch->limits = *limits;
     return scratch;
 }
 
@@ -38,6 +42,7 @@ void apply_scratch_destroy(apply_scratch_t *scratch)
     buf_free(&scratch->partitions);
     buf_free(&scratch->notify);
     buf_free(&scratch->hex);
+    buf_free(&scratch->json);
     free(scratch->commands);
     free(scratch->results);
     free(scratch->item_of);
@@ -185,7 +190,8 @@ static double apply_ms(void)
 }
 
 /* Sends `rows` (COPY text) into apply_rows; false with tx->errstr on failure. */
-static bool apply_copy(apply_tx_t *tx, const buf_t *rows);
+/* COPYs the rows of the written commands into apply_rows; false with tx->errstr on failure. */
+static bool apply_copy(apply_tx_t *tx);
 
 /* Runs one statement, timed in `step`; on failure classifies it into tx->status
  * and fills errstr with `what` and PostgreSQL's reason. */
@@ -430,17 +436,27 @@ static bool apply_read_state(apply_tx_t *tx)
 }
 
 /* One COPY row: recipient_id, profile, command_id, kafka_partition, kafka_offset, version. */
-static void apply_copy_row(buf_t *row, const batch_t *batch, const batch_item_t *item,
-                           const fold_result_t *result)
+static void apply_copy_row(apply_scratch_t *s, const batch_item_t *item, const fold_result_t *result)
 {
     static const char hex[] = "0123456789abcdef";
-    copy_field(row, item->command.recipient_id, item->command.recipient_id_len);
+    buf_t *row = &s->profiles;
+    const codec_command_t *command = &item->command;
+    buf_reset(&s->json);
+    size_t consumed = 0;
+    codec_failure_t failure;
+    if (json_write_value(command->profile_msgpack, command->profile_msgpack_len, &s->limits, "profile",
+                         &consumed, &s->json, &failure) < 0) {
+        /* The decoder accepted this profile with the same walk and limits. */
+        log_error(NULL, "a decoded profile no longer writes as JSON: %s", failure.message);
+        abort();
+    }
+    copy_field(row, command->recipient_id, command->recipient_id_len);
     buf_append_byte(row, '\t');
-    copy_field(row, (const char *)batch->json.data + item->json_off, item->json_len);
+    copy_field(row, (const char *)s->json.data, s->json.len);
     buf_append_str(row, "\t\\\\x");
     for (size_t b = 0; b < FOLD_ID_BYTES; b++) {
-        buf_append_byte(row, (uint8_t)hex[item->command.command_id[b] >> 4]);
-        buf_append_byte(row, (uint8_t)hex[item->command.command_id[b] & 15]);
+        buf_append_byte(row, (uint8_t)hex[command->command_id[b] >> 4]);
+        buf_append_byte(row, (uint8_t)hex[command->command_id[b] & 15]);
     }
     buf_appendf(row, "\t%" PRId32 "\t%" PRId64 "\t", item->partition, item->offset);
     if (result->store_has_version)
@@ -449,14 +465,13 @@ static void apply_copy_row(buf_t *row, const batch_t *batch, const batch_item_t 
         buf_append_str(row, "\\N\n");
 }
 
-/* Step "fold": the outcome of each command; the COPY rows of the written ones
- * and the ids of stale ones (recorded by the read step: to delete again). */
+/* Step "fold": the outcome of each command, and the ids of stale ones (recorded
+ * by the read step: to delete again). */
 static void apply_fold(apply_tx_t *tx)
 {
     apply_scratch_t *s = tx->s;
     double t0 = apply_ms();
     fold_run(s->commands, tx->n, s->rows, tx->row_count, s->applied, tx->applied_count, s->results);
-    buf_reset(&s->profiles);
     arr_open(&s->hex);
     for (size_t k = 0; k < tx->n; k++) {
         const batch_item_t *item = &tx->batch->items[s->item_of[k]];
@@ -464,7 +479,6 @@ static void apply_fold(apply_tx_t *tx)
         switch (result->outcome) {
         case FOLD_WRITTEN:
             tx->counts->written++;
-            apply_copy_row(&s->profiles, tx->batch, item, result);
             __attribute__((fallthrough)); /* a written command is applied too */
         case FOLD_SUPERSEDED:
             tx->counts->applied++;
@@ -503,7 +517,7 @@ static bool apply_write(apply_tx_t *tx)
     if (tx->counts->written > 0) {
         const char *params[1] = {tx->topic};
         if (!apply_exec_ok(tx, APPLY_STEP_WRITE, "create staging table", apply_sql_staging, 0, NULL) ||
-            !apply_copy(tx, &tx->s->profiles) ||
+            !apply_copy(tx) ||
             !apply_exec_ok(tx, APPLY_STEP_WRITE, "upsert profiles", apply_sql_upsert, 1, params))
             return false;
     }
@@ -616,8 +630,30 @@ fail:
     return tx.status;
 }
 
-static bool apply_copy(apply_tx_t *tx, const buf_t *rows)
+/* Sends `rows` in pieces and empties it. PQputCopyData takes an int length, and
+ * one row of a large profile can be big: a truncated (negative) length sends
+ * nothing and still answers 1, and the COPY would end with no rows while the
+ * positions move. So at most APPLY_COPY_PIECE bytes a call. */
+static bool apply_copy_send(apply_tx_t *tx, buf_t *rows, char *reason, size_t reason_size)
 {
+    for (size_t sent = 0; sent < rows->len;) {
+        size_t piece = rows->len - sent < APPLY_COPY_PIECE ? rows->len - sent : APPLY_COPY_PIECE;
+        if (PQputCopyData(tx->conn, (const char *)rows->data + sent, (int)piece) != 1) {
+            pgconn_error(tx->conn, NULL, reason, reason_size);
+            return false;
+        }
+        sent += piece;
+    }
+    buf_reset(rows);
+    return true;
+}
+
+/* The rows are built and sent a piece at a time rather than as one buffer of
+ * the whole batch: a lane then holds ~1 MiB of COPY text, not a second copy of
+ * every profile of its batch (README, "Memory"). */
+static bool apply_copy(apply_tx_t *tx)
+{
+    apply_scratch_t *s = tx->s;
     double t0 = apply_ms();
     char reason[512];
     PGresult *res = PQexec(tx->conn, apply_sql_copy);
@@ -625,17 +661,16 @@ static bool apply_copy(apply_tx_t *tx, const buf_t *rows)
     if (!ok)
         pgconn_error(tx->conn, res, reason, sizeof(reason));
     PQclear(res);
-    /* PQputCopyData takes an int length, and a batch of large profiles can pass 2 GiB: a
-     * truncated (negative) length sends nothing and still answers 1, and the COPY would
-     * end with no rows while the positions move. So the rows go in pieces. */
-    for (size_t sent = 0; ok && sent < rows->len;) {
-        size_t piece = rows->len - sent < APPLY_COPY_PIECE ? rows->len - sent : APPLY_COPY_PIECE;
-        if (PQputCopyData(tx->conn, (const char *)rows->data + sent, (int)piece) != 1) {
-            pgconn_error(tx->conn, NULL, reason, sizeof(reason));
-            ok = false;
-        }
-        sent += piece;
+    buf_reset(&s->profiles);
+    for (size_t k = 0; ok && k < tx->n; k++) {
+        if (s->results[k].outcome != FOLD_WRITTEN)
+            continue;
+        apply_copy_row(s, &tx->batch->items[s->item_of[k]], &s->results[k]);
+        if (s->profiles.len >= APPLY_COPY_PIECE)
+            ok = apply_copy_send(tx, &s->profiles, reason, sizeof(reason));
     }
+    if (ok)
+        ok = apply_copy_send(tx, &s->profiles, reason, sizeof(reason));
     if (ok && PQputCopyEnd(tx->conn, NULL) != 1) {
         pgconn_error(tx->conn, NULL, reason, sizeof(reason));
         ok = false;

@@ -11,10 +11,11 @@
  *   read       the stored versions of recipients with a versioned command;
  *              record every id of the range (INSERT ... ON CONFLICT DO NOTHING)
  *              and read back the ones that were recorded before
- *   fold       fold.h: the end state of one-at-a-time application; builds the
- *              COPY rows of the written commands
- *   write      COPY into a session temp table, one INSERT ... ON CONFLICT into
- *              profiles; ids of stale commands deleted again
+ *   fold       fold.h: the end state of one-at-a-time application
+ *   write      COPY into a session temp table (the written commands' profiles
+ *              as JSON, rendered from msgpack and sent 1 MiB at a time), one
+ *              INSERT ... ON CONFLICT into profiles; ids of stale commands
+ *              deleted again
  *   positions  each partition's next_offset moved, fenced a second time by the
  *              UPDATE's `next_offset = expected` condition; NOTIFY
  *              profiled_applied '<topic>/<partition>/<next_offset>,...'
@@ -40,6 +41,7 @@
 
 #include "batch.h"
 #include "buf.h"
+#include "profile_limits.h"
 
 typedef struct apply_position {
     int32_t partition;
@@ -78,7 +80,9 @@ typedef enum apply_status {
 /* Scratch memory reused across transactions (parameters, fold arrays, COPY rows). */
 typedef struct apply_scratch apply_scratch_t;
 
-apply_scratch_t *apply_scratch_new(void);
+/* `limits`: those the commands were decoded with (the profiles' JSON is
+ * written again from msgpack while the rows are sent). */
+apply_scratch_t *apply_scratch_new(const limits_t *limits);
 void apply_scratch_destroy(apply_scratch_t *scratch);
 
 /* Fills positions[] (capacity `cap`, one per partition present in items[lo, hi))

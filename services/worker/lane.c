@@ -178,7 +178,7 @@ lanes_t *lanes_new(int count, const lane_config_t *config)
         lane->lanes = lanes;
         lane->index = i;
         lane->state = LANE_IDLE;
-        lane->scratch = apply_scratch_new();
+        lane->scratch = apply_scratch_new(&config->limits);
         if (pthread_create(&lane->thread, NULL, lane_main, lane) != 0)
             log_die(NULL, "cannot start apply lane %d", i);
     }

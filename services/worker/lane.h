@@ -28,6 +28,7 @@
 #include "apply.h"
 #include "batch.h"
 #include "metrics.h"
+#include "profile_limits.h"
 
 /* The metrics a lane updates (thread-safe counters of the worker's registry). */
 typedef struct lane_metrics {
@@ -37,6 +38,7 @@ typedef struct lane_metrics {
 
 typedef struct lane_config {
     const char *pg_dsn, *group, *topic, *dlq_topic;
+    limits_t limits;         /* the commands were decoded with */
     rd_kafka_t *dlq;         /* shared dead-letter producer */
     rd_kafka_queue_t *wake;  /* the consumer's queue: yielded when a job ends */
     const lane_metrics_t *m; /* may outlive nothing: owned by the worker */

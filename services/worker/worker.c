@@ -605,7 +605,7 @@ static int worker_start_pg(worker_t *w)
  * same apply rate). So, from the batch size B (commands of ~1 KiB):
  *   queued.max.messages.kbytes = max(1024, B / 4)   (a quarter batch ahead)
  *   fetch.max.bytes            = the same, in bytes
- *   max.partition.fetch.bytes  = max(64 KiB, that / 16)
+ *   max.partition.fetch.bytes  = max(64 KiB, that / 32)
  *   queued.min.messages        = B
  * A larger message is still fetched whole (librdkafka grows the request).
  * PROFILED_KAFKA_PROPERTIES may override each. Memory as a function of the
@@ -615,7 +615,7 @@ static int worker_consumer_limits(rd_kafka_conf_t *conf, int64_t batch_max_comma
                                   size_t errstr_size)
 {
     int64_t kbytes = batch_max_commands / 4 < 1024 ? 1024 : batch_max_commands / 4;
-    int64_t partition_bytes = kbytes * 1024 / 16 < 65536 ? 65536 : kbytes * 1024 / 16;
+    int64_t partition_bytes = kbytes * 1024 / 32 < 65536 ? 65536 : kbytes * 1024 / 32;
     char queued_kbytes[32], queued_messages[32], fetch_bytes[32], partition_fetch[32];
     snprintf(queued_kbytes, sizeof(queued_kbytes), "%" PRId64, kbytes);
     snprintf(queued_messages, sizeof(queued_messages), "%" PRId64, batch_max_commands);

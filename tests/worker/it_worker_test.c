@@ -1000,6 +1000,47 @@ END_TEST
 
 /* ------------------------------------------------------------------ the guarantees, one by one */
 
+/* Waits until Kafka's committed offsets of the group (the copy for lag tools)
+ * equal PostgreSQL's next_offset on every partition; false (and the first
+ * difference in `differs`) after timeout_ms. */
+static bool wait_committed(it_t *it, int timeout_ms, char *differs, size_t differs_size)
+{
+    differs[0] = '\0';
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    ck_assert(rd_kafka_conf_set(conf, "bootstrap.servers", it->brokers, errstr, sizeof(errstr)) ==
+              RD_KAFKA_CONF_OK);
+    ck_assert(rd_kafka_conf_set(conf, "group.id", it->group, errstr, sizeof(errstr)) == RD_KAFKA_CONF_OK);
+    rd_kafka_t *reader = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    ck_assert_msg(reader != NULL, "%s", errstr);
+    bool equal = false;
+    for (int waited = 0; !equal && waited < timeout_ms; waited += 500) {
+        rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(it->partitions);
+        for (int p = 0; p < it->partitions; p++)
+            rd_kafka_topic_partition_list_add(list, it->topic, p);
+        rd_kafka_resp_err_t err = rd_kafka_committed(reader, list, 10000);
+        equal = err == RD_KAFKA_RESP_ERR_NO_ERROR;
+        for (int p = 0; p < it->partitions && equal; p++) {
+            char sql[512];
+            snprintf(
+                sql, sizeof(sql),
+                "SELECT next_offset FROM kafka_positions WHERE consumer_group = '%s' AND topic = '%s' AND "
+                "partition = %d",
+                it->group, it->topic, p);
+            int64_t next = it_int(it, sql);
+            equal = list->elems[p].offset == next;
+            if (!equal)
+                snprintf(differs, differs_size, "partition %d: Kafka %" PRId64 ", PostgreSQL %" PRId64, p,
+                         list->elems[p].offset, next);
+        }
+        rd_kafka_topic_partition_list_destroy(list);
+        if (!equal)
+            nap_ms(500);
+    }
+    rd_kafka_destroy(reader);
+    return equal;
+}
+
 /* A command of the fence test: recipient "fence<seq>", profile {} (msgpack 0x80). */
 static void fence_item(it_t *it, batch_item_t *item, char *recipient, size_t recipient_size, uint64_t seq,
                        int64_t offset)
@@ -1050,7 +1091,7 @@ START_TEST(a_batch_whose_positions_moved_is_refused_and_writes_nothing)
     limits_t limits = limits_default();
     apply_scratch_t *scratch = apply_scratch_new(&limits);
     apply_counts_t counts;
-    char errstr[1024];
+    char errstr[1024] = "";
 
     struct {
         bool stored;
@@ -1152,6 +1193,11 @@ START_TEST(a_replay_without_ids_leaves_the_rows_exact)
     stream_join(&s);
     expect_caught_up(&it);
     ck_assert_int_eq(rows_not_last(&it, "replay", last, RECIPIENTS), 0);
+    /* Kafka's copy is at the end: a worker starting from it instead of from
+     * PostgreSQL's positions would replay nothing */
+    char differs[256];
+    ck_assert_msg(wait_committed(&it, 20000, differs, sizeof(differs)), "committed offsets differ: %s",
+                  differs);
     expect_stops_cleanly(&it, pid);
 
     int64_t before = it_positions_sum(&it);
@@ -1183,40 +1229,9 @@ START_TEST(kafka_committed_offsets_equal_the_positions_when_idle)
     stream_join(&s);
     expect_caught_up(&it);
 
-    char errstr[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    ck_assert(rd_kafka_conf_set(conf, "bootstrap.servers", it.brokers, errstr, sizeof(errstr)) ==
-              RD_KAFKA_CONF_OK);
-    ck_assert(rd_kafka_conf_set(conf, "group.id", it.group, errstr, sizeof(errstr)) == RD_KAFKA_CONF_OK);
-    rd_kafka_t *reader = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-    ck_assert_msg(reader != NULL, "%s", errstr);
-    bool equal = false;
-    char differs[256] = "";
-    for (int waited = 0; !equal && waited < 20000; waited += 500) {
-        rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(it.partitions);
-        for (int p = 0; p < it.partitions; p++)
-            rd_kafka_topic_partition_list_add(list, it.topic, p);
-        rd_kafka_resp_err_t err = rd_kafka_committed(reader, list, 10000);
-        equal = err == RD_KAFKA_RESP_ERR_NO_ERROR;
-        for (int p = 0; p < it.partitions && equal; p++) {
-            char sql[512];
-            snprintf(
-                sql, sizeof(sql),
-                "SELECT next_offset FROM kafka_positions WHERE consumer_group = '%s' AND topic = '%s' AND "
-                "partition = %d",
-                it.group, it.topic, p);
-            int64_t next = it_int(&it, sql);
-            equal = list->elems[p].offset == next;
-            if (!equal)
-                snprintf(differs, sizeof(differs), "partition %d: Kafka %" PRId64 ", PostgreSQL %" PRId64, p,
-                         list->elems[p].offset, next);
-        }
-        rd_kafka_topic_partition_list_destroy(list);
-        if (!equal)
-            nap_ms(500);
-    }
-    rd_kafka_destroy(reader);
-    ck_assert_msg(equal, "committed offsets still differ after 20 s: %s", differs);
+    char differs[256];
+    ck_assert_msg(wait_committed(&it, 20000, differs, sizeof(differs)),
+                  "committed offsets still differ after 20 s: %s", differs);
     expect_stops_cleanly(&it, pid);
     it_teardown(&it);
 }

@@ -96,7 +96,7 @@ int parts_read_positions(parts_t *parts, PGconn *conn, const char *group, const 
         p->known = true;
         p->stored = false;
         p->next_offset = 0;
-        tp->offset = RD_KAFKA_OFFSET_BEGINNING;
+        tp->offset = 0;
         for (int r = 0; r < PQntuples(res); r++) {
             if (atoi(PQgetvalue(res, r, 0)) != tp->partition)
                 continue;

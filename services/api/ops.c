@@ -95,22 +95,6 @@ void api_metrics_register(api_t *api)
                   api);
 }
 
-bool api_ready(api_t *api, char *reason, size_t reason_size)
-{
-    for (unsigned i = 0; i < api->loop_count; i++) {
-        api_loop_t *loop = &api->loops[i];
-        if (atomic_load(&loop->kafka_fatal)) {
-            snprintf(reason, reason_size, "the Kafka producer of thread %u hit a fatal error", i);
-            return false;
-        }
-        if (!atomic_load(&loop->kafka_up)) {
-            snprintf(reason, reason_size, "the Kafka producer of thread %u has no broker connection", i);
-            return false;
-        }
-    }
-    return true;
-}
-
 void api_ops_handle(api_loop_t *loop, struct evhttp_request *req, http_route_t route, int64_t started_us)
 {
     static const char healthy[] = "{\"status\":\"ok\"}";

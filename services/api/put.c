@@ -146,6 +146,13 @@ void api_put_handle(api_loop_t *loop, struct evhttp_request *req, const char *re
                         "the Kafka producer failed and cannot accept commands; retry");
         return;
     }
+    /* Kafka known down: a prompt 503 rather than a request held to its deadline (README "Probes"). */
+    if (atomic_load_explicit(&loop->kafka_down, memory_order_relaxed)) {
+        metrics_counter_add(api->m.produce_errors_other, 1);
+        api_reply_error(loop, req, API_ROUTE_PUT_PROFILE, 503, started_us, request_seq,
+                        "Kafka is unreachable; retry");
+        return;
+    }
     api_put_t *put = api_put_alloc(loop);
     put->req = req;
     put->state = API_PUT_HELD;
@@ -256,7 +263,7 @@ static int api_stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaqu
             up = true;
     }
     json_decref(root);
-    atomic_store(&loop->kafka_up, up);
+    api_ready_kafka_state(loop, up, false);
     return 0; /* librdkafka frees json */
 }
 
@@ -276,7 +283,7 @@ static void api_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaq
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
-        atomic_store(&loop->kafka_up, false);
+        api_ready_kafka_state(loop, false, true);
     log_warn(&fields, "Kafka: %s", reason);
 }
 
@@ -342,7 +349,9 @@ int api_producer_init(api_loop_t *loop, char *errstr, size_t errstr_size)
     snprintf(value, sizeof(value), "%" PRId64, config->request_deadline_ms);
     if (kafka_conf_set(conf, "message.timeout.ms", value, errstr, errstr_size) < 0)
         goto error;
-    if (kafka_conf_set(conf, "statistics.interval.ms", "1000", errstr, errstr_size) < 0)
+    /* Statistics tell when the broker is up again, and PUTs answer 503 at once until then: at
+     * 500 ms the first 200 after a broker returns waits at most half a second for them. */
+    if (kafka_conf_set(conf, "statistics.interval.ms", "500", errstr, errstr_size) < 0)
         goto error;
     rd_kafka_conf_set_dr_msg_cb(conf, api_delivery_cb);
     rd_kafka_conf_set_stats_cb(conf, api_stats_cb);

@@ -34,6 +34,7 @@
 #include "ops_http.h"
 #include "pgconn.h"
 #include "purge.h"
+#include "takeover.h"
 #include "topics.h"
 
 volatile sig_atomic_t worker_stop = 0;
@@ -90,8 +91,7 @@ static void worker_partition_remove(worker_t *w, int32_t partition)
     if (!p)
         return;
     *p = w->partitions[--w->partition_count];
-    if (partition >= 0 && partition < WORKER_MAX_LAG_SLOTS)
-        atomic_store(&w->lag[partition], -1);
+    lag_forget(w->lag, partition);
 }
 
 /* A list of every assigned partition of the command topic (offsets unset). */
@@ -101,24 +101,6 @@ static rd_kafka_topic_partition_list_t *worker_partition_list(worker_t *w)
     for (size_t i = 0; i < w->partition_count; i++)
         rd_kafka_topic_partition_list_add(list, w->config->kafka_topic, w->partitions[i].partition);
     return list;
-}
-
-static double worker_lag_gauge(void *arg)
-{
-    int64_t lag = atomic_load((_Atomic int64_t *)arg);
-    return lag < 0 ? NAN : (double)lag;
-}
-
-static void worker_register_lag(worker_t *w, int32_t partition)
-{
-    if (partition < 0 || partition >= WORKER_MAX_LAG_SLOTS)
-        return;
-    char labels[256];
-    snprintf(labels, sizeof(labels), "topic=\"%s\",partition=\"%" PRId32 "\"", w->config->kafka_topic,
-             partition);
-    metrics_gauge(w->metrics, "profiled_worker_lag",
-                  "Messages of the partition not applied yet (high watermark minus position)", labels,
-                  worker_lag_gauge, &w->lag[partition]);
 }
 
 /* ------------------------------------------------------------------ PostgreSQL */
@@ -397,7 +379,13 @@ void worker_flush(worker_t *w)
     char errstr[1024];
     if (w->batch.count == 0)
         return;
-    if (w->needs_resync) {
+    if (w->needs_resync || w->fatal) {
+        batch_clear(&w->batch);
+        return;
+    }
+    if (takeover_fatal(w->consumer)) { /* fenced: another process owns these partitions now */
+        w->fatal = true;
+        worker_stop = 1;
         batch_clear(&w->batch);
         return;
     }
@@ -457,7 +445,7 @@ static void worker_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             for (int i = 0; i < partitions->cnt; i++)
                 worker_partition_add(w, partitions->elems[i].partition)->known = false;
         for (int i = 0; i < partitions->cnt; i++)
-            worker_register_lag(w, partitions->elems[i].partition);
+            lag_track(w->lag, partitions->elems[i].partition);
         rd_kafka_error_t *error = NULL;
         if (cooperative)
             error = rd_kafka_incremental_assign(rk, partitions);
@@ -524,7 +512,10 @@ static void worker_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 static void worker_message(worker_t *w, rd_kafka_message_t *m)
 {
     if (m->err) {
-        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        if (m->err == RD_KAFKA_RESP_ERR__FATAL && takeover_fatal(w->consumer)) {
+            w->fatal = true;
+            worker_stop = 1;
+        } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             log_fields_t fields = LOG_FIELDS_INIT;
             log_field_str(&fields, "error", rd_kafka_message_errstr(m));
             log_warn(&fields, "consumer error");
@@ -546,20 +537,12 @@ static void worker_message(worker_t *w, rd_kafka_message_t *m)
     batch_add(&w->batch, m, &w->limits);
 }
 
+/* Publishes PostgreSQL's positions to lag.c, whose thread asks the broker for the end offsets. */
 static void worker_update_lag(worker_t *w)
 {
     for (size_t i = 0; i < w->partition_count; i++) {
         const worker_partition_t *p = &w->partitions[i];
-        if (p->partition < 0 || p->partition >= WORKER_MAX_LAG_SLOTS)
-            continue;
-        int64_t low = 0, high = 0;
-        int64_t lag = -1;
-        if (p->known &&
-            rd_kafka_get_watermark_offsets(w->consumer, w->config->kafka_topic, p->partition, &low, &high) ==
-                RD_KAFKA_RESP_ERR_NO_ERROR &&
-            high >= 0)
-            lag = high > p->next_offset ? high - p->next_offset : 0;
-        atomic_store(&w->lag[p->partition], lag);
+        lag_position(w->lag, p->partition, p->known ? p->next_offset : -1);
     }
 }
 
@@ -652,6 +635,7 @@ static rd_kafka_t *worker_consumer_new(worker_t *w, char *errstr, size_t errstr_
         kafka_conf_set(conf, "isolation.level", "read_committed", errstr, errstr_size) < 0 ||
         kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) < 0 ||
         kafka_conf_set(conf, "client.id", "profiled-worker", errstr, errstr_size) < 0 ||
+        takeover_conf(conf, c->instance_id, c->session_timeout_ms, errstr, errstr_size) < 0 ||
         kafka_conf_set_list(conf, c->kafka_properties, errstr, errstr_size) < 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
@@ -743,8 +727,8 @@ static void worker_loop(worker_t *w)
         if (m)
             worker_message(w, m);
     }
-    /* SIGTERM: finish the open batch (unless failing), then leave the group. */
-    if (w->batch.count > 0)
+    /* SIGTERM: finish the open batch (unless failing or fenced), then leave the group. */
+    if (w->batch.count > 0 && !w->fatal)
         worker_flush(w);
 }
 
@@ -763,12 +747,11 @@ int worker_run(const worker_config_t *config)
     w->limits.max_string_bytes = (uint32_t)config->max_string_bytes;
     w->limits.max_keys = (uint32_t)config->max_keys;
     w->rng = (uint64_t)getpid() * 0x9E3779B97F4A7C15ULL | 1;
-    for (int i = 0; i < WORKER_MAX_LAG_SLOTS; i++)
-        atomic_init(&w->lag[i], -1);
     atomic_init(&w->joined, false);
     atomic_init(&w->pg_ok, false);
     w->metrics = metrics_new();
     worker_metrics_init(w);
+    w->lag = lag_new(w->metrics, config->kafka_topic, WORKER_LAG_INTERVAL_MS);
     worker_scratch = apply_scratch_new();
 
     if (config->ops_port >= 0) {
@@ -802,6 +785,8 @@ int worker_run(const worker_config_t *config)
     w->consumer = worker_consumer_new(w, errstr, sizeof(errstr));
     if (!w->consumer)
         log_die(NULL, "%s", errstr);
+    if (lag_start(w->lag, w->consumer, errstr, sizeof(errstr)) < 0)
+        log_die(NULL, "%s", errstr);
     rd_kafka_topic_partition_list_t *subscription = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(subscription, config->kafka_topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t err = rd_kafka_subscribe(w->consumer, subscription);
@@ -817,11 +802,14 @@ int worker_run(const worker_config_t *config)
 
     worker_loop(w);
 
-    log_info(NULL, "stopping: leaving the consumer group");
+    log_info(NULL,
+             w->fatal ? "stopping after a fatal consumer error" : "stopping: leaving the consumer group");
+    lag_stop(w->lag);
     rd_kafka_consumer_close(w->consumer); /* revocation runs here: nothing is open */
-    rc = 0;
+    rc = w->fatal ? 1 : 0;
 
 cleanup:
+    lag_stop(w->lag);
     if (w->consumer)
         rd_kafka_destroy(w->consumer);
     if (w->dlq) {
@@ -830,6 +818,7 @@ cleanup:
     }
     if (ops)
         ops_http_stop(ops);
+    lag_destroy(w->lag); /* after the ops listener: its gauges read the lag slots */
     worker_pg_close(w);
     batch_free(&w->batch);
     free(w->partitions);

@@ -19,6 +19,7 @@
 
 #include "batch.h"
 #include "cfg.h"
+#include "lag.h"
 #include "metrics.h"
 #include "profile_limits.h"
 
@@ -30,6 +31,8 @@ typedef struct worker_config {
     char *pg_dsn;
     char *log_level;
     char *group;
+    char *instance_id;
+    int64_t session_timeout_ms;
     int64_t batch_max_commands;
     int64_t batch_max_wait_ms;
     char *ops_addr;
@@ -59,8 +62,6 @@ typedef struct worker_partition {
     int64_t next_offset;  /* the position PostgreSQL holds: every offset below it is applied */
     int64_t fetch_offset; /* the next offset expected from Kafka; > next_offset while a batch is open */
 } worker_partition_t;
-
-#define WORKER_MAX_LAG_SLOTS 1024 /* partitions whose lag /metrics reports */
 
 typedef struct worker_metrics {
     metrics_counter_t *applied;
@@ -98,11 +99,12 @@ typedef struct worker {
     int64_t next_ping_ms;
     int64_t next_commit_ms;
     bool kafka_commit_due; /* positions moved since the last Kafka commit */
+    bool fatal;            /* the consumer hit a fatal error (fenced): apply nothing, exit non-zero */
+    lag_t *lag;            /* end offsets from the broker; positions published by this thread */
 
     /* shared with the ops thread */
-    atomic_bool joined;                        /* a first assignment (possibly empty) arrived */
-    atomic_bool pg_ok;                         /* the last PostgreSQL round trip succeeded */
-    _Atomic int64_t lag[WORKER_MAX_LAG_SLOTS]; /* per partition; -1 when unknown or unassigned */
+    atomic_bool joined; /* a first assignment (possibly empty) arrived */
+    atomic_bool pg_ok;  /* the last PostgreSQL round trip succeeded */
 } worker_t;
 
 /* Set by SIGTERM/SIGINT; the poll loop checks it. */

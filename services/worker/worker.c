@@ -802,11 +802,20 @@ int worker_run(const worker_config_t *config)
 
     worker_loop(w);
 
-    log_info(NULL,
-             w->fatal ? "stopping after a fatal consumer error" : "stopping: leaving the consumer group");
     lag_stop(w->lag);
-    rd_kafka_consumer_close(w->consumer); /* revocation runs here: nothing is open */
-    rc = w->fatal ? 1 : 0;
+    if (w->fatal) {
+        /* Another member holds our instance id: no close (it would run the revocation
+         * through our rebalance callback, and it waited for a group we are out of). */
+        log_info(NULL, "stopping after a fatal consumer error");
+        batch_clear(&w->batch); /* unapplied; its messages hold references rd_kafka_destroy waits for */
+        rd_kafka_destroy_flags(w->consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        w->consumer = NULL;
+        rc = 1;
+    } else {
+        log_info(NULL, "stopping: leaving the consumer group");
+        rd_kafka_consumer_close(w->consumer); /* revocation runs here: nothing is open */
+        rc = 0;
+    }
 
 cleanup:
     lag_stop(w->lag);

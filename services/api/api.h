@@ -168,7 +168,7 @@ struct api_loop {
     int kafka_pipe[2];      /* librdkafka writes [1] when rkqu becomes non-empty; the loop reads [0] */
     struct event *kafka_event;
     _Atomic bool kafka_up;    /* a broker connection is up (statistics) */
-    _Atomic bool kafka_down;  /* no broker after one was up, or all down: PUTs answer 503 at once */
+    _Atomic bool kafka_down;  /* no broker any more after one was up: PUTs answer 503 at once */
     _Atomic bool kafka_seen;  /* a broker was up once (statistics); start-up is not an outage */
     _Atomic bool kafka_fatal; /* the idempotent producer hit a fatal error */
     _Atomic bool pg_up;       /* the loop's PostgreSQL connection is established (GETs can be answered) */
@@ -254,8 +254,8 @@ void api_ops_handle(api_loop_t *loop, struct evhttp_request *req, http_route_t r
  * PostgreSQL, or PUTs (with a prompt 503 + Retry-After while Kafka is down); unready when a loop
  * reaches neither, or a producer hit a fatal error. Draining is the caller's check. Any thread. */
 bool api_ready(api_t *api, char *reason, size_t reason_size);
-/* The broker state a loop's producer reported: from statistics (all_down false) or librdkafka's
- * "all brokers down" error (up false, all_down true). Loop thread. */
-void api_ready_kafka_state(api_loop_t *loop, bool up, bool all_down);
+/* The broker state a loop's producer reported (statistics, or librdkafka's "all brokers down"
+ * error). Loop thread. */
+void api_ready_kafka_state(api_loop_t *loop, bool up);
 
 #endif

@@ -263,7 +263,7 @@ static int api_stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaqu
             up = true;
     }
     json_decref(root);
-    api_ready_kafka_state(loop, up, false);
+    api_ready_kafka_state(loop, up);
     return 0; /* librdkafka frees json */
 }
 
@@ -283,7 +283,7 @@ static void api_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaq
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
-        api_ready_kafka_state(loop, false, true);
+        api_ready_kafka_state(loop, false);
     log_warn(&fields, "Kafka: %s", reason);
 }
 

@@ -30,7 +30,7 @@ bool api_ready(api_t *api, char *reason, size_t reason_size)
     return true;
 }
 
-void api_ready_kafka_state(api_loop_t *loop, bool up, bool all_down)
+void api_ready_kafka_state(api_loop_t *loop, bool up)
 {
     atomic_store(&loop->kafka_up, up);
     if (up) {
@@ -38,8 +38,8 @@ void api_ready_kafka_state(api_loop_t *loop, bool up, bool all_down)
         atomic_store(&loop->kafka_down, false);
         return;
     }
-    /* Before a first connection the producer queues PUTs (start-up is not an outage);
-     * librdkafka's "all brokers down" is one even then. Down stays down until up. */
-    if (all_down || atomic_load(&loop->kafka_seen))
+    /* A producer that never connected cannot tell an outage from a slow start-up: it
+     * keeps queueing PUTs (answered at their deadline); one that was up knows. */
+    if (atomic_load(&loop->kafka_seen))
         atomic_store(&loop->kafka_down, true);
 }

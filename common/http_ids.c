@@ -1,6 +1,7 @@
 #include "http_ids.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -53,6 +54,28 @@ void http_command_id_from_key(const char *key, size_t key_len, const char *recip
     sha256_update(&sha, key, key_len);
     sha256_update(&sha, &separator, 1);
     sha256_update(&sha, recipient_id, recipient_id_len);
+    sha256_final(&sha, digest);
+    memcpy(id, digest, HTTP_COMMAND_ID_BYTES);
+    http_uuid_shape(id, 8);
+}
+
+void http_command_id_from_import(const char *job, size_t job_len, const char *file, size_t file_len,
+                                 uint64_t line, uint8_t id[HTTP_COMMAND_ID_BYTES])
+{
+    static const char domain[] = "profiled-import";
+    static const uint8_t separator = 0;
+    char number[24];
+    int number_len = snprintf(number, sizeof(number), "%" PRIu64, line);
+    uint8_t digest[SHA256_DIGEST_BYTES];
+    sha256_t sha;
+    sha256_init(&sha);
+    sha256_update(&sha, domain, sizeof(domain) - 1);
+    sha256_update(&sha, &separator, 1);
+    sha256_update(&sha, job, job_len);
+    sha256_update(&sha, &separator, 1);
+    sha256_update(&sha, file, file_len);
+    sha256_update(&sha, &separator, 1);
+    sha256_update(&sha, number, (size_t)number_len);
     sha256_final(&sha, digest);
     memcpy(id, digest, HTTP_COMMAND_ID_BYTES);
     http_uuid_shape(id, 8);

@@ -6,6 +6,7 @@
  * SHA-256(key ‖ 0x00 ‖ recipient_id) shaped as a UUID version 8 (RFC 9562
  * §5.8), so a retried PUT carries the same id and the worker applies it once
  * (DESIGN §2.3). The NUL separator keeps ("ab","c") and ("a","bc") apart.
+ * profiled-import derives its ids the same way from a job, a file and a line.
  */
 #ifndef PROFILED_HTTP_IDS_H
 #define PROFILED_HTTP_IDS_H
@@ -23,6 +24,12 @@ int http_command_id_random(uint8_t id[HTTP_COMMAND_ID_BYTES]) __attribute__((war
 /* Deterministic id from an Idempotency-Key and the decoded recipient id. */
 void http_command_id_from_key(const char *key, size_t key_len, const char *recipient_id,
                               size_t recipient_id_len, uint8_t id[HTTP_COMMAND_ID_BYTES]);
+
+/* Deterministic id of a bulk-import line (proto/README.md §6): the first 16 bytes of
+ * SHA-256("profiled-import" ‖ 0x00 ‖ job ‖ 0x00 ‖ file ‖ 0x00 ‖ line as decimal ASCII), shaped as a
+ * UUID version 8, so a re-run of the same job sends the same ids and the worker skips what it applied. */
+void http_command_id_from_import(const char *job, size_t job_len, const char *file, size_t file_len,
+                                 uint64_t line, uint8_t id[HTTP_COMMAND_ID_BYTES]);
 
 /* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", lower-case hex. */
 void http_command_id_format(const uint8_t id[HTTP_COMMAND_ID_BYTES], char text[HTTP_COMMAND_ID_TEXT]);

@@ -105,7 +105,8 @@ typedef struct transcode_ctx {
     bool request;
     bool in_key; /* parsing an object key (messages name the object) */
     bool have_profile;
-    uint32_t profile_len; /* request mode: bytes of the kept profile value at base */
+    uint32_t profile_len;           /* request mode: bytes of the kept profile value at base */
+    transcode_envelope_t *envelope; /* request mode, line form: where recipient_id and version go */
 
     transcode_frame_t inline_frames[TRANSCODE_INLINE_FRAMES];
     transcode_key_t inline_keys[TRANSCODE_INLINE_KEYS];
@@ -990,12 +991,53 @@ static int transcode_count_entry(transcode_ctx_t *ctx, transcode_frame_t *frame)
     return 0;
 }
 
+/* Line form: a wrapper entry "recipient_id" or "version" is noted in the
+ * envelope (its msgpack value is still at hand here, before it is dropped);
+ * a later occurrence replaces an earlier one, as for "profile". */
+static void transcode_envelope_entry(transcode_envelope_t *envelope, const uint8_t *entry)
+{
+    static const uint8_t recipient_key[] = {0xAC, 'r', 'e', 'c', 'i', 'p', 'i', 'e', 'n', 't', '_', 'i', 'd'};
+    static const uint8_t version_key[] = {0xA7, 'v', 'e', 'r', 's', 'i', 'o', 'n'};
+    if (memcmp(entry, recipient_key, sizeof(recipient_key)) == 0) {
+        const uint8_t *value = entry + sizeof(recipient_key);
+        uint8_t h = value[0];
+        if ((h & 0xE0) == 0xA0 || h == 0xD9 || h == 0xDA || h == 0xDB) {
+            uint32_t len;
+            const uint8_t *s = transcode_str_payload(value, &len);
+            envelope->recipient_id_kind = TRANSCODE_FIELD_STRING;
+            envelope->recipient_id_len = len;
+            memcpy(envelope->recipient_id, s,
+                   len < sizeof(envelope->recipient_id) ? len : sizeof(envelope->recipient_id));
+        } else {
+            envelope->recipient_id_kind = h == 0xC0 ? TRANSCODE_FIELD_NULL : TRANSCODE_FIELD_OTHER;
+        }
+    } else if (memcmp(entry, version_key, sizeof(version_key)) == 0) {
+        const uint8_t *value = entry + sizeof(version_key);
+        uint8_t h = value[0];
+        uint64_t v = 0;
+        envelope->version_kind = TRANSCODE_FIELD_UINT;
+        if (h <= 0x7F) {
+            v = h;
+        } else if (h >= 0xCC && h <= 0xCF) {
+            unsigned n = 1u << (h - 0xCC);
+            for (unsigned i = 0; i < n; i++)
+                v = v << 8 | value[1 + i];
+        } else {
+            /* negative integers, floats (1.0, or integers past uint64), strings, ... */
+            envelope->version_kind = h == 0xC0 ? TRANSCODE_FIELD_NULL : TRANSCODE_FIELD_OTHER;
+        }
+        envelope->version = v;
+    }
+}
+
 /* Request mode: the wrapper's entry just ended. Keeps a "profile" value at
  * base (a later "profile" replaces an earlier one), drops anything else. */
 static void transcode_request_entry_done(transcode_ctx_t *ctx, transcode_frame_t *frame)
 {
     static const uint8_t profile_key[] = {0xA7, 'p', 'r', 'o', 'f', 'i', 'l', 'e'};
     uint8_t *entry = ctx->base + frame->hdr;
+    if (ctx->envelope)
+        transcode_envelope_entry(ctx->envelope, entry);
     if (memcmp(entry, profile_key, sizeof(profile_key)) == 0) {
         uint8_t *value = entry + sizeof(profile_key);
         size_t n = (size_t)(ctx->o - value);
@@ -1189,6 +1231,7 @@ static int transcode_begin(transcode_ctx_t *ctx, const uint8_t *json, size_t len
     ctx->have_profile = false;
     ctx->in_key = false;
     ctx->profile_len = 0;
+    ctx->envelope = NULL;
     ctx->base = ctx->o = NULL;
     error->status = TRANSCODE_OK;
     error->offset = 0;
@@ -1237,13 +1280,16 @@ cleanup:
     return rc;
 }
 
-int transcode_profile_request(const uint8_t *body, size_t len, const limits_t *limits, buf_t *profile_out,
-                              transcode_error_t *error)
+static int transcode_request(const uint8_t *body, size_t len, const limits_t *limits, buf_t *profile_out,
+                             transcode_envelope_t *envelope, transcode_error_t *error)
 {
     transcode_ctx_t ctx;
     int rc = -1;
+    if (envelope)
+        memset(envelope, 0, sizeof(*envelope));
     if (transcode_begin(&ctx, body, len, limits, profile_out, error, true) != 0)
         goto cleanup;
+    ctx.envelope = envelope;
     transcode_skip_space(&ctx);
     if (ctx.p >= ctx.end || *ctx.p != '{') {
         /* Not an object: still say "invalid JSON" when it is not JSON. */
@@ -1283,4 +1329,16 @@ int transcode_profile_request(const uint8_t *body, size_t len, const limits_t *l
 cleanup:
     transcode_end(&ctx);
     return rc;
+}
+
+int transcode_profile_request(const uint8_t *body, size_t len, const limits_t *limits, buf_t *profile_out,
+                              transcode_error_t *error)
+{
+    return transcode_request(body, len, limits, profile_out, NULL, error);
+}
+
+int transcode_profile_line(const uint8_t *line, size_t len, const limits_t *limits, buf_t *profile_out,
+                           transcode_envelope_t *envelope, transcode_error_t *error)
+{
+    return transcode_request(line, len, limits, profile_out, envelope, error);
 }

@@ -69,6 +69,35 @@ typedef struct transcode_error {
 int transcode_profile_request(const uint8_t *body, size_t len, const limits_t *limits, buf_t *profile_out,
                               transcode_error_t *error) __attribute__((warn_unused_result));
 
+/* What the line form found beside "profile" (absent, null, or its kind). */
+typedef enum transcode_field {
+    TRANSCODE_FIELD_ABSENT = 0,
+    TRANSCODE_FIELD_NULL,
+    TRANSCODE_FIELD_STRING, /* recipient_id: a JSON string */
+    TRANSCODE_FIELD_UINT,   /* version: an integer literal in [0, UINT64_MAX] */
+    TRANSCODE_FIELD_OTHER,  /* any other JSON value */
+} transcode_field_t;
+
+typedef struct transcode_envelope {
+    transcode_field_t recipient_id_kind;
+    size_t recipient_id_len; /* its full length; only the first LIMITS_MAX_RECIPIENT_ID_BYTES are kept */
+    char recipient_id[LIMITS_MAX_RECIPIENT_ID_BYTES];
+    transcode_field_t version_kind;
+    uint64_t version;
+} transcode_envelope_t;
+
+/*
+ * A bulk-import line, {"recipient_id": "...", "profile": {...}, "version": N}:
+ * exactly transcode_profile_request (same grammar, limits, schema checks and
+ * messages, so a line is accepted when the api would accept its body), and
+ * the top-level "recipient_id" and "version" members are reported in
+ * `envelope` for the caller to check (it is filled on success only). As for
+ * "profile", a repeated member keeps its last value.
+ */
+int transcode_profile_line(const uint8_t *line, size_t len, const limits_t *limits, buf_t *profile_out,
+                           transcode_envelope_t *envelope, transcode_error_t *error)
+    __attribute__((warn_unused_result));
+
 /* Any one JSON value, no schema: for tests, fuzzing and tools. */
 int transcode_value(const uint8_t *json, size_t len, const limits_t *limits, buf_t *out,
                     transcode_error_t *error) __attribute__((warn_unused_result));

@@ -42,6 +42,15 @@ cleanup:
     return rc;
 }
 
+int kafka_conf_set_producer_contract(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
+{
+    if (kafka_conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) < 0 ||
+        kafka_conf_set(conf, "acks", "all", errstr, errstr_size) < 0 ||
+        kafka_conf_set(conf, "partitioner", "murmur2_random", errstr, errstr_size) < 0)
+        return -1;
+    return 0;
+}
+
 rd_kafka_conf_t *kafka_conf_new(const char *brokers, const char *extra, char *errstr, size_t errstr_size)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();

@@ -18,6 +18,14 @@ int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, c
 int kafka_conf_set_list(rd_kafka_conf_t *conf, const char *list, char *errstr, size_t errstr_size)
     __attribute__((warn_unused_result));
 
+/* The settings every producer of commands must have, written once (STYLE 13): the durability
+ * guarantee (DESIGN §2.1: enable.idempotence=true, acks=all) and the partitioning contract
+ * (proto/README.md §8: partitioner=murmur2_random, Kafka's Java default, so one recipient's commands
+ * stay on one partition whoever produced them). Apply it after any operator-supplied list so that
+ * the list cannot override it. */
+int kafka_conf_set_producer_contract(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
+    __attribute__((warn_unused_result));
+
 /* A new conf with bootstrap.servers, the shared reconnect backoff (50 ms doubling to 1 s,
  * so a client is back within ~1.2 s of a broker's return) and the extra list applied
  * last; NULL with errstr on failure.

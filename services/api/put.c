@@ -330,14 +330,9 @@ int api_producer_init(api_loop_t *loop, char *errstr, size_t errstr_size)
     snprintf(client_id, sizeof(client_id), "profiled-api-%u", loop->index);
     if (kafka_conf_set(conf, "client.id", client_id, errstr, errstr_size) < 0)
         goto error;
-    /* The durability guarantee (DESIGN §2.1) and the partitioning contract: not overridable by
+    /* The durability guarantee and the partitioning contract: not overridable by
      * PROFILED_KAFKA_PROPERTIES. */
-    if (kafka_conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) < 0 ||
-        kafka_conf_set(conf, "acks", "all", errstr, errstr_size) < 0)
-        goto error;
-    /* proto/README.md §8: every producer partitions by murmur2 of the key (Kafka's Java default), so
-     * one recipient's commands stay on one partition whoever produced them. */
-    if (kafka_conf_set(conf, "partitioner", "murmur2_random", errstr, errstr_size) < 0)
+    if (kafka_conf_set_producer_contract(conf, errstr, errstr_size) < 0)
         goto error;
     snprintf(value, sizeof(value), "%" PRId64, config->kafka_linger_ms);
     if (kafka_conf_set(conf, "linger.ms", value, errstr, errstr_size) < 0)

@@ -58,7 +58,6 @@ typedef struct worker_config {
 extern const cfg_entry_t worker_config_table[];
 extern const size_t worker_config_count;
 
-
 typedef struct worker_metrics {
     lane_metrics_t lane; /* applied, skipped, dead-lettered, batches, batch size, apply seconds */
     metrics_counter_t *apply_failures;
@@ -94,8 +93,8 @@ typedef struct worker {
     lag_t *lag;            /* end offsets from the broker; positions published by this thread */
 
     /* shared with the ops thread */
-    atomic_bool joined;                        /* a first assignment (possibly empty) arrived */
-    atomic_bool pg_ok;                         /* the last PostgreSQL round trip succeeded */
+    atomic_bool joined; /* a first assignment (possibly empty) arrived */
+    atomic_bool pg_ok;  /* the last PostgreSQL round trip succeeded */
 } worker_t;
 
 /* Set by SIGTERM/SIGINT; the poll loop checks it. */

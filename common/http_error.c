@@ -11,8 +11,11 @@ const char *http_error_type(int status)
     case 400:
     case 404:
     case 405:
+    case 408:
     case 409:
     case 413:
+    case 417:
+    case 431:
         return "invalid_request_error";
     case 401:
         return "authentication_error";

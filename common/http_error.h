@@ -13,7 +13,7 @@
 
 #include "buf.h"
 
-/* "invalid_request_error" for 400/404/405/409/413, "authentication_error" for 401,
+/* "invalid_request_error" for 400/404/405/408/409/413/417/431, "authentication_error" for 401,
  * "authorization_error" for 403, "rate_limit_error" for 429, "api_error" for 5xx and anything else. */
 const char *http_error_type(int status);
 

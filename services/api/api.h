@@ -2,8 +2,9 @@
  * api: the state of profiled-api, shared by its files.
  *
  * One api_t per process (configuration, keys, metrics, the loops). One
- * api_loop_t per event-loop thread: its own event_base, evhttp and listening
- * socket (SO_REUSEPORT, the kernel spreads connections), its own idempotent
+ * api_loop_t per event-loop thread: its own event_base, HTTP server
+ * (http_server.h) and listening socket (SO_REUSEPORT, the kernel spreads
+ * connections), its own idempotent
  * Kafka producer and its own PostgreSQL connection. A request is born, held
  * and answered on the thread that accepted its connection; nothing of a
  * request crosses threads, so nothing of a request needs a lock.
@@ -12,12 +13,17 @@
  * PostgreSQL) sit on the loop's deadline list in arrival order. Because every
  * request gets the same deadline, arrival order is deadline order, and one
  * timer per loop armed for the head is enough.
+ *
+ * This header holds the types only. The functions live with their files,
+ * layered so that no file calls up: reply.h (answers, the deadline list) at
+ * the bottom; producer.h (the Kafka producer) beside it; the handlers put.h,
+ * get.h and ops.h above them; loop.h (listening and dispatch) and main.c on
+ * top.
  */
 #ifndef PROFILED_API_H
 #define PROFILED_API_H
 
 #include <event2/event.h>
-#include <event2/http.h>
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
@@ -27,10 +33,10 @@
 #include <stdio.h>
 
 #include "buf.h"
-#include "conns.h"
 #include "http_auth.h"
 #include "http_ids.h"
 #include "http_route.h"
+#include "http_server.h"
 #include "metrics.h"
 #include "profile_limits.h"
 
@@ -38,7 +44,9 @@ typedef struct api_config {
     char *http_addr;
     int64_t http_port;
     int64_t http_threads;
-    int64_t http_read_timeout_ms;
+    int64_t http_header_timeout_ms;
+    int64_t http_body_timeout_ms;
+    int64_t http_idle_timeout_ms;
     int64_t http_max_connections;
     int64_t http_max_header_bytes;
     int64_t request_deadline_ms;
@@ -67,12 +75,12 @@ typedef enum api_route {
     API_ROUTE_HEALTHZ,
     API_ROUTE_READYZ,
     API_ROUTE_METRICS,
-    API_ROUTE_OTHER, /* 404, 405 and libevent-level failures we see */
+    API_ROUTE_OTHER, /* 404, 405 and what the HTTP layer refuses by itself */
     API_ROUTE__COUNT
 } api_route_t;
 
 /* Statuses the api answers; the last slot counts any other. */
-#define API_STATUS_SLOTS 10
+#define API_STATUS_SLOTS 12
 
 typedef struct api_metrics {
     metrics_counter_t *requests[API_ROUTE__COUNT][API_STATUS_SLOTS];
@@ -84,6 +92,7 @@ typedef struct api_metrics {
     metrics_counter_t *deadline_expired;
     metrics_counter_t *pg_errors;
     metrics_counter_t *connections_refused;
+    metrics_counter_t *accept_paused;
 } api_metrics_t;
 
 typedef struct api api_t;
@@ -107,7 +116,7 @@ typedef enum api_put_state {
 typedef struct api_put {
     api_held_t held;
     api_loop_t *loop;
-    struct evhttp_request *req; /* NULL once answered */
+    http_req_t *req; /* NULL once answered */
     api_put_state_t state;
     int64_t started_us;
     uint64_t request_seq;
@@ -120,7 +129,7 @@ typedef struct api_get {
     api_held_t held;
     struct api_get *next;
     api_loop_t *loop;
-    struct evhttp_request *req; /* NULL once answered (deadline) */
+    http_req_t *req; /* NULL once answered (deadline) */
     int64_t started_us;
     uint64_t request_seq;
     size_t recipient_id_len;
@@ -159,8 +168,7 @@ struct api_loop {
     bool exit_scheduled; /* drained (or out of time); the loop stops after a short flush */
 
     struct event_base *base;
-    struct evhttp *http;
-    struct evhttp_bound_socket *bound;
+    http_server_t *http;
 
     rd_kafka_t *rk;
     rd_kafka_topic_t *rkt;
@@ -183,7 +191,6 @@ struct api_loop {
     buf_t scratch; /* scratch: error bodies, GET bodies */
 
     uint64_t request_seq;
-    api_conns_t conns; /* connections with at least one request, and what each holds */
     _Atomic int64_t in_flight;
 };
 
@@ -209,43 +216,5 @@ int api_config_load(api_config_t *config, char *errstr, size_t errstr_size)
     __attribute__((warn_unused_result));
 void api_config_help(FILE *out);
 void api_config_free(api_config_t *config);
-
-/* loop.c */
-int64_t api_now_us(void);
-int api_loop_init(api_loop_t *loop, api_t *api, unsigned index, char *errstr, size_t errstr_size)
-    __attribute__((warn_unused_result));
-void api_loop_destroy(api_loop_t *loop);
-void *api_loop_run(void *arg);
-void api_held_add(api_loop_t *loop, api_held_t *held);
-void api_held_remove(api_loop_t *loop, api_held_t *held);
-/* Records the request held on req's connection (so a close detaches it); false if the connection is unknown.
- */
-bool api_conn_hold(api_loop_t *loop, struct evhttp_request *req, void *held, void (*detach)(void *held));
-void api_conn_release(api_loop_t *loop, struct evhttp_request *req);
-/* Called whenever a held request finishes: while draining, ends the loop once nothing is left. */
-void api_loop_check_drained(api_loop_t *loop);
-void api_reply(api_loop_t *loop, struct evhttp_request *req, api_route_t route, int status,
-               int64_t started_us, const void *body, size_t body_len);
-void api_reply_error(api_loop_t *loop, struct evhttp_request *req, api_route_t route, int status,
-                     int64_t started_us, uint64_t request_seq, const char *message);
-
-/* put.c */
-int api_producer_init(api_loop_t *loop, char *errstr, size_t errstr_size) __attribute__((warn_unused_result));
-void api_producer_destroy(api_loop_t *loop, int64_t deadline_us);
-void api_put_handle(api_loop_t *loop, struct evhttp_request *req, const char *recipient_id,
-                    size_t recipient_id_len, int64_t started_us, uint64_t request_seq);
-bool api_producer_idle(api_loop_t *loop);
-
-/* get.c */
-int api_pg_init(api_loop_t *loop, char *errstr, size_t errstr_size) __attribute__((warn_unused_result));
-void api_pg_destroy(api_loop_t *loop);
-void api_get_handle(api_loop_t *loop, struct evhttp_request *req, const char *recipient_id,
-                    size_t recipient_id_len, int64_t started_us, uint64_t request_seq);
-bool api_pg_idle(api_loop_t *loop);
-
-/* ops.c */
-void api_metrics_register(api_t *api);
-void api_ops_handle(api_loop_t *loop, struct evhttp_request *req, http_route_t route, int64_t started_us);
-bool api_ready(api_t *api, char *reason, size_t reason_size);
 
 #endif

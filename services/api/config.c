@@ -17,15 +17,19 @@ static const cfg_entry_t api_config_table[] = {
     {"PROFILED_HTTP_THREADS", CFG_INT, API_CFG(http_threads), "2", 1, 64, false,
      "Event-loop threads; each has its own listener (SO_REUSEPORT), Kafka producer and PostgreSQL "
      "connection."},
-    {"PROFILED_HTTP_READ_TIMEOUT", CFG_DURATION, API_CFG(http_read_timeout_ms), "30s", 100, 3600000, false,
-     "Inactivity timeout of a connection: no byte of the headers or body (or of a keep-alive wait) for this "
-     "long closes it. libevent 2.1's evhttp has one read/write timeout, not separate header and body "
-     "timeouts."},
+    {"PROFILED_HTTP_HEADER_TIMEOUT", CFG_DURATION, API_CFG(http_header_timeout_ms), "10s", 100, 600000, false,
+     "Time from the first byte of a request to the end of its headers; slower is answered 408 and closed "
+     "(slowloris)."},
+    {"PROFILED_HTTP_BODY_TIMEOUT", CFG_DURATION, API_CFG(http_body_timeout_ms), "10s", 100, 600000, false,
+     "Longest wait for the next byte of a request body; longer is answered 408 and closed."},
+    {"PROFILED_HTTP_IDLE_TIMEOUT", CFG_DURATION, API_CFG(http_idle_timeout_ms), "60s", 100, 3600000, false,
+     "A keep-alive connection with no request under way for this long is closed; so is one whose peer "
+     "does not read its answer for this long."},
     {"PROFILED_HTTP_MAX_CONNECTIONS", CFG_INT, API_CFG(http_max_connections), "10000", 1, 1000000, false,
-     "Connections served at once (split evenly over the threads); a request on a connection beyond it is "
-     "answered 503 and the connection closed."},
+     "Connections open at once, idle or half-sent (split evenly over the threads); a connection beyond "
+     "it is answered 503 at once and closed."},
     {"PROFILED_HTTP_MAX_HEADER_BYTES", CFG_SIZE, API_CFG(http_max_header_bytes), "16KiB", 1024, 1048576,
-     false, "Largest request line plus headers."},
+     false, "Largest request line plus headers (431 above it)."},
     {"PROFILED_REQUEST_DEADLINE", CFG_DURATION, API_CFG(request_deadline_ms), "10s", 100, 300000, false,
      "A PUT not acknowledged by Kafka, or a GET not answered by PostgreSQL, within this time gets 503. Also "
      "the producer's message.timeout.ms."},

@@ -9,15 +9,16 @@
  * connection fails the waiting GETs get 503 at once and the loop reconnects
  * with capped exponential backoff; while it is down, GETs get 503 at once.
  */
-#include <event2/buffer.h>
-#include <event2/keyvalq_struct.h>
+#include "get.h"
+
+#include <event2/event.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
 #include "log.h"
+#include "reply.h"
 
 #define API_PG_BACKOFF_MIN_MS 100
 #define API_PG_BACKOFF_MAX_MS 5000
@@ -72,7 +73,6 @@ static void api_get_expire(api_held_t *held)
     char message[200];
     snprintf(message, sizeof(message), "PostgreSQL did not answer within %" PRId64 " ms; retry",
              loop->api->config.request_deadline_ms);
-    api_conn_release(loop, get->req);
     api_reply_error(loop, get->req, API_ROUTE_GET_PROFILE, 503, get->started_us, get->request_seq, message);
     get->req = NULL; /* stays in the FIFO until its query (if sent) completes */
 }
@@ -93,13 +93,12 @@ static void api_get_answer(api_loop_t *loop, api_get_t *get, int status, const c
     if (!get->req)
         return;
     api_held_remove(loop, &get->held);
-    api_conn_release(loop, get->req);
     if (status == 200) {
         buf_reset(&loop->scratch);
         buf_append_str(&loop->scratch, "{\"profile\":");
         buf_append(&loop->scratch, profile, len);
         buf_append_str(&loop->scratch, ",\"preferences\":null}");
-        api_reply(loop, get->req, API_ROUTE_GET_PROFILE, 200, get->started_us, loop->scratch.data,
+        api_reply(loop, get->req, API_ROUTE_GET_PROFILE, 200, get->started_us, NULL, loop->scratch.data,
                   loop->scratch.len);
     } else {
         api_reply_error(loop, get->req, API_ROUTE_GET_PROFILE, status, get->started_us, get->request_seq,
@@ -185,10 +184,22 @@ static void api_pg_connect_step(api_loop_t *loop)
     api_pg_next(loop);
 }
 
+/* libpq's notices (and warnings) through our logger, not its fprintf to stderr. */
+static void api_pg_notice(void *arg, const char *message)
+{
+    api_loop_t *loop = arg;
+    log_fields_t fields = LOG_FIELDS_INIT;
+    log_field_int(&fields, "loop", loop->index);
+    size_t len = strcspn(message, "\n");
+    log_info(&fields, "PostgreSQL notice: %.*s", (int)len, message);
+}
+
 static void api_pg_connect(api_loop_t *loop)
 {
     api_pg_t *pg = &loop->pg;
     pg->conn = PQconnectStart(loop->api->config.pg_dsn);
+    if (pg->conn)
+        PQsetNoticeProcessor(pg->conn, api_pg_notice, loop);
     if (!pg->conn || PQstatus(pg->conn) == CONNECTION_BAD) {
         api_pg_fail(loop, "connection failed");
         return;
@@ -328,8 +339,8 @@ static void api_pg_socket_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- the GET handler ---------------------------------------------------- */
 
-void api_get_handle(api_loop_t *loop, struct evhttp_request *req, const char *recipient_id,
-                    size_t recipient_id_len, int64_t started_us, uint64_t request_seq)
+void api_get_handle(api_loop_t *loop, http_req_t *req, const char *recipient_id, size_t recipient_id_len,
+                    int64_t started_us, uint64_t request_seq)
 {
     api_pg_t *pg = &loop->pg;
     if (pg->state == API_PG_DOWN) {
@@ -362,14 +373,9 @@ void api_get_handle(api_loop_t *loop, struct evhttp_request *req, const char *re
     pg->tail = get;
     pg->queued++;
     api_held_add(loop, &get->held);
-    api_conn_hold(loop, req, get, api_get_detach);
+    http_req_hold(req, api_get_detach, get);
     if (pg->state == API_PG_IDLE)
         api_pg_next(loop);
-}
-
-bool api_pg_idle(api_loop_t *loop)
-{
-    return loop->pg.head == NULL;
 }
 
 int api_pg_init(api_loop_t *loop, char *errstr, size_t errstr_size)

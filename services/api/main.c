@@ -8,7 +8,14 @@
  * reports arrive, up to PROFILED_SHUTDOWN_DEADLINE); when all loops are done
  * their producers are flushed and the process exits 0. A second signal exits
  * at once with status 1.
+ *
+ * At start the soft RLIMIT_NOFILE is raised to the hard limit: every
+ * connection is a descriptor, and a soft limit of 1024 (systemd's and many
+ * container runtimes' default) would cap the api far below
+ * PROFILED_HTTP_MAX_CONNECTIONS. libevent's own log lines go through our
+ * JSON logger.
  */
+#include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <inttypes.h>
@@ -16,10 +23,46 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "api.h"
 #include "log.h"
+#include "loop.h"
+#include "ops.h"
+#include "reply.h"
+
+/* libevent's warnings and errors (severity: EVENT_LOG_DEBUG 0 .. EVENT_LOG_ERR 3). */
+static void api_libevent_log_cb(int severity, const char *message)
+{
+    log_level_t level = severity >= EVENT_LOG_ERR    ? LOG_ERROR
+                        : severity >= EVENT_LOG_WARN ? LOG_WARN
+                        : severity >= EVENT_LOG_MSG  ? LOG_INFO
+                                                     : LOG_DEBUG;
+    log_at(level, NULL, "libevent: %s", message);
+}
+
+/* Raises the soft descriptor limit to the hard one and logs both. */
+static void api_raise_nofile(void)
+{
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) < 0) {
+        log_warn(NULL, "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+        return;
+    }
+    log_fields_t fields = LOG_FIELDS_INIT;
+    log_field_int(&fields, "soft_was", limit.rlim_cur == RLIM_INFINITY ? -1 : (int64_t)limit.rlim_cur);
+    log_field_int(&fields, "hard", limit.rlim_max == RLIM_INFINITY ? -1 : (int64_t)limit.rlim_max);
+    if (limit.rlim_cur != limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &limit) < 0) {
+            log_warn(&fields, "cannot raise the descriptor limit: %s", strerror(errno));
+            return;
+        }
+    }
+    log_field_int(&fields, "soft", limit.rlim_cur == RLIM_INFINITY ? -1 : (int64_t)limit.rlim_cur);
+    log_info(&fields, "descriptor limit (RLIMIT_NOFILE)");
+}
 
 static void api_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -124,12 +167,15 @@ int main(int argc, char **argv)
         return 2;
     }
     log_set_service("profiled-api");
+    event_set_log_callback(api_libevent_log_cb);
 
     static api_t api; /* the one state struct; static only to keep it off the stack */
     char errstr[600];
     if (api_config_load(&api.config, errstr, sizeof(errstr)) < 0 ||
         api_check_config(&api, errstr, sizeof(errstr)) < 0 || api_keys_load(&api, errstr, sizeof(errstr)) < 0)
         log_die(NULL, "%s", errstr);
+
+    api_raise_nofile();
 
     /* A peer that closes mid-answer must not kill the process. */
     struct sigaction ignore = {.sa_handler = SIG_IGN};

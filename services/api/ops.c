@@ -3,15 +3,15 @@
  * None of them needs an API key: probes and scrapers carry none, and none
  * of them reveals a profile.
  */
-#include <event2/buffer.h>
-#include <event2/keyvalq_struct.h>
+#include "ops.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
 #include "http_error.h"
 #include "log.h"
+#include "reply.h"
 
 static const char *const api_route_labels[API_ROUTE__COUNT] = {
     [API_ROUTE_PUT_PROFILE] = "put_profile", [API_ROUTE_GET_PROFILE] = "get_profile",
@@ -19,9 +19,9 @@ static const char *const api_route_labels[API_ROUTE__COUNT] = {
     [API_ROUTE_METRICS] = "metrics",         [API_ROUTE_OTHER] = "other",
 };
 
-/* Matches api_status_slot in loop.c: the last slot is "other". */
-static const char *const api_status_labels[API_STATUS_SLOTS] = {"200", "400", "401", "404", "405",
-                                                                "413", "500", "503", "408", "other"};
+/* Matches api_status_slot in reply.c: the last slot is "other". */
+static const char *const api_status_labels[API_STATUS_SLOTS] = {"200", "400", "401", "404", "405", "413",
+                                                                "500", "503", "408", "431", "501", "other"};
 
 static double api_in_flight(void *arg)
 {
@@ -85,7 +85,10 @@ void api_metrics_register(api_t *api)
                                    "PostgreSQL connection failures and failed queries", NULL);
     m->connections_refused =
         metrics_counter(api->metrics, "profiled_api_connections_refused_total",
-                        "Requests refused because PROFILED_HTTP_MAX_CONNECTIONS was reached", NULL);
+                        "Connections refused (503) because PROFILED_HTTP_MAX_CONNECTIONS was reached", NULL);
+    m->accept_paused = metrics_counter(
+        api->metrics, "profiled_api_accept_paused_total",
+        "Times accepting paused because accept() ran out of descriptors (EMFILE/ENFILE)", NULL);
     metrics_gauge(api->metrics, "profiled_api_in_flight_requests", "Requests held for Kafka or PostgreSQL",
                   NULL, api_in_flight, api);
     metrics_gauge(api->metrics, "profiled_api_producer_queue_messages",
@@ -111,7 +114,7 @@ bool api_ready(api_t *api, char *reason, size_t reason_size)
     return true;
 }
 
-void api_ops_handle(api_loop_t *loop, struct evhttp_request *req, http_route_t route, int64_t started_us)
+void api_ops_handle(api_loop_t *loop, http_req_t *req, http_route_t route, int64_t started_us)
 {
     static const char healthy[] = "{\"status\":\"ok\"}";
     static const char ready[] = "{\"status\":\"ready\"}";
@@ -126,34 +129,33 @@ void api_ops_handle(api_loop_t *loop, struct evhttp_request *req, http_route_t r
                 buf_reset(&loop->scratch);
                 http_error_body(&loop->scratch, 503,
                                 "a Kafka producer hit a fatal error; this process must be restarted");
-                api_reply(loop, req, API_ROUTE_HEALTHZ, 503, started_us, loop->scratch.data,
+                api_reply(loop, req, API_ROUTE_HEALTHZ, 503, started_us, NULL, loop->scratch.data,
                           loop->scratch.len);
                 return;
             }
         }
-        api_reply(loop, req, API_ROUTE_HEALTHZ, 200, started_us, healthy, sizeof(healthy) - 1);
+        api_reply(loop, req, API_ROUTE_HEALTHZ, 200, started_us, NULL, healthy, sizeof(healthy) - 1);
         return;
     case HTTP_ROUTE_READYZ: {
         char reason[160];
         if (loop->state != API_LOOP_SERVING)
             snprintf(reason, sizeof(reason), "shutting down");
         else if (api_ready(api, reason, sizeof(reason))) {
-            api_reply(loop, req, API_ROUTE_READYZ, 200, started_us, ready, sizeof(ready) - 1);
+            api_reply(loop, req, API_ROUTE_READYZ, 200, started_us, NULL, ready, sizeof(ready) - 1);
             return;
         }
         /* Not through api_reply_error: a probe every few seconds should not log a line each time. */
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        http_req_add_header(req, "Retry-After", "1");
         buf_reset(&loop->scratch);
         http_error_body(&loop->scratch, 503, reason);
-        api_reply(loop, req, API_ROUTE_READYZ, 503, started_us, loop->scratch.data, loop->scratch.len);
+        api_reply(loop, req, API_ROUTE_READYZ, 503, started_us, NULL, loop->scratch.data, loop->scratch.len);
         return;
     }
     case HTTP_ROUTE_METRICS:
         buf_reset(&loop->scratch);
         metrics_render(api->metrics, &loop->scratch);
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                          "text/plain; version=0.0.4; charset=utf-8");
-        api_reply(loop, req, API_ROUTE_METRICS, 200, started_us, loop->scratch.data, loop->scratch.len);
+        api_reply(loop, req, API_ROUTE_METRICS, 200, started_us, "text/plain; version=0.0.4; charset=utf-8",
+                  loop->scratch.data, loop->scratch.len);
         return;
     case HTTP_ROUTE_NOT_FOUND:
     case HTTP_ROUTE_PROFILE:

@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "buf.h"
-#include "conns.h"
 #include "http_auth.h"
 #include "http_error.h"
 #include "http_ids.h"
@@ -205,6 +204,9 @@ START_TEST(test_error_types)
     ck_assert_str_eq(http_error_type(405), "invalid_request_error");
     ck_assert_str_eq(http_error_type(409), "invalid_request_error");
     ck_assert_str_eq(http_error_type(413), "invalid_request_error");
+    ck_assert_str_eq(http_error_type(408), "invalid_request_error");
+    ck_assert_str_eq(http_error_type(431), "invalid_request_error");
+    ck_assert_str_eq(http_error_type(501), "api_error");
     ck_assert_str_eq(http_error_type(401), "authentication_error");
     ck_assert_str_eq(http_error_type(403), "authorization_error");
     ck_assert_str_eq(http_error_type(429), "rate_limit_error");
@@ -338,36 +340,6 @@ START_TEST(test_command_ids)
 }
 END_TEST
 
-/* ---- connection table ---------------------------------------------------- */
-
-START_TEST(test_conns_insert_find_remove)
-{
-    enum { N = 5000 };
-    static char anchors[N];
-    api_conns_t conns = {0};
-    for (int i = 0; i < N; i++) {
-        api_conn_t *conn = api_conns_insert(&conns, &anchors[i]);
-        conn->held = &anchors[i];
-    }
-    ck_assert_uint_eq(conns.count, N);
-    /* Remove every third, then check every key is found exactly when it should be. */
-    for (int i = 0; i < N; i += 3)
-        api_conns_remove(&conns, &anchors[i]);
-    for (int i = 0; i < N; i++) {
-        api_conn_t *conn = api_conns_find(&conns, &anchors[i]);
-        if (i % 3 == 0)
-            ck_assert_ptr_null(conn);
-        else {
-            ck_assert_ptr_nonnull(conn);
-            ck_assert_ptr_eq(conn->held, &anchors[i]);
-        }
-    }
-    api_conns_remove(&conns, &anchors[0]); /* absent: no effect */
-    ck_assert_uint_eq(conns.count, N - (N + 2) / 3);
-    api_conns_free(&conns);
-}
-END_TEST
-
 static Suite *api_unit_suite(void)
 {
     Suite *suite = suite_create("api_unit");
@@ -391,9 +363,6 @@ static Suite *api_unit_suite(void)
     tc = tcase_create("ids");
     tcase_add_test(tc, test_sha256_vectors);
     tcase_add_test(tc, test_command_ids);
-    suite_add_tcase(suite, tc);
-    tc = tcase_create("conns");
-    tcase_add_test(tc, test_conns_insert_find_remove);
     suite_add_tcase(suite, tc);
     return suite;
 }

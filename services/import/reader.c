@@ -2,9 +2,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define READER_BLOCK (1u << 20)
@@ -26,6 +28,8 @@ int reader_open(reader_t *reader, const char *path, size_t max_line, char *errst
         snprintf(errstr, errstr_size, "out of memory for the read buffer");
         return -1;
     }
+    struct stat st;
+    reader->pollable = fstat(reader->fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode);
     if (!reader->is_stdin)
         posix_fadvise(reader->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     return 0;
@@ -42,6 +46,16 @@ static int reader_fill(reader_t *reader, char *errstr, size_t errstr_size)
         reader->start = 0;
     }
     size_t room = reader->cap - reader->end;
+    while (reader->pollable && reader->idle) {
+        struct pollfd pfd = {.fd = reader->fd, .events = POLLIN};
+        int ready = poll(&pfd, 1, 100);
+        if (ready > 0 || (ready < 0 && errno != EINTR))
+            break; /* data, end of input or an error: read() says which */
+        if (reader->idle(reader->idle_arg)) {
+            snprintf(errstr, errstr_size, "interrupted while waiting for input");
+            return -1;
+        }
+    }
     for (;;) {
         ssize_t n = read(reader->fd, reader->buf + reader->end, room < READER_BLOCK ? room : READER_BLOCK);
         if (n < 0 && errno == EINTR)

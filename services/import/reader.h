@@ -21,7 +21,13 @@ typedef struct reader {
     size_t scan;  /* where the newline search resumes */
     size_t max_line;
     bool eof;
+    bool pollable;   /* a pipe, terminal or socket: reads may block for long */
     uint64_t offset; /* file offset of buf[start] */
+    /* Optional: called about every 100 ms while a pollable input has no data, so the caller can serve
+     * Kafka, draw progress and notice signals; returning true gives up the wait (reader_next then
+     * fails with "interrupted"). */
+    bool (*idle)(void *arg);
+    void *idle_arg;
 } reader_t;
 
 typedef struct reader_line {

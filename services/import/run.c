@@ -191,6 +191,14 @@ static void import_csv_line(import_t *im, import_file_state_t *st, const reader_
     im->offset = line->end_offset;
 }
 
+/* The reader's wait on a slow pipe: keep serving Kafka and progress; give up once stopping. */
+static bool import_idle(void *arg)
+{
+    import_t *im = arg;
+    import_poll(im, 0);
+    return im->stop != IMPORT_RUNNING;
+}
+
 /* Imports one file from the checkpoint's position. */
 static void import_file(import_t *im, import_file_state_t *st)
 {
@@ -200,6 +208,8 @@ static void import_file(import_t *im, import_file_state_t *st)
     size_t max_line = (size_t)im->config.max_body_bytes;
     if (reader_open(&st->reader, name, max_line, errstr, sizeof(errstr)) < 0)
         goto input_failed;
+    st->reader.idle = import_idle;
+    st->reader.idle_arg = im;
     im->line = 0;
     im->offset = 0;
     if (im->options.csv && import_csv_header(im, st, errstr, sizeof(errstr)) < 0)
@@ -261,6 +271,8 @@ static void import_file(import_t *im, import_file_state_t *st)
     return;
 input_failed:
     reader_close(&st->reader);
+    if (im->stop != IMPORT_RUNNING)
+        return; /* the wait for input was given up: the stop has its own reason */
     snprintf(im->failure, sizeof(im->failure), "%.500s", errstr);
     im->stop = IMPORT_INPUT_FAILED;
 }

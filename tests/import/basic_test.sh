@@ -111,8 +111,9 @@ e2e_log "CSV: mapped, quoted and typed cells stored as expected; bad records rej
 # ------------------------------------------------------------------ 4. progress
 # Off a terminal: a JSON progress line every second (the input pauses for 2.5 s halfway).
 imp_gen "$D/slow.ndjson" 200 200000
-{ head -n 100 "$D/slow.ndjson"; sleep 2.5; tail -n 100 "$D/slow.ndjson"; } |
-    imp_import --job basic-slow --checkpoint "$D/slow.ckpt" --progress-interval 1 - 2>"$D/slow.log"
+# (Not a pipeline into imp_import: that would run it in a subshell and lose IMP_RC.)
+imp_import --job basic-slow --checkpoint "$D/slow.ckpt" --progress-interval 1 - 2>"$D/slow.log" \
+    < <(head -n 100 "$D/slow.ndjson"; sleep 2.5; tail -n 100 "$D/slow.ndjson")
 ((IMP_RC == 0)) || e2e_fail "import from stdin exited $IMP_RC"
 jq -e -s '[.[] | select(.message == "progress")] | length >= 2 and
           all(.[]; has("read") and has("acked") and has("rejected") and has("lines_per_s") and has("kb_per_s"))' \

@@ -3,11 +3,16 @@
  * the loop.
  *
  * Each loop owns one libpq connection driven by the loop: PQconnectStart and
- * PQconnectPoll to connect, PQsendQueryParams to ask, PQconsumeInput and
- * PQgetResult when the socket is readable. GETs wait in a FIFO and go one at
- * a time (a primary-key lookup takes well under a millisecond). When the
- * connection fails the waiting GETs get 503 at once and the loop reconnects
- * with capped exponential backoff; while it is down, GETs get 503 at once.
+ * PQconnectPoll to connect, then pipeline mode (libpq 14+) with one prepared
+ * statement: every GET is sent at once as Bind/Execute plus its own Sync, so
+ * many are in flight on the connection and an error in one (a statement
+ * timeout) aborts only that one. PostgreSQL answers in order, so the sent
+ * GETs form a FIFO and each result belongs to the FIFO head; a GET whose
+ * client went away stays in the FIFO, detached, until its result arrives.
+ * When the connection fails every GET in flight or waiting gets 503 at once
+ * (never another one's result) and the loop reconnects with capped
+ * exponential backoff, preparing the statement again; while it is down, GETs
+ * get 503 at once.
  */
 #include "get.h"
 
@@ -21,13 +26,15 @@
 #include "reply.h"
 
 #define API_PG_BACKOFF_MIN_MS 100
-#define API_PG_BACKOFF_MAX_MS 5000
+/* A refused connect costs microseconds on both sides, so the cap stays low: GETs
+ * answer again at most ~0.5 s after PostgreSQL returns (issue 13). */
+#define API_PG_BACKOFF_MAX_MS 500
 #define API_PG_QUEUE_MAX      4096
 
 static const char api_get_query[] = "SELECT profile::text FROM profiles WHERE recipient_id = $1";
+static const char api_get_statement[] = "profiled_get";
 
 static void api_pg_socket_cb(evutil_socket_t fd, short what, void *arg);
-static void api_pg_next(api_loop_t *loop);
 
 /* ---- socket interest --------------------------------------------------- */
 
@@ -107,7 +114,7 @@ static void api_get_answer(api_loop_t *loop, api_get_t *get, int status, const c
     get->req = NULL;
 }
 
-/* Drops the FIFO head. */
+/* Frees the sent FIFO's head (its Sync arrived). */
 static void api_get_pop(api_loop_t *loop)
 {
     api_pg_t *pg = &loop->pg;
@@ -117,6 +124,35 @@ static void api_get_pop(api_loop_t *loop)
         pg->tail = NULL;
     pg->queued--;
     free(get);
+}
+
+/* Unlinks the head of the waiting list. */
+static api_get_t *api_get_unwait(api_pg_t *pg)
+{
+    api_get_t *get = pg->wait_head;
+    pg->wait_head = get->next;
+    if (!pg->wait_head)
+        pg->wait_tail = NULL;
+    get->next = NULL;
+    return get;
+}
+
+/* Empties both lists; with a message, every GET still waiting for its client gets 503. */
+static void api_get_drop_all(api_loop_t *loop, const char *message)
+{
+    api_pg_t *pg = &loop->pg;
+    while (pg->head) {
+        if (message)
+            api_get_answer(loop, pg->head, 503, message, NULL, 0);
+        api_get_pop(loop);
+    }
+    while (pg->wait_head) {
+        api_get_t *get = api_get_unwait(pg);
+        if (message)
+            api_get_answer(loop, get, 503, message, NULL, 0);
+        pg->queued--;
+        free(get);
+    }
 }
 
 /* ---- connection life cycle --------------------------------------------- */
@@ -139,10 +175,8 @@ static void api_pg_fail(api_loop_t *loop, const char *what)
         PQfinish(pg->conn);
     pg->conn = NULL;
     pg->state = API_PG_DOWN;
-    while (pg->head) {
-        api_get_answer(loop, pg->head, 503, "PostgreSQL is unreachable; retry", NULL, 0);
-        api_get_pop(loop);
-    }
+    /* Results of this connection will never come: nobody may get another one's answer. */
+    api_get_drop_all(loop, "PostgreSQL is unreachable; retry");
 
     struct timeval tv = {.tv_sec = pg->backoff_ms / 1000, .tv_usec = (pg->backoff_ms % 1000) * 1000};
     evtimer_add(pg->retry_timer, &tv);
@@ -150,6 +184,19 @@ static void api_pg_fail(api_loop_t *loop, const char *what)
     if (pg->backoff_ms > API_PG_BACKOFF_MAX_MS)
         pg->backoff_ms = API_PG_BACKOFF_MAX_MS;
     api_loop_check_drained(loop);
+}
+
+/* Pushes what libpq buffered; watches for write readiness while some is left. -1 when failed. */
+static int api_pg_flush(api_loop_t *loop)
+{
+    api_pg_t *pg = &loop->pg;
+    int flushed = PQflush(pg->conn);
+    if (flushed < 0) {
+        api_pg_fail(loop, "connection lost");
+        return -1;
+    }
+    api_pg_want(loop, true, flushed == 1);
+    return 0;
 }
 
 static void api_pg_connect_step(api_loop_t *loop)
@@ -169,19 +216,23 @@ static void api_pg_connect_step(api_loop_t *loop)
         api_pg_fail(loop, "connection failed");
         return;
     }
-    evtimer_del(pg->retry_timer);
     if (PQsetnonblocking(pg->conn, 1) < 0) {
         api_pg_fail(loop, "cannot switch the connection to non-blocking");
         return;
     }
-    pg->state = API_PG_IDLE;
-    pg->backoff_ms = API_PG_BACKOFF_MIN_MS;
-    log_fields_t fields = LOG_FIELDS_INIT;
-    log_field_int(&fields, "loop", loop->index);
-    log_info(&fields, "PostgreSQL connected");
-    /* Reading while idle notices a server that went away before a GET needs it. */
-    api_pg_want(loop, true, false);
-    api_pg_next(loop);
+    if (!PQenterPipelineMode(pg->conn)) {
+        api_pg_fail(loop, "cannot enter pipeline mode");
+        return;
+    }
+    /* Every connection prepares its statement: a reconnect starts a new session. The connect
+     * timer stays armed until the Prepare's answer, so a server that accepts but never answers
+     * is treated like one that does not connect. */
+    if (!PQsendPrepare(pg->conn, api_get_statement, api_get_query, 1, NULL) || !PQpipelineSync(pg->conn)) {
+        api_pg_fail(loop, "statement could not be prepared");
+        return;
+    }
+    pg->state = API_PG_PREPARING;
+    api_pg_flush(loop);
 }
 
 /* libpq's notices (and warnings) through our logger, not its fprintf to stderr. */
@@ -223,10 +274,10 @@ static void api_pg_retry_cb(evutil_socket_t fd, short what, void *arg)
             api_pg_connect(loop);
         return;
     case API_PG_CONNECTING:
+    case API_PG_PREPARING:
         api_pg_fail(loop, "connection attempt timed out (PROFILED_PG_CONNECT_TIMEOUT)");
         return;
     case API_PG_IDLE:
-    case API_PG_BUSY:
         return;
     }
     log_error(NULL, "impossible PostgreSQL state %d", (int)loop->pg.state);
@@ -235,31 +286,85 @@ static void api_pg_retry_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- queries ----------------------------------------------------------- */
 
-static void api_pg_next(api_loop_t *loop)
+/* Sends every waiting GET (pipeline mode: no waiting for the previous answers). */
+static void api_pg_send(api_loop_t *loop)
 {
     api_pg_t *pg = &loop->pg;
-    while (pg->state == API_PG_IDLE && pg->head) {
-        api_get_t *get = pg->head;
-        if (!get->req) { /* answered by its deadline before its turn */
-            api_get_pop(loop);
+    if (pg->state != API_PG_IDLE || !pg->wait_head)
+        return;
+    while (pg->wait_head) {
+        api_get_t *get = api_get_unwait(pg);
+        if (!get->req) { /* answered by its deadline, or its client left, before it was sent */
+            pg->queued--;
+            free(get);
             continue;
         }
+        if (pg->tail)
+            pg->tail->next = get;
+        else
+            pg->head = get;
+        pg->tail = get;
         const char *values[1] = {get->recipient_id};
         int lengths[1] = {(int)get->recipient_id_len};
         int formats[1] = {0};
-        if (!PQsendQueryParams(pg->conn, api_get_query, 1, NULL, values, lengths, formats, 0)) {
+        /* One Sync per GET: an error (a statement timeout) aborts that GET only. */
+        if (!PQsendQueryPrepared(pg->conn, api_get_statement, 1, values, lengths, formats, 0) ||
+            !PQpipelineSync(pg->conn)) {
             api_pg_fail(loop, "query could not be sent");
             return;
         }
-        pg->state = API_PG_BUSY;
-        int flushed = PQflush(pg->conn);
-        if (flushed < 0) {
-            api_pg_fail(loop, "query could not be sent");
-            return;
-        }
-        api_pg_want(loop, true, flushed == 1);
     }
-    api_loop_check_drained(loop);
+    api_pg_flush(loop);
+}
+
+/* The prepared statement's answer: a failure closes the connection (retried with backoff). */
+static int api_pg_prepared(api_loop_t *loop, PGresult *result)
+{
+    api_pg_t *pg = &loop->pg;
+    ExecStatusType status = PQresultStatus(result);
+    if (status == PGRES_COMMAND_OK)
+        return 0;
+    if (status != PGRES_PIPELINE_SYNC) {
+        api_pg_fail(loop, "statement could not be prepared");
+        return -1;
+    }
+    evtimer_del(pg->retry_timer);
+    pg->state = API_PG_IDLE;
+    pg->backoff_ms = API_PG_BACKOFF_MIN_MS;
+    log_fields_t fields = LOG_FIELDS_INIT;
+    log_field_int(&fields, "loop", loop->index);
+    log_info(&fields, "PostgreSQL connected");
+    return 0;
+}
+
+/* Answers the GET a result belongs to (the first result answers; a later one is ignored). */
+static void api_pg_answer_result(api_loop_t *loop, api_get_t *get, PGresult *result)
+{
+    ExecStatusType status = PQresultStatus(result);
+    char message[400];
+    if (status == PGRES_TUPLES_OK && PQntuples(result) == 1) {
+        api_get_answer(loop, get, 200, NULL, PQgetvalue(result, 0, 0), (size_t)PQgetlength(result, 0, 0));
+        return;
+    }
+    if (status == PGRES_TUPLES_OK) {
+        snprintf(message, sizeof(message), "no profile for recipient_id %s", get->recipient_id);
+        api_get_answer(loop, get, 404, message, NULL, 0);
+        return;
+    }
+    metrics_counter_add(loop->api->m.pg_errors, 1);
+    const char *sqlstate = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+    if (!sqlstate)
+        sqlstate = "";
+    /* 57014: statement_timeout or a cancel; 57P*: the server is shutting down; 08*: the
+     * connection broke. All are worth a retry. */
+    int code = (strncmp(sqlstate, "57", 2) == 0 || strncmp(sqlstate, "08", 2) == 0 ||
+                status == PGRES_PIPELINE_ABORTED || PQstatus(loop->pg.conn) == CONNECTION_BAD)
+                   ? 503
+                   : 500;
+    snprintf(message, sizeof(message), "PostgreSQL query failed (SQLSTATE %s): %s", sqlstate,
+             PQresultErrorMessage(result));
+    message[strcspn(message, "\n")] = '\0';
+    api_get_answer(loop, get, code, message, NULL, 0);
 }
 
 static void api_pg_read(api_loop_t *loop)
@@ -269,43 +374,41 @@ static void api_pg_read(api_loop_t *loop)
         api_pg_fail(loop, "connection lost");
         return;
     }
-    if (pg->state != API_PG_BUSY) {
-        /* Idle: nothing expected but notices; drop any stray result. */
-        while (!PQisBusy(pg->conn)) {
-            PGresult *stray = PQgetResult(pg->conn);
-            if (!stray)
-                break;
-            PQclear(stray);
-        }
-        if (PQstatus(pg->conn) == CONNECTION_BAD)
-            api_pg_fail(loop, "connection lost");
-        return;
-    }
+    int nulls = 0;
     while (!PQisBusy(pg->conn)) {
         PGresult *result = PQgetResult(pg->conn);
-        if (!result) { /* the query is complete */
-            api_get_pop(loop);
-            pg->state = API_PG_IDLE;
-            api_pg_next(loop);
-            return;
+        if (!result) {
+            /* Pipeline mode: NULL ends one statement's results; two in a row, or none expected,
+             * means nothing more is ready. */
+            if (++nulls > 1 || (!pg->head && pg->state != API_PG_PREPARING))
+                break;
+            continue;
         }
-        /* The first result answers; api_get_answer ignores any later one. */
+        nulls = 0;
+        if (pg->state == API_PG_PREPARING) {
+            int rc = api_pg_prepared(loop, result);
+            PQclear(result);
+            if (rc < 0)
+                return;
+            continue;
+        }
         api_get_t *get = pg->head;
-        ExecStatusType status = PQresultStatus(result);
-        char message[400];
-        if (status == PGRES_TUPLES_OK && PQntuples(result) == 1) {
-            api_get_answer(loop, get, 200, NULL, PQgetvalue(result, 0, 0), (size_t)PQgetlength(result, 0, 0));
-        } else if (status == PGRES_TUPLES_OK) {
-            snprintf(message, sizeof(message), "no profile for recipient_id %s", get->recipient_id);
-            api_get_answer(loop, get, 404, message, NULL, 0);
-        } else {
-            snprintf(message, sizeof(message), "PostgreSQL query failed: %s", PQresultErrorMessage(result));
-            message[strcspn(message, "\n")] = '\0';
-            metrics_counter_add(loop->api->m.pg_errors, 1);
-            api_get_answer(loop, get, 500, message, NULL, 0);
+        if (!get) { /* nothing sent: a stray result */
+            PQclear(result);
+            continue;
         }
+        if (PQresultStatus(result) == PGRES_PIPELINE_SYNC)
+            api_get_pop(loop); /* the GET is complete (answered, or detached) */
+        else
+            api_pg_answer_result(loop, get, result);
         PQclear(result);
     }
+    if (PQstatus(pg->conn) == CONNECTION_BAD) {
+        api_pg_fail(loop, "connection lost");
+        return;
+    }
+    api_pg_send(loop); /* waiting ones, once the Prepare is answered */
+    api_loop_check_drained(loop);
 }
 
 static void api_pg_socket_cb(evutil_socket_t fd, short what, void *arg)
@@ -317,16 +420,10 @@ static void api_pg_socket_cb(evutil_socket_t fd, short what, void *arg)
     case API_PG_CONNECTING:
         api_pg_connect_step(loop);
         return;
+    case API_PG_PREPARING:
     case API_PG_IDLE:
-    case API_PG_BUSY:
-        if (what & EV_WRITE) {
-            int flushed = PQflush(pg->conn);
-            if (flushed < 0) {
-                api_pg_fail(loop, "connection lost");
-                return;
-            }
-            api_pg_want(loop, true, flushed == 1);
-        }
+        if ((what & EV_WRITE) && api_pg_flush(loop) < 0)
+            return;
         if (what & EV_READ)
             api_pg_read(loop);
         return;
@@ -366,16 +463,15 @@ void api_get_handle(api_loop_t *loop, http_req_t *req, const char *recipient_id,
     get->recipient_id_len = recipient_id_len;
     get->held.expire = api_get_expire;
     get->held.deadline_us = started_us + loop->api->config.request_deadline_ms * 1000;
-    if (pg->tail)
-        pg->tail->next = get;
+    if (pg->wait_tail)
+        pg->wait_tail->next = get;
     else
-        pg->head = get;
-    pg->tail = get;
+        pg->wait_head = get;
+    pg->wait_tail = get;
     pg->queued++;
     api_held_add(loop, &get->held);
     http_req_hold(req, api_get_detach, get);
-    if (pg->state == API_PG_IDLE)
-        api_pg_next(loop);
+    api_pg_send(loop);
 }
 
 int api_pg_init(api_loop_t *loop, char *errstr, size_t errstr_size)
@@ -405,6 +501,5 @@ void api_pg_destroy(api_loop_t *loop)
     if (pg->conn)
         PQfinish(pg->conn);
     pg->conn = NULL;
-    while (pg->head)
-        api_get_pop(loop);
+    api_get_drop_all(loop, NULL);
 }

@@ -134,6 +134,7 @@ typedef struct api_get {
     uint64_t request_seq;
     size_t recipient_id_len;
     char recipient_id[HTTP_RECIPIENT_ID_CAP];
+    char *if_none_match; /* the request's If-None-Match (copied), or NULL */
 } api_get_t;
 
 typedef enum api_pg_state {

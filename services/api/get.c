@@ -31,7 +31,11 @@
 #define API_PG_BACKOFF_MAX_MS 500
 #define API_PG_QUEUE_MAX      4096
 
-static const char api_get_query[] = "SELECT profile::text FROM profiles WHERE recipient_id = $1";
+/* The ETag names the command that wrote the row: its Kafka position and its id (DESIGN: one
+ * command, one position), so it changes with every applied write and never repeats. */
+static const char api_get_query[] = "SELECT profile::text, kafka_partition::text || '.' || "
+                                    "kafka_offset::text || '.' || encode(command_id, 'hex') "
+                                    "FROM profiles WHERE recipient_id = $1";
 static const char api_get_statement[] = "profiled_get";
 
 static void api_pg_socket_cb(evutil_socket_t fd, short what, void *arg);
@@ -93,20 +97,58 @@ static void api_get_detach(void *arg)
     get->req = NULL;
 }
 
+/* If-None-Match (RFC 9110 13.1.2): "*", or a list of entity tags compared weakly (W/ ignored). */
+static bool api_get_etag_matches(const char *if_none_match, const char *etag, size_t etag_len)
+{
+    const char *p = if_none_match;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (!*p)
+            return false;
+        if (*p == '*')
+            return true;
+        if (p[0] == 'W' && p[1] == '/')
+            p += 2;
+        const char *end = p;
+        if (*p == '"') {
+            end = strchr(p + 1, '"');
+            if (!end)
+                return false;
+            end++;
+        } else {
+            while (*end && *end != ',')
+                end++;
+        }
+        if ((size_t)(end - p) == etag_len && memcmp(p, etag, etag_len) == 0)
+            return true;
+        p = end;
+    }
+}
+
 /* Answers a GET that is still waiting; a no-op for one answered by its deadline. */
 static void api_get_answer(api_loop_t *loop, api_get_t *get, int status, const char *message,
-                           const char *profile, size_t len)
+                           const char *profile, size_t len, const char *version)
 {
     if (!get->req)
         return;
     api_held_remove(loop, &get->held);
     if (status == 200) {
-        buf_reset(&loop->scratch);
-        buf_append_str(&loop->scratch, "{\"profile\":");
-        buf_append(&loop->scratch, profile, len);
-        buf_append_str(&loop->scratch, ",\"preferences\":null}");
-        api_reply(loop, get->req, API_ROUTE_GET_PROFILE, 200, get->started_us, NULL, loop->scratch.data,
-                  loop->scratch.len);
+        char etag[160];
+        int etag_len = snprintf(etag, sizeof(etag), "\"%s\"", version);
+        if (etag_len > 0 && (size_t)etag_len < sizeof(etag)) {
+            http_req_add_header(get->req, "ETag", etag);
+            if (get->if_none_match && api_get_etag_matches(get->if_none_match, etag, (size_t)etag_len))
+                status = 304; /* the same parts: Content-Length as for 200, no body */
+        }
+        /* The stored text as PostgreSQL sent it, between two constants: no parse, and no copy
+         * when the socket takes the answer at once (the PGresult is cleared after this call). */
+        static const char prefix[] = "{\"profile\":";
+        static const char suffix[] = ",\"preferences\":null}";
+        struct iovec parts[3] = {{(void *)prefix, sizeof(prefix) - 1},
+                                 {(void *)profile, len},
+                                 {(void *)suffix, sizeof(suffix) - 1}};
+        api_reply_parts(loop, get->req, API_ROUTE_GET_PROFILE, status, get->started_us, parts, 3);
     } else {
         api_reply_error(loop, get->req, API_ROUTE_GET_PROFILE, status, get->started_us, get->request_seq,
                         message);
@@ -123,6 +165,7 @@ static void api_get_pop(api_loop_t *loop)
     if (!pg->head)
         pg->tail = NULL;
     pg->queued--;
+    free(get->if_none_match);
     free(get);
 }
 
@@ -143,14 +186,15 @@ static void api_get_drop_all(api_loop_t *loop, const char *message)
     api_pg_t *pg = &loop->pg;
     while (pg->head) {
         if (message)
-            api_get_answer(loop, pg->head, 503, message, NULL, 0);
+            api_get_answer(loop, pg->head, 503, message, NULL, 0, NULL);
         api_get_pop(loop);
     }
     while (pg->wait_head) {
         api_get_t *get = api_get_unwait(pg);
         if (message)
-            api_get_answer(loop, get, 503, message, NULL, 0);
+            api_get_answer(loop, get, 503, message, NULL, 0, NULL);
         pg->queued--;
+        free(get->if_none_match);
         free(get);
     }
 }
@@ -296,6 +340,7 @@ static void api_pg_send(api_loop_t *loop)
         api_get_t *get = api_get_unwait(pg);
         if (!get->req) { /* answered by its deadline, or its client left, before it was sent */
             pg->queued--;
+            free(get->if_none_match);
             free(get);
             continue;
         }
@@ -343,12 +388,13 @@ static void api_pg_answer_result(api_loop_t *loop, api_get_t *get, PGresult *res
     ExecStatusType status = PQresultStatus(result);
     char message[400];
     if (status == PGRES_TUPLES_OK && PQntuples(result) == 1) {
-        api_get_answer(loop, get, 200, NULL, PQgetvalue(result, 0, 0), (size_t)PQgetlength(result, 0, 0));
+        api_get_answer(loop, get, 200, NULL, PQgetvalue(result, 0, 0), (size_t)PQgetlength(result, 0, 0),
+                       PQgetvalue(result, 0, 1));
         return;
     }
     if (status == PGRES_TUPLES_OK) {
         snprintf(message, sizeof(message), "no profile for recipient_id %s", get->recipient_id);
-        api_get_answer(loop, get, 404, message, NULL, 0);
+        api_get_answer(loop, get, 404, message, NULL, 0, NULL);
         return;
     }
     metrics_counter_add(loop->api->m.pg_errors, 1);
@@ -364,7 +410,7 @@ static void api_pg_answer_result(api_loop_t *loop, api_get_t *get, PGresult *res
     snprintf(message, sizeof(message), "PostgreSQL query failed (SQLSTATE %s): %s", sqlstate,
              PQresultErrorMessage(result));
     message[strcspn(message, "\n")] = '\0';
-    api_get_answer(loop, get, code, message, NULL, 0);
+    api_get_answer(loop, get, code, message, NULL, 0, NULL);
 }
 
 static void api_pg_read(api_loop_t *loop)
@@ -461,6 +507,14 @@ void api_get_handle(api_loop_t *loop, http_req_t *req, const char *recipient_id,
     get->request_seq = request_seq;
     memcpy(get->recipient_id, recipient_id, recipient_id_len + 1);
     get->recipient_id_len = recipient_id_len;
+    const char *if_none_match = http_req_header(req, "If-None-Match");
+    if (if_none_match) {
+        get->if_none_match = strdup(if_none_match);
+        if (!get->if_none_match) {
+            log_error(NULL, "out of memory allocating a request");
+            abort();
+        }
+    }
     get->held.expire = api_get_expire;
     get->held.deadline_us = started_us + loop->api->config.request_deadline_ms * 1000;
     if (pg->wait_tail)

@@ -234,7 +234,7 @@ START_TEST(test_bad_requests)
                           "%s: WWW-Authenticate", c->name);
         if (c->status == 405)
             ck_assert_msg(harness_header(&response, "Allow", value, sizeof(value)) &&
-                              strcmp(value, "GET, PUT") == 0,
+                              strcmp(value, "GET, HEAD, PUT") == 0,
                           "%s: Allow is \"%s\"", c->name, value);
         harness_response_free(&response);
     }
@@ -565,6 +565,85 @@ START_TEST(test_get)
     ck_assert_int_eq(
         harness_request(&client, "GET", "/profiles/no-such-recipient-xyz", AUTH, NULL, 0, &response), 0);
     assert_error(&response, 404, INVALID, "no-such-recipient-xyz", "GET unknown");
+    harness_response_free(&response);
+    harness_client_close(&client);
+    ck_assert_int_eq(harness_api_stop(&api, SIGTERM, 30000), 0);
+    pg_schema_drop(&schema);
+}
+END_TEST
+
+/* ---- ETag, If-None-Match and HEAD (issue 16) ------------------------------------------- */
+
+static void get_conditional(harness_client_t *client, const char *method, const char *if_none_match,
+                            harness_response_t *response)
+{
+    char headers[300];
+    snprintf(headers, sizeof(headers), AUTH "%s%s%s", if_none_match ? "If-None-Match: " : "",
+             if_none_match ? if_none_match : "", if_none_match ? "\r\n" : "");
+    ck_assert_int_eq(harness_request(client, method, "/profiles/etag-1", headers, NULL, 0, response), 0);
+}
+
+START_TEST(test_get_etag)
+{
+    pg_schema_t schema;
+    pg_schema_create(&schema);
+    insert_profile(schema.conn, "etag-1", "{\"email\":\"e@example.com\"}");
+    const char *const overrides[] = {schema.dsn_override, NULL};
+    harness_api_t api;
+    harness_api_start(&api, overrides);
+    harness_client_t client;
+    harness_client_init(&client, api.port);
+    harness_response_t response = {0};
+    char etag[128], length[32], length_200[32];
+
+    /* The row's writer: partition 0, offset 0, command id 00 (insert_profile). */
+    get_conditional(&client, "GET", NULL, &response);
+    ck_assert_int_eq(response.status, 200);
+    ck_assert(harness_header(&response, "ETag", etag, sizeof(etag)));
+    ck_assert_str_eq(etag, "\"0.0.00\"");
+    ck_assert(harness_header(&response, "Content-Length", length_200, sizeof(length_200)));
+    size_t body_len = response.body.len;
+
+    /* Conditional GETs: the same tag (strong, weak, in a list, or *) -> 304 without a body. */
+    const char *matching[] = {"\"0.0.00\"", "W/\"0.0.00\"", "\"x\", \"0.0.00\"", "*"};
+    for (size_t i = 0; i < sizeof(matching) / sizeof(matching[0]); i++) {
+        get_conditional(&client, "GET", matching[i], &response);
+        ck_assert_msg(response.status == 304, "If-None-Match: %s -> %d", matching[i], response.status);
+        ck_assert_uint_eq(response.body.len, 0);
+        ck_assert(harness_header(&response, "ETag", etag, sizeof(etag)));
+        ck_assert_str_eq(etag, "\"0.0.00\"");
+        ck_assert(harness_header(&response, "Content-Length", length, sizeof(length)));
+        ck_assert_str_eq(length, length_200);
+    }
+    get_conditional(&client, "GET", "\"0.0.01\"", &response);
+    ck_assert_int_eq(response.status, 200);
+    ck_assert_uint_eq(response.body.len, body_len);
+
+    /* HEAD: the headers of the GET, no body. */
+    get_conditional(&client, "HEAD", NULL, &response);
+    ck_assert_int_eq(response.status, 200);
+    ck_assert_uint_eq(response.body.len, 0);
+    ck_assert(harness_header(&response, "Content-Length", length, sizeof(length)));
+    ck_assert_str_eq(length, length_200);
+    ck_assert(harness_header(&response, "ETag", etag, sizeof(etag)));
+    ck_assert_str_eq(etag, "\"0.0.00\"");
+
+    /* A newer write (another position): the old tag no longer matches. */
+    pg_exec(schema.conn,
+            "UPDATE profiles SET profile = '{\"email\":\"f@example.com\"}', kafka_offset = 7, command_id = "
+            "'\\xab' WHERE recipient_id = 'etag-1'",
+            0, NULL);
+    get_conditional(&client, "GET", "\"0.0.00\"", &response);
+    ck_assert_int_eq(response.status, 200);
+    ck_assert(strstr((const char *)response.body.data, "f@example.com"));
+    ck_assert(harness_header(&response, "ETag", etag, sizeof(etag)));
+    ck_assert_str_eq(etag, "\"0.7.ab\"");
+
+    /* No row: 404 whatever the condition. */
+    ck_assert_int_eq(harness_request(&client, "GET", "/profiles/etag-none", AUTH "If-None-Match: *\r\n", NULL,
+                                     0, &response),
+                     0);
+    ck_assert_int_eq(response.status, 404);
     harness_response_free(&response);
     harness_client_close(&client);
     ck_assert_int_eq(harness_api_stop(&api, SIGTERM, 30000), 0);
@@ -1217,6 +1296,7 @@ static Suite *api_integration_suite(void)
     tcase_add_test(tc, test_ops);
     tcase_add_test(tc, test_head_has_no_body);
     tcase_add_test(tc, test_get_pipelined);
+    tcase_add_test(tc, test_get_etag);
     tcase_add_test(tc, test_get_statement_timeout);
     suite_add_tcase(suite, tc);
 

@@ -7,11 +7,14 @@
 #include <time.h>
 
 #include "fold.h"
+#include "json_write.h"
 #include "log.h"
 #include "pgconn.h"
 
 struct apply_scratch {
+    limits_t limits;
     buf_t recipients, profiles, ids, partitions, notify, hex; /* profiles: COPY rows */
+    buf_t json;                                               /* one profile's JSON */
     fold_command_t *commands;
     fold_result_t *results;
     size_t *item_of; /* fold index -> batch index */
@@ -20,11 +23,12 @@ struct apply_scratch {
     size_t cap, row_cap, applied_cap;
 };
 
-apply_scratch_t *apply_scratch_new(void)
+apply_scratch_t *apply_scratch_new(const limits_t *limits)
 {
     apply_scratch_t *scratch = calloc(1, sizeof(*scratch));
     if (!scratch)
         abort();
+    scratch->limits = *limits;
     return scratch;
 }
 
@@ -38,6 +42,7 @@ void apply_scratch_destroy(apply_scratch_t *scratch)
     buf_free(&scratch->partitions);
     buf_free(&scratch->notify);
     buf_free(&scratch->hex);
+    buf_free(&scratch->json);
     free(scratch->commands);
     free(scratch->results);
     free(scratch->item_of);
@@ -150,18 +155,33 @@ static int apply_hex_decode(const char *hex, size_t len, uint8_t *out, size_t ou
 
 /* ------------------------------------------------ the transaction */
 
+const char *const apply_step_names[APPLY_STEP_COUNT] = {
+    [APPLY_STEP_READ] = "ms_read",     [APPLY_STEP_FOLD] = "ms_fold",
+    [APPLY_STEP_WRITE] = "ms_write",   [APPLY_STEP_POSITIONS] = "ms_positions",
+    [APPLY_STEP_COMMIT] = "ms_commit",
+};
+
+/* One transaction in progress: its inputs, where its timings go, and the
+ * status of the failing step. */
 typedef struct apply_tx {
     PGconn *conn;
-    apply_counts_t *counts; /* timings accumulate here */
+    apply_scratch_t *s;
+    const char *group, *topic;
+    const batch_t *batch;
+    size_t lo, hi;
+    const apply_position_t *positions;
+    size_t position_count;
+    size_t n, versioned;  /* commands of the range; of them, with an external version */
+    size_t row_count;     /* stored rows read for the fold */
+    size_t applied_count; /* ids recorded before */
+    size_t stale_to_delete;
+    PGresult *rows_res, *ids_res; /* the fold borrows the recipient ids of rows_res */
+    apply_counts_t *counts;
     char *errstr;
     size_t errstr_size;
     apply_status_t status; /* of the failing step */
 } apply_tx_t;
 
-/* Sends `rows` (COPY text) into apply_rows; false with tx->errstr on failure. */
-static bool apply_copy(apply_tx_t *tx, const buf_t *rows);
-
-/* Runs one statement; on failure classifies it into tx->status and fills errstr. */
 static double apply_ms(void)
 {
     struct timespec ts;
@@ -169,23 +189,18 @@ static double apply_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static PGresult *apply_exec(apply_tx_t *tx, const char *what, const char *sql, int nparams,
+/* Sends `rows` (COPY text) into apply_rows; false with tx->errstr on failure. */
+/* COPYs the rows of the written commands into apply_rows; false with tx->errstr on failure. */
+static bool apply_copy(apply_tx_t *tx);
+
+/* Runs one statement, timed in `step`; on failure classifies it into tx->status
+ * and fills errstr with `what` and PostgreSQL's reason. */
+static PGresult *apply_exec(apply_tx_t *tx, apply_step_t step, const char *what, const char *sql, int nparams,
                             const char *const *params, ExecStatusType expect)
 {
     double t0 = apply_ms();
     PGresult *res = PQexecParams(tx->conn, sql, nparams, NULL, params, NULL, NULL, 0);
-    double ms = apply_ms() - t0;
-    if (strcmp(what, "upsert profiles") == 0)
-        tx->counts->ms_upsert += ms;
-    else if (strcmp(what, "record applied ids") == 0 || strcmp(what, "unrecord stale ids") == 0)
-        tx->counts->ms_ids += ms;
-    else if (strcmp(what, "commit") == 0)
-        tx->counts->ms_commit += ms;
-    else if (strcmp(what, "move position") == 0 || strcmp(what, "insert position") == 0 ||
-             strcmp(what, "notify") == 0)
-        tx->counts->ms_positions += ms;
-    else
-        tx->counts->ms_read += ms;
+    tx->counts->ms[step] += apply_ms() - t0;
     if (PQresultStatus(res) == expect)
         return res;
     char reason[512];
@@ -197,22 +212,17 @@ static PGresult *apply_exec(apply_tx_t *tx, const char *what, const char *sql, i
     return NULL;
 }
 
-static bool apply_exec_ok(apply_tx_t *tx, const char *what, const char *sql, int nparams,
+static bool apply_exec_ok(apply_tx_t *tx, apply_step_t step, const char *what, const char *sql, int nparams,
                           const char *const *params)
 {
-    PGresult *res = apply_exec(tx, what, sql, nparams, params, PGRES_COMMAND_OK);
+    PGresult *res = apply_exec(tx, step, what, sql, nparams, params, PGRES_COMMAND_OK);
     bool ok = res != NULL;
     PQclear(res);
     return ok;
 }
 
-/* No FOR UPDATE here: the positions of the range's partitions are locked first
- * (apply_fence), and every writer of a recipient holds its partition's position
- * lock (a recipient lives on one partition: the key is the recipient id), so
- * nobody changes these rows until we commit. Locking 2000 rows would cost a
- * heap write each. */
-static const char apply_sql_lock[] = "SELECT recipient_id, version::text FROM profiles "
-                                     "WHERE recipient_id = ANY($1::text[])";
+static const char apply_sql_versions[] = "SELECT recipient_id, version::text FROM profiles "
+                                         "WHERE recipient_id = ANY($1::text[])";
 
 static const char apply_sql_fence[] =
     "SELECT partition, next_offset FROM kafka_positions "
@@ -273,54 +283,105 @@ static const char apply_sql_position_insert[] =
  * several payloads, each a whole list of "topic/partition/next_offset". */
 #define APPLY_NOTIFY_MAX_BYTES 7900
 
-/* Sends `payload` as one NOTIFY (delivered only if the transaction commits) and empties it. */
-static bool apply_notify(apply_tx_t *tx, buf_t *payload)
+size_t apply_positions_for(const batch_t *batch, size_t lo, size_t hi, const apply_position_t *base,
+                           size_t base_count, apply_position_t *positions, size_t cap)
 {
-    buf_terminate(payload);
-    const char *params[1] = {(const char *)payload->data};
-    PGresult *res =
-        apply_exec(tx, "notify", "SELECT pg_notify('profiled_applied', $1)", 1, params, PGRES_TUPLES_OK);
-    buf_reset(payload);
-    if (!res)
-        return false;
-    PQclear(res);
-    return true;
+    size_t count = 0;
+    for (size_t i = lo; i < hi; i++) {
+        const batch_item_t *item = &batch->items[i];
+        size_t k;
+        for (k = 0; k < count; k++)
+            if (positions[k].partition == item->partition)
+                break;
+        if (k == count) {
+            size_t b;
+            for (b = 0; b < base_count; b++)
+                if (base[b].partition == item->partition)
+                    break;
+            if (b == base_count || count == cap) /* the caller sized both from the batch */
+                abort();
+            positions[count++] = base[b];
+        }
+        positions[k].next = item->offset + 1;
+    }
+    return count;
 }
 
-/* Locks the positions of the range's partitions and checks that PostgreSQL
- * holds what we expect (a missing row where we expect none). A mismatch means
- * another worker moved a partition since we read it: APPLY_FENCED, before any
- * work is done. */
-static bool apply_fence(apply_tx_t *tx, apply_scratch_t *s, const char *group, const char *topic,
-                        const apply_position_t *positions, size_t position_count)
+/* Step "collect": the range's commands, in order, for the fold; the id and
+ * recipient arrays for recording ids, the recipients of versioned commands. */
+static void apply_collect(apply_tx_t *tx)
 {
-    buf_t *array = &s->partitions;
+    apply_scratch_t *s = tx->s;
+    size_t need = tx->hi - tx->lo;
+    if (s->cap < need) {
+        s->cap = need;
+        s->commands = apply_grow(s->commands, s->cap, sizeof(*s->commands));
+        s->results = apply_grow(s->results, s->cap, sizeof(*s->results));
+        s->item_of = apply_grow(s->item_of, s->cap, sizeof(*s->item_of));
+    }
+    arr_open(&s->recipients); /* of versioned commands */
+    arr_open(&s->ids);        /* every command's id ... */
+    arr_open(&s->hex);        /* ... and its recipient */
+    for (size_t i = tx->lo; i < tx->hi; i++) {
+        const batch_item_t *item = &tx->batch->items[i];
+        if (item->kind != BATCH_COMMAND)
+            continue;
+        fold_command_t *c = &s->commands[tx->n];
+        c->recipient_id = item->command.recipient_id;
+        c->recipient_id_len = item->command.recipient_id_len;
+        c->command_id = item->command.command_id;
+        c->has_version = item->command.has_version;
+        c->version = item->command.version;
+        s->item_of[tx->n++] = i;
+        /* Stored versions matter only to versioned commands: a recipient with none
+         * in the range is folded as if it had no row, and the upsert keeps its
+         * stored version (COALESCE), which is what an unversioned command does. */
+        if (c->has_version) {
+            arr_quoted(&s->recipients, c->recipient_id, c->recipient_id_len);
+            tx->versioned++;
+        }
+        arr_bytea(&s->ids, c->command_id, FOLD_ID_BYTES);
+        arr_quoted(&s->hex, c->recipient_id, c->recipient_id_len);
+    }
+    arr_close(&s->recipients);
+    arr_close(&s->ids);
+    arr_close(&s->hex);
+}
+
+/* Step "fence": locks the positions of the range's partitions and checks that
+ * PostgreSQL holds what we expect (a missing row where we expect none). A
+ * mismatch means another worker moved a partition since we read it:
+ * APPLY_FENCED, before any work is done. */
+static bool apply_fence(apply_tx_t *tx)
+{
+    buf_t *array = &tx->s->partitions;
     arr_open(array);
-    for (size_t p = 0; p < position_count; p++) {
+    for (size_t p = 0; p < tx->position_count; p++) {
         char number[16];
-        snprintf(number, sizeof(number), "%" PRId32, positions[p].partition);
+        snprintf(number, sizeof(number), "%" PRId32, tx->positions[p].partition);
         arr_raw(array, number);
     }
     arr_close(array);
-    const char *params[3] = {group, topic, (const char *)array->data};
-    PGresult *res = apply_exec(tx, "lock positions", apply_sql_fence, 3, params, PGRES_TUPLES_OK);
+    const char *params[3] = {tx->group, tx->topic, (const char *)array->data};
+    PGresult *res =
+        apply_exec(tx, APPLY_STEP_READ, "lock positions", apply_sql_fence, 3, params, PGRES_TUPLES_OK);
     if (!res)
         return false;
     bool ok = true;
-    for (size_t p = 0; p < position_count && ok; p++) {
+    for (size_t p = 0; p < tx->position_count && ok; p++) {
+        const apply_position_t *pos = &tx->positions[p];
         bool found = false;
         int64_t held = 0;
         for (int r = 0; r < PQntuples(res); r++)
-            if (atoi(PQgetvalue(res, r, 0)) == positions[p].partition) {
+            if (atoi(PQgetvalue(res, r, 0)) == pos->partition) {
                 found = true;
                 held = strtoll(PQgetvalue(res, r, 1), NULL, 10);
             }
-        if (found != positions[p].stored || (found && held != positions[p].expected)) {
+        if (found != pos->stored || (found && held != pos->expected)) {
             snprintf(tx->errstr, tx->errstr_size,
                      "partition %" PRId32 ": PostgreSQL holds position %s%" PRId64
                      ", this worker expected %s%" PRId64 " (another worker moved it)",
-                     positions[p].partition, found ? "" : "none/", held, positions[p].stored ? "" : "none/",
-                     positions[p].expected);
+                     pos->partition, found ? "" : "none/", held, pos->stored ? "" : "none/", pos->expected);
             tx->status = APPLY_FENCED;
             ok = false;
         }
@@ -329,226 +390,270 @@ static bool apply_fence(apply_tx_t *tx, apply_scratch_t *s, const char *group, c
     return ok;
 }
 
-static bool apply_one_row(PGresult *res)
+/* Step "read": stored versions (of recipients with a versioned command), then
+ * the ids recorded before (recording the range's ids in the same statement). */
+static bool apply_read_state(apply_tx_t *tx)
 {
-    return strcmp(PQcmdTuples(res), "1") == 0;
+    apply_scratch_t *s = tx->s;
+    if (tx->versioned > 0) {
+        const char *params[1] = {(const char *)s->recipients.data};
+        tx->rows_res =
+            apply_exec(tx, APPLY_STEP_READ, "read versions", apply_sql_versions, 1, params, PGRES_TUPLES_OK);
+        if (!tx->rows_res)
+            return false;
+        tx->row_count = (size_t)PQntuples(tx->rows_res);
+    }
+    if (s->row_cap < tx->row_count) {
+        s->row_cap = tx->row_count;
+        s->rows = apply_grow(s->rows, s->row_cap, sizeof(*s->rows));
+    }
+    for (size_t r = 0; r < tx->row_count; r++) {
+        fold_row_t *row = &s->rows[r];
+        row->recipient_id = PQgetvalue(tx->rows_res, (int)r, 0);
+        row->recipient_id_len = (size_t)PQgetlength(tx->rows_res, (int)r, 0);
+        row->has_version = !PQgetisnull(tx->rows_res, (int)r, 1);
+        row->version = row->has_version ? strtoull(PQgetvalue(tx->rows_res, (int)r, 1), NULL, 10) : 0;
+    }
+
+    const char *params[2] = {(const char *)s->ids.data, (const char *)s->hex.data};
+    tx->ids_res =
+        apply_exec(tx, APPLY_STEP_READ, "record applied ids", apply_sql_applied, 2, params, PGRES_TUPLES_OK);
+    if (!tx->ids_res)
+        return false;
+    tx->applied_count = (size_t)PQntuples(tx->ids_res);
+    if (s->applied_cap < tx->applied_count) {
+        s->applied_cap = tx->applied_count;
+        s->applied = apply_grow(s->applied, s->applied_cap, FOLD_ID_BYTES);
+    }
+    for (size_t r = 0; r < tx->applied_count; r++)
+        if (apply_hex_decode(PQgetvalue(tx->ids_res, (int)r, 0), (size_t)PQgetlength(tx->ids_res, (int)r, 0),
+                             s->applied + r * FOLD_ID_BYTES, FOLD_ID_BYTES) < 0) {
+            snprintf(tx->errstr, tx->errstr_size, "read applied ids: unexpected id text from PostgreSQL");
+            tx->status = APPLY_RETRY;
+            return false;
+        }
+    return true;
+}
+
+/* One COPY row: recipient_id, profile, command_id, kafka_partition, kafka_offset, version. */
+static void apply_copy_row(apply_scratch_t *s, const batch_item_t *item, const fold_result_t *result)
+{
+    static const char hex[] = "0123456789abcdef";
+    buf_t *row = &s->profiles;
+    const codec_command_t *command = &item->command;
+    buf_reset(&s->json);
+    size_t consumed = 0;
+    codec_failure_t failure;
+    if (json_write_value(command->profile_msgpack, command->profile_msgpack_len, &s->limits, "profile",
+                         &consumed, &s->json, &failure) < 0) {
+        /* The decoder accepted this profile with the same walk and limits. */
+        log_error(NULL, "a decoded profile no longer writes as JSON: %s", failure.message);
+        abort();
+    }
+    copy_field(row, command->recipient_id, command->recipient_id_len);
+    buf_append_byte(row, '\t');
+    copy_field(row, (const char *)s->json.data, s->json.len);
+    buf_append_str(row, "\t\\\\x");
+    for (size_t b = 0; b < FOLD_ID_BYTES; b++) {
+        buf_append_byte(row, (uint8_t)hex[command->command_id[b] >> 4]);
+        buf_append_byte(row, (uint8_t)hex[command->command_id[b] & 15]);
+    }
+    buf_appendf(row, "\t%" PRId32 "\t%" PRId64 "\t", item->partition, item->offset);
+    if (result->store_has_version)
+        buf_appendf(row, "%" PRIu64 "\n", result->store_version);
+    else
+        buf_append_str(row, "\\N\n");
+}
+
+/* Step "fold": the outcome of each command, and the ids of stale ones (recorded
+ * by the read step: to delete again). */
+static void apply_fold(apply_tx_t *tx)
+{
+    apply_scratch_t *s = tx->s;
+    double t0 = apply_ms();
+    fold_run(s->commands, tx->n, s->rows, tx->row_count, s->applied, tx->applied_count, s->results);
+    arr_open(&s->hex);
+    for (size_t k = 0; k < tx->n; k++) {
+        const batch_item_t *item = &tx->batch->items[s->item_of[k]];
+        const fold_result_t *result = &s->results[k];
+        switch (result->outcome) {
+        case FOLD_WRITTEN:
+            tx->counts->written++;
+            __attribute__((fallthrough)); /* a written command is applied too */
+        case FOLD_SUPERSEDED:
+            tx->counts->applied++;
+            break;
+        case FOLD_DUPLICATE:
+            tx->counts->duplicates++;
+            break;
+        case FOLD_STALE:
+            tx->counts->stale++;
+            /* unless another command of the range with this id applied
+             * (a producer reusing an id: rare, so a plain scan) */
+            bool applied_here = false;
+            for (size_t j = 0; j < tx->n && !applied_here; j++)
+                applied_here =
+                    (s->results[j].outcome == FOLD_WRITTEN || s->results[j].outcome == FOLD_SUPERSEDED) &&
+                    memcmp(s->commands[j].command_id, item->command.command_id, FOLD_ID_BYTES) == 0;
+            if (!applied_here) {
+                arr_bytea(&s->hex, item->command.command_id, FOLD_ID_BYTES);
+                tx->stale_to_delete++;
+            }
+            break;
+        default:
+            /* A broken fold: committing would move the position past a command
+             * whose row was never written. */
+            log_error(NULL, "impossible fold outcome %d", (int)result->outcome);
+            abort();
+        }
+    }
+    arr_close(&s->hex);
+    tx->counts->ms[APPLY_STEP_FOLD] += apply_ms() - t0;
+}
+
+/* Step "write": the rows, then the stale ids unrecorded. */
+static bool apply_write(apply_tx_t *tx)
+{
+    if (tx->counts->written > 0) {
+        const char *params[1] = {tx->topic};
+        if (!apply_exec_ok(tx, APPLY_STEP_WRITE, "create staging table", apply_sql_staging, 0, NULL) ||
+            !apply_copy(tx) ||
+            !apply_exec_ok(tx, APPLY_STEP_WRITE, "upsert profiles", apply_sql_upsert, 1, params))
+            return false;
+    }
+    if (tx->stale_to_delete > 0) {
+        const char *params[1] = {(const char *)tx->s->hex.data};
+        if (!apply_exec_ok(tx, APPLY_STEP_WRITE, "unrecord stale ids", apply_sql_unrecord, 1, params))
+            return false;
+    }
+    return true;
+}
+
+/* Sends `payload` as one NOTIFY (delivered only if the transaction commits) and empties it. */
+static bool apply_notify(apply_tx_t *tx, buf_t *payload)
+{
+    buf_terminate(payload);
+    const char *params[1] = {(const char *)payload->data};
+    PGresult *res = apply_exec(tx, APPLY_STEP_POSITIONS, "notify", "SELECT pg_notify('profiled_applied', $1)",
+                               1, params, PGRES_TUPLES_OK);
+    buf_reset(payload);
+    if (!res)
+        return false;
+    PQclear(res);
+    return true;
+}
+
+/* Step "positions", fenced: the update only matches the offset we believe
+ * PostgreSQL holds. Zero rows means another worker moved the partition. */
+static bool apply_move_positions(apply_tx_t *tx)
+{
+    buf_t *notify = &tx->s->notify;
+    buf_reset(notify);
+    for (size_t p = 0; p < tx->position_count; p++) {
+        const apply_position_t *pos = &tx->positions[p];
+        char partition[16], next[32], expected[32];
+        snprintf(partition, sizeof(partition), "%" PRId32, pos->partition);
+        snprintf(next, sizeof(next), "%" PRId64, pos->next);
+        snprintf(expected, sizeof(expected), "%" PRId64, pos->expected);
+        const char *params[5] = {tx->group, tx->topic, partition, next, expected};
+        PGresult *res = pos->stored ? apply_exec(tx, APPLY_STEP_POSITIONS, "move position",
+                                                 apply_sql_position_update, 5, params, PGRES_COMMAND_OK)
+                                    : apply_exec(tx, APPLY_STEP_POSITIONS, "insert position",
+                                                 apply_sql_position_insert, 4, params, PGRES_COMMAND_OK);
+        if (!res)
+            return false;
+        bool moved = strcmp(PQcmdTuples(res), "1") == 0;
+        PQclear(res);
+        if (!moved) {
+            snprintf(tx->errstr, tx->errstr_size,
+                     "partition %s: position is no longer %s (another worker moved it)", partition,
+                     pos->stored ? expected : "unset");
+            tx->status = APPLY_FENCED;
+            return false;
+        }
+        size_t entry = strlen(tx->topic) + strlen(partition) + strlen(next) + 3;
+        if (notify->len > 0 && notify->len + entry > APPLY_NOTIFY_MAX_BYTES && !apply_notify(tx, notify))
+            return false;
+        buf_appendf(notify, "%s%s/%s/%s", notify->len ? "," : "", tx->topic, partition, next);
+    }
+    return notify->len == 0 || apply_notify(tx, notify);
 }
 
 apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, const char *topic,
                          const batch_t *batch, size_t lo, size_t hi, const apply_position_t *positions,
                          size_t position_count, apply_counts_t *counts, char *errstr, size_t errstr_size)
 {
-    apply_tx_t tx = {
-        .conn = conn, .counts = counts, .errstr = errstr, .errstr_size = errstr_size, .status = APPLY_RETRY};
-    PGresult *rows_res = NULL, *ids_res = NULL;
-    bool in_tx = false;
     memset(counts, 0, sizeof(*counts));
+    apply_tx_t tx = {.conn = conn,
+                     .s = s,
+                     .group = group,
+                     .topic = topic,
+                     .batch = batch,
+                     .lo = lo,
+                     .hi = hi,
+                     .positions = positions,
+                     .position_count = position_count,
+                     .counts = counts,
+                     .errstr = errstr,
+                     .errstr_size = errstr_size,
+                     .status = APPLY_RETRY};
+    bool in_tx = false;
 
-    /* The range's commands, in order, for the fold. */
-    size_t n = 0, versioned = 0;
-    if (s->cap < hi - lo) {
-        s->cap = hi - lo;
-        s->commands = apply_grow(s->commands, s->cap, sizeof(*s->commands));
-        s->results = apply_grow(s->results, s->cap, sizeof(*s->results));
-        s->item_of = apply_grow(s->item_of, s->cap, sizeof(*s->item_of));
-    }
-    arr_open(&s->recipients); /* of versioned commands */
-    arr_open(&s->ids);        /* every command's id ... */
-    arr_open(&s->hex);        /* ... and its recipient */
-    for (size_t i = lo; i < hi; i++) {
-        const batch_item_t *item = &batch->items[i];
-        if (item->kind != BATCH_COMMAND)
-            continue;
-        fold_command_t *c = &s->commands[n];
-        c->recipient_id = item->command.recipient_id;
-        c->recipient_id_len = item->command.recipient_id_len;
-        c->command_id = item->command.command_id;
-        c->has_version = item->command.has_version;
-        c->version = item->command.version;
-        s->item_of[n++] = i;
-        /* Stored versions matter only to versioned commands: a recipient with none
-         * in the range is folded as if it had no row, and the upsert keeps its
-         * stored version (COALESCE), which is what an unversioned command does. */
-        if (c->has_version) {
-            arr_quoted(&s->recipients, c->recipient_id, c->recipient_id_len);
-            versioned++;
-        }
-        arr_bytea(&s->ids, c->command_id, FOLD_ID_BYTES);
-        arr_quoted(&s->hex, c->recipient_id, c->recipient_id_len);
-    }
-    arr_close(&s->recipients);
-    arr_close(&s->ids);
-    arr_close(&s->hex);
-
-    if (!apply_exec_ok(&tx, "begin", "BEGIN", 0, NULL))
+    apply_collect(&tx);
+    if (!apply_exec_ok(&tx, APPLY_STEP_READ, "begin", "BEGIN", 0, NULL))
         goto fail;
     in_tx = true;
-    if (!apply_fence(&tx, s, group, topic, positions, position_count))
+    if (!apply_fence(&tx))
         goto fail;
-
-    if (n > 0) {
-        size_t row_count = 0;
-        if (versioned > 0) {
-            const char *lock_params[1] = {(const char *)s->recipients.data};
-            rows_res = apply_exec(&tx, "read versions", apply_sql_lock, 1, lock_params, PGRES_TUPLES_OK);
-            if (!rows_res)
-                goto fail;
-            row_count = (size_t)PQntuples(rows_res);
-        }
-        if (s->row_cap < row_count) {
-            s->row_cap = row_count;
-            s->rows = apply_grow(s->rows, s->row_cap, sizeof(*s->rows));
-        }
-        for (size_t r = 0; r < row_count; r++) {
-            s->rows[r].recipient_id = PQgetvalue(rows_res, (int)r, 0);
-            s->rows[r].recipient_id_len = (size_t)PQgetlength(rows_res, (int)r, 0);
-            s->rows[r].has_version = !PQgetisnull(rows_res, (int)r, 1);
-            s->rows[r].version =
-                s->rows[r].has_version ? strtoull(PQgetvalue(rows_res, (int)r, 1), NULL, 10) : 0;
-        }
-
-        const char *id_params[2] = {(const char *)s->ids.data, (const char *)s->hex.data};
-        ids_res = apply_exec(&tx, "record applied ids", apply_sql_applied, 2, id_params, PGRES_TUPLES_OK);
-        if (!ids_res)
+    if (tx.n > 0) {
+        if (!apply_read_state(&tx))
             goto fail;
-        size_t applied_count = (size_t)PQntuples(ids_res);
-        if (s->applied_cap < applied_count) {
-            s->applied_cap = applied_count;
-            s->applied = apply_grow(s->applied, s->applied_cap, FOLD_ID_BYTES);
-        }
-        for (size_t r = 0; r < applied_count; r++)
-            if (apply_hex_decode(PQgetvalue(ids_res, (int)r, 0), (size_t)PQgetlength(ids_res, (int)r, 0),
-                                 s->applied + r * FOLD_ID_BYTES, FOLD_ID_BYTES) < 0) {
-                snprintf(errstr, errstr_size, "read applied ids: unexpected id text from PostgreSQL");
-                goto fail;
-            }
-
-        fold_run(s->commands, n, s->rows, row_count, s->applied, applied_count, s->results);
-
-        /* Rows to upsert, and ids to record. */
-        buf_reset(&s->profiles); /* COPY rows */
-        arr_open(&s->hex);       /* ids of stale commands, recorded above: to delete */
-        size_t stale_to_delete = 0;
-        for (size_t k = 0; k < n; k++) {
-            const batch_item_t *item = &batch->items[s->item_of[k]];
-            const fold_result_t *result = &s->results[k];
-            switch (result->outcome) {
-            case FOLD_WRITTEN: {
-                /* recipient_id, profile, command_id, kafka_partition, kafka_offset, version */
-                static const char hex[] = "0123456789abcdef";
-                counts->written++;
-                buf_t *row = &s->profiles;
-                copy_field(row, item->command.recipient_id, item->command.recipient_id_len);
-                buf_append_byte(row, '\t');
-                copy_field(row, (const char *)batch->json.data + item->json_off, item->json_len);
-                buf_append_str(row, "\t\\\\x");
-                for (size_t b = 0; b < FOLD_ID_BYTES; b++) {
-                    buf_append_byte(row, (uint8_t)hex[item->command.command_id[b] >> 4]);
-                    buf_append_byte(row, (uint8_t)hex[item->command.command_id[b] & 15]);
-                }
-                buf_appendf(row, "\t%" PRId32 "\t%" PRId64 "\t", item->partition, item->offset);
-                if (result->store_has_version)
-                    buf_appendf(row, "%" PRIu64 "\n", result->store_version);
-                else
-                    buf_append_str(row, "\\N\n");
-            }
-                __attribute__((fallthrough)); /* a written command is applied too */
-            case FOLD_SUPERSEDED:
-                counts->applied++;
-                break;
-            case FOLD_DUPLICATE:
-                counts->duplicates++;
-                break;
-            case FOLD_STALE:
-                counts->stale++;
-                /* unless another command of the range with this id applied
-                 * (a producer reusing an id: rare, so a plain scan) */
-                bool applied_here = false;
-                for (size_t j = 0; j < n && !applied_here; j++)
-                    applied_here =
-                        (s->results[j].outcome == FOLD_WRITTEN || s->results[j].outcome == FOLD_SUPERSEDED) &&
-                        memcmp(s->commands[j].command_id, item->command.command_id, FOLD_ID_BYTES) == 0;
-                if (!applied_here) {
-                    arr_bytea(&s->hex, item->command.command_id, FOLD_ID_BYTES);
-                    stale_to_delete++;
-                }
-                break;
-            default:
-                /* A broken fold: committing would move the position past a command
-                 * whose row was never written. */
-                log_error(NULL, "impossible fold outcome %d", (int)result->outcome);
-                abort();
-            }
-        }
-        arr_close(&s->hex);
-
-        bool ok = true;
-        if (counts->written > 0) {
-            const char *params[1] = {topic};
-            ok = apply_exec_ok(&tx, "upsert profiles", apply_sql_staging, 0, NULL) &&
-                 apply_copy(&tx, &s->profiles) &&
-                 apply_exec_ok(&tx, "upsert profiles", apply_sql_upsert, 1, params);
-        }
-        if (ok && stale_to_delete > 0) {
-            const char *params[1] = {(const char *)s->hex.data};
-            ok = apply_exec_ok(&tx, "unrecord stale ids", apply_sql_unrecord, 1, params);
-        }
-        if (!ok)
+        apply_fold(&tx);
+        if (!apply_write(&tx))
             goto fail;
     }
-
-    /* Positions, fenced: the update only matches the offset we believe PostgreSQL
-     * holds. Zero rows means another worker moved the partition since we read it. */
-    buf_reset(&s->notify);
-    for (size_t p = 0; p < position_count; p++) {
-        char partition[16], next[32], expected[32];
-        snprintf(partition, sizeof(partition), "%" PRId32, positions[p].partition);
-        snprintf(next, sizeof(next), "%" PRId64, positions[p].next);
-        snprintf(expected, sizeof(expected), "%" PRId64, positions[p].expected);
-        const char *params[5] = {group, topic, partition, next, expected};
-        PGresult *res =
-            positions[p].stored
-                ? apply_exec(&tx, "move position", apply_sql_position_update, 5, params, PGRES_COMMAND_OK)
-                : apply_exec(&tx, "insert position", apply_sql_position_insert, 4, params, PGRES_COMMAND_OK);
-        if (!res)
-            goto fail;
-        bool moved = apply_one_row(res);
-        PQclear(res);
-        if (!moved) {
-            snprintf(errstr, errstr_size, "partition %s: position is no longer %s (another worker moved it)",
-                     partition, positions[p].stored ? expected : "unset");
-            tx.status = APPLY_FENCED;
-            goto fail;
-        }
-        size_t entry = strlen(topic) + strlen(partition) + strlen(next) + 3;
-        if (s->notify.len > 0 && s->notify.len + entry > APPLY_NOTIFY_MAX_BYTES &&
-            !apply_notify(&tx, &s->notify))
-            goto fail;
-        buf_appendf(&s->notify, "%s%s/%s/%s", s->notify.len ? "," : "", topic, partition, next);
-    }
-    if (s->notify.len > 0 && !apply_notify(&tx, &s->notify))
+    if (!apply_move_positions(&tx))
         goto fail;
-    if (!apply_exec_ok(&tx, "commit", "COMMIT", 0, NULL)) {
-        in_tx = false; /* a failed COMMIT ends the transaction either way */
+    in_tx = false; /* a failed COMMIT ends the transaction either way */
+    if (!apply_exec_ok(&tx, APPLY_STEP_COMMIT, "commit", "COMMIT", 0, NULL))
         goto fail;
-    }
-    PQclear(rows_res);
-    PQclear(ids_res);
+    PQclear(tx.rows_res);
+    PQclear(tx.ids_res);
     return APPLY_OK;
 
 fail:
-    PQclear(rows_res);
-    PQclear(ids_res);
-    if (in_tx && PQstatus(conn) == CONNECTION_OK) {
-        PGresult *res = PQexec(conn, "ROLLBACK");
-        PQclear(res);
-    }
+    PQclear(tx.rows_res);
+    PQclear(tx.ids_res);
+    if (in_tx && PQstatus(conn) == CONNECTION_OK)
+        pgconn_exec_quiet(conn, "ROLLBACK");
     memset(counts, 0, sizeof(*counts));
     return tx.status;
 }
 
-static bool apply_copy(apply_tx_t *tx, const buf_t *rows)
+/* Sends `rows` in pieces and empties it. PQputCopyData takes an int length, and
+ * one row of a large profile can be big: a truncated (negative) length sends
+ * nothing and still answers 1, and the COPY would end with no rows while the
+ * positions move. So at most APPLY_COPY_PIECE bytes a call. */
+static bool apply_copy_send(apply_tx_t *tx, buf_t *rows, char *reason, size_t reason_size)
 {
+    for (size_t sent = 0; sent < rows->len;) {
+        size_t piece = rows->len - sent < APPLY_COPY_PIECE ? rows->len - sent : APPLY_COPY_PIECE;
+        if (PQputCopyData(tx->conn, (const char *)rows->data + sent, (int)piece) != 1) {
+            pgconn_error(tx->conn, NULL, reason, reason_size);
+            return false;
+        }
+        sent += piece;
+    }
+    buf_reset(rows);
+    return true;
+}
+
+/* The rows are built and sent a piece at a time rather than as one buffer of
+ * the whole batch: a lane then holds ~1 MiB of COPY text, not a second copy of
+ * every profile of its batch (README, "Memory"). */
+static bool apply_copy(apply_tx_t *tx)
+{
+    apply_scratch_t *s = tx->s;
     double t0 = apply_ms();
     char reason[512];
     PGresult *res = PQexec(tx->conn, apply_sql_copy);
@@ -556,17 +661,16 @@ static bool apply_copy(apply_tx_t *tx, const buf_t *rows)
     if (!ok)
         pgconn_error(tx->conn, res, reason, sizeof(reason));
     PQclear(res);
-    /* PQputCopyData takes an int length, and a batch of large profiles can pass 2 GiB: a
-     * truncated (negative) length sends nothing and still answers 1, and the COPY would
-     * end with no rows while the positions move. So the rows go in pieces. */
-    for (size_t sent = 0; ok && sent < rows->len;) {
-        size_t piece = rows->len - sent < APPLY_COPY_PIECE ? rows->len - sent : APPLY_COPY_PIECE;
-        if (PQputCopyData(tx->conn, (const char *)rows->data + sent, (int)piece) != 1) {
-            pgconn_error(tx->conn, NULL, reason, sizeof(reason));
-            ok = false;
-        }
-        sent += piece;
+    buf_reset(&s->profiles);
+    for (size_t k = 0; ok && k < tx->n; k++) {
+        if (s->results[k].outcome != FOLD_WRITTEN)
+            continue;
+        apply_copy_row(s, &tx->batch->items[s->item_of[k]], &s->results[k]);
+        if (s->profiles.len >= APPLY_COPY_PIECE)
+            ok = apply_copy_send(tx, &s->profiles, reason, sizeof(reason));
     }
+    if (ok)
+        ok = apply_copy_send(tx, &s->profiles, reason, sizeof(reason));
     if (ok && PQputCopyEnd(tx->conn, NULL) != 1) {
         pgconn_error(tx->conn, NULL, reason, sizeof(reason));
         ok = false;
@@ -581,7 +685,7 @@ static bool apply_copy(apply_tx_t *tx, const buf_t *rows)
         }
         PQclear(res);
     }
-    tx->counts->ms_upsert += apply_ms() - t0;
+    tx->counts->ms[APPLY_STEP_WRITE] += apply_ms() - t0;
     if (!ok) {
         snprintf(tx->errstr, tx->errstr_size, "copy rows: %s", reason);
         tx->status = PQstatus(tx->conn) == CONNECTION_OK && data_error ? APPLY_REJECTED : APPLY_RETRY;

@@ -1,19 +1,35 @@
 /*
- * apply: one PostgreSQL transaction for a range of a batch.
+ * apply: one PostgreSQL transaction for a range of a batch, on one connection.
  *
+ * The steps, in this order (each timed in its own bucket, apply_step_t):
+ *
+ *   collect    the range's commands, for the fold (no I/O)
  *   BEGIN
- *   lock the rows of the range's recipients (FOR UPDATE) and read their versions
- *   read which of the range's command ids were applied before
- *   fold (fold.h): the end state of one-at-a-time application
- *   upsert one row per recipient (arrays + unnest, one statement)
- *   record the applied ids (superseded ones included)
- *   move each partition's position, fenced on the position we expect
- *   NOTIFY profiled_applied, '<topic>/<partition>/<next_offset>,...'
+ *   fence      SELECT ... FOR UPDATE the range's positions and check that
+ *              PostgreSQL holds the expected ones: otherwise APPLY_FENCED
+ *              before anything is written
+ *   read       the stored versions of recipients with a versioned command;
+ *              record every id of the range (INSERT ... ON CONFLICT DO NOTHING)
+ *              and read back the ones that were recorded before
+ *   fold       fold.h: the end state of one-at-a-time application
+ *   write      COPY into a session temp table (the written commands' profiles
+ *              as JSON, rendered from msgpack and sent 1 MiB at a time), one
+ *              INSERT ... ON CONFLICT into profiles; ids of stale commands
+ *              deleted again
+ *   positions  each partition's next_offset moved, fenced a second time by the
+ *              UPDATE's `next_offset = expected` condition; NOTIFY
+ *              profiled_applied '<topic>/<partition>/<next_offset>,...'
  *   COMMIT
  *
- * The NOTIFY is queued inside the transaction, so PostgreSQL delivers it only
- * if and when the transaction commits. Items of kind INVALID/REJECTED only
- * advance positions (their dead letters were acknowledged before this runs).
+ * Rows, ids and positions share the one transaction (tests/worker checks the
+ * txid), so a crash leaves all of them or none. No row lock is taken: every
+ * writer of a recipient first locks its partition's position (a recipient
+ * lives on one partition, the key being the recipient id), so the fence
+ * serialises writers. The NOTIFY is delivered only if the transaction commits.
+ * Items of kind INVALID/REJECTED only advance positions (their dead letters
+ * were acknowledged before apply_run runs).
+ *
+ * Threads: a scratch and a connection belong to one thread at a time.
  */
 #ifndef PROFILED_WORKER_APPLY_H
 #define PROFILED_WORKER_APPLY_H
@@ -25,6 +41,7 @@
 
 #include "batch.h"
 #include "buf.h"
+#include "profile_limits.h"
 
 typedef struct apply_position {
     int32_t partition;
@@ -33,36 +50,53 @@ typedef struct apply_position {
     int64_t next;     /* next_offset after the transaction */
 } apply_position_t;
 
+/* Where a transaction's time goes (milliseconds per step, for the debug log). */
+typedef enum apply_step {
+    APPLY_STEP_READ,      /* BEGIN, fence, versions, recording and reading ids */
+    APPLY_STEP_FOLD,      /* the fold and the COPY rows (CPU only) */
+    APPLY_STEP_WRITE,     /* COPY + upsert of the rows, unrecording stale ids */
+    APPLY_STEP_POSITIONS, /* positions and NOTIFY */
+    APPLY_STEP_COMMIT,
+    APPLY_STEP_COUNT
+} apply_step_t;
+
+extern const char *const apply_step_names[APPLY_STEP_COUNT];
+
 typedef struct apply_counts {
     uint64_t applied;    /* written + superseded */
     uint64_t written;    /* rows upserted */
     uint64_t duplicates; /* skipped: id applied before */
     uint64_t stale;      /* skipped: external version not newer */
-    /* milliseconds spent per step, for the debug log and tuning */
-    double ms_read;      /* BEGIN, versions, applied ids */
-    double ms_upsert;    /* the profiles upsert */
-    double ms_ids;       /* recording applied ids */
-    double ms_positions; /* positions and NOTIFY */
-    double ms_commit;
+    double ms[APPLY_STEP_COUNT];
 } apply_counts_t;
 
 typedef enum apply_status {
     APPLY_OK,
     APPLY_RETRY,    /* connection lost, shutdown, deadlock...: retry the same commands later */
-    APPLY_FENCED,   /* a position or an id moved under us (another worker): re-read positions */
-    APPLY_REJECTED, /* PostgreSQL refused the data of some row: split the range to find it */
+    APPLY_FENCED,   /* a position moved under us (another worker): nothing written; re-read positions */
+    APPLY_REJECTED, /* PostgreSQL refused the data of some row: split the range to find it (bisect.h) */
 } apply_status_t;
 
-/* Scratch memory reused across transactions (parameters, fold arrays). */
+/* Scratch memory reused across transactions (parameters, fold arrays, COPY rows). */
 typedef struct apply_scratch apply_scratch_t;
 
-apply_scratch_t *apply_scratch_new(void);
+/* `limits`: those the commands were decoded with (the profiles' JSON is
+ * written again from msgpack while the rows are sent). */
+apply_scratch_t *apply_scratch_new(const limits_t *limits);
 void apply_scratch_destroy(apply_scratch_t *scratch);
 
-/* Applies batch->items[lo, hi) with the given position moves. On APPLY_OK
- * fills `counts`; otherwise the transaction was rolled back and errstr says why. */
+/* Fills positions[] (capacity `cap`, one per partition present in items[lo, hi))
+ * with next = last offset + 1 and expected/stored from `base` (`base_count`
+ * entries, one per partition of the batch). Returns the count. */
+size_t apply_positions_for(const batch_t *batch, size_t lo, size_t hi, const apply_position_t *base,
+                           size_t base_count, apply_position_t *positions, size_t cap);
+
+/* Applies batch->items[lo, hi) with the given position moves, in one
+ * transaction. On APPLY_OK fills `counts`; otherwise the transaction was
+ * rolled back (nothing written) and errstr says why. */
 apply_status_t apply_run(PGconn *conn, apply_scratch_t *scratch, const char *group, const char *topic,
                          const batch_t *batch, size_t lo, size_t hi, const apply_position_t *positions,
-                         size_t position_count, apply_counts_t *counts, char *errstr, size_t errstr_size);
+                         size_t position_count, apply_counts_t *counts, char *errstr, size_t errstr_size)
+    __attribute__((warn_unused_result));
 
 #endif

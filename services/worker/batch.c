@@ -15,24 +15,33 @@ void batch_add(batch_t *batch, rd_kafka_message_t *message, const limits_t *limi
     }
     batch_item_t *item = &batch->items[batch->count++];
     memset(item, 0, sizeof(*item));
-    item->message = message;
     item->partition = message->partition;
     item->offset = message->offset;
-    item->json_off = batch->json.len;
-    if (codec_decode(message->payload, message->len, message->key, message->key_len, limits, &item->command,
-                     &batch->json, &item->failure) == 0) {
-        item->kind = BATCH_COMMAND;
-        item->json_len = batch->json.len - item->json_off;
-    } else {
-        item->kind = BATCH_INVALID;
-        batch->json.len = item->json_off; /* drop a partial profile */
+    item->key_len = message->key ? message->key_len : 0;
+    item->value_len = message->payload ? message->len : 0;
+    item->record = malloc(item->key_len + item->value_len + 1);
+    if (!item->record)
+        abort();
+    if (message->key) {
+        memcpy(item->record, message->key, item->key_len);
+        item->key = item->record;
     }
+    if (item->value_len)
+        memcpy(item->record + item->key_len, message->payload, item->value_len);
+    item->value = item->record + item->key_len;
+    rd_kafka_message_destroy(message);
+    buf_reset(&batch->json);
+    if (codec_decode(item->value, item->value_len, item->key, item->key_len, limits, &item->command,
+                     &batch->json, &item->failure) == 0)
+        item->kind = BATCH_COMMAND;
+    else
+        item->kind = BATCH_INVALID;
 }
 
 void batch_clear(batch_t *batch)
 {
     for (size_t i = 0; i < batch->count; i++)
-        rd_kafka_message_destroy(batch->items[i].message);
+        free(batch->items[i].record);
     batch->count = 0;
     buf_reset(&batch->json);
     batch->opened_ms = 0;

@@ -26,6 +26,9 @@ const cfg_entry_t worker_config_table[] = {
     {"PROFILED_LOG_LEVEL", CFG_STRING, F(log_level), "info", 0, 0, false, "debug, info, warn or error"},
     {"PROFILED_WORKER_GROUP", CFG_STRING, F(group), "profiled-worker", 0, 0, false,
      "Kafka consumer group; also the key of this group's positions in PostgreSQL"},
+    {"PROFILED_APPLY_CONNECTIONS", CFG_INT, F(apply_connections), "0", 0, 64, false,
+     "PostgreSQL connections applying batches in parallel, each owning a share of the assigned "
+     "partitions; 0 = the online cores, at least 2, at most 8 (see README, choosing connections)"},
     {"PROFILED_BATCH_MAX_COMMANDS", CFG_INT, F(batch_max_commands), "5000", 1, 100000, false,
      "Most commands applied in one transaction (bigger batches apply faster under backlog; see "
      "tests/bench/worker)"},

@@ -75,7 +75,6 @@ int dlq_send(rd_kafka_t *dlq, const char *dlq_topic, const char *source_topic, b
             already++;
             continue;
         }
-        const rd_kafka_message_t *m = item->message;
         const char *code =
             item->kind == BATCH_REJECTED ? DLQ_CODE_POSTGRES_REJECTED : codec_error_name(item->failure.code);
         char partition[16], offset[32];
@@ -87,10 +86,11 @@ int dlq_send(rd_kafka_t *dlq, const char *dlq_topic, const char *source_topic, b
         rd_kafka_header_add(headers, DLQ_HEADER_TOPIC, -1, source_topic, -1);
         rd_kafka_header_add(headers, DLQ_HEADER_PARTITION, -1, partition, -1);
         rd_kafka_header_add(headers, DLQ_HEADER_OFFSET, -1, offset, -1);
-        rd_kafka_resp_err_t err =
-            rd_kafka_producev(dlq, RD_KAFKA_V_TOPIC(dlq_topic), RD_KAFKA_V_KEY(m->key, m->key_len),
-                              RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                              RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(item), RD_KAFKA_V_END);
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            dlq, RD_KAFKA_V_TOPIC(dlq_topic), RD_KAFKA_V_KEY(item->key, item->key_len),
+            RD_KAFKA_V_VALUE((void *)item->value, item->value_len) /* F_COPY: never written */,
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(item),
+            RD_KAFKA_V_END);
         if (err) {
             rd_kafka_headers_destroy(headers); /* not taken on failure */
             snprintf(errstr, errstr_size, "dead letter for %s/%s/%s: %s", source_topic, partition, offset,

@@ -1,19 +1,26 @@
 /*
  * worker: the consumer loop of profiled-worker.
  *
- * One thread does everything that touches Kafka positions, so their order is
- * simple to reason about:
+ * One thread (this one) does everything that touches Kafka and the positions
+ * table, so their order is simple to reason about; the PostgreSQL
+ * transactions run on the lanes (lane.h), one connection each:
  *
- *   poll -> filter -> decode into the open batch  (until max commands or max wait)
- *   flush: dead letters acknowledged -> one transaction (apply.c) -> Kafka commit
+ *   poll -> filter -> decode into the open batch of the partition's lane
+ *   hand the open batch to its lane when the lane is idle and the batch is
+ *   full, old (PROFILED_BATCH_MAX_WAIT), or nothing more is fetched
+ *   collect each lane's result: positions move, or a failure
+ *
+ * So a lane applies batch k while this thread decodes batch k+1, and a lone
+ * command is applied as soon as it is fetched (no batch timer to wait out).
  *
  * PostgreSQL holds the positions; Kafka's committed offsets are a copy for lag
  * tools and are never read back. Whenever something fails (PostgreSQL down, a
- * fenced position, dead letters not acknowledged) the open batch is dropped,
- * every assigned partition is paused, and after a capped, jittered backoff the
- * worker "resyncs": it re-reads the positions from PostgreSQL, seeks each
- * partition there and resumes. Re-reading rather than trusting memory also
- * settles a COMMIT whose answer was lost: if it committed, the positions moved.
+ * fenced position, dead letters not acknowledged) the open batches are
+ * dropped, every assigned partition is paused, and once every lane is idle
+ * and a capped, jittered backoff passed the worker "resyncs": it re-reads the
+ * positions from PostgreSQL, seeks each partition there and resumes.
+ * Re-reading rather than trusting memory also settles a COMMIT whose answer
+ * was lost: if it committed, the positions moved.
  */
 #include "worker.h"
 
@@ -38,10 +45,9 @@
 
 volatile sig_atomic_t worker_stop = 0;
 
-#define WORKER_POLL_MS                  100   /* longest a poll blocks: bounds the reaction to a signal */
-#define WORKER_FIRST_BACKOFF_MS         100   /* first retry delay after a failure */
-#define WORKER_DLQ_TIMEOUT_MS           10000 /* wait for dead-letter acknowledgements */
-#define WORKER_SEEK_TIMEOUT_MS          5000  /* wait for the fetcher to take a seek */
+#define WORKER_POLL_MS                  100  /* longest a poll blocks: bounds the reaction to a signal */
+#define WORKER_FIRST_BACKOFF_MS         100  /* first retry delay after a failure */
+#define WORKER_SEEK_TIMEOUT_MS          5000 /* wait for the fetcher to take a seek */
 #define WORKER_LAG_INTERVAL_MS          1000
 #define WORKER_KAFKA_COMMIT_INTERVAL_MS 5000 /* copy of the positions to Kafka, for lag tools */
 #define WORKER_PING_INTERVAL_MS         2000 /* PostgreSQL health check while idle */
@@ -53,55 +59,17 @@ int64_t worker_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static apply_scratch_t *worker_scratch; /* owned by worker_run; only the worker thread uses it */
-
-/* ------------------------------------------------------------------ partitions */
-
-static worker_partition_t *worker_partition_find(worker_t *w, int32_t partition)
+int worker_apply_connections(const worker_config_t *config)
 {
-    for (size_t i = 0; i < w->partition_count; i++)
-        if (w->partitions[i].partition == partition)
-            return &w->partitions[i];
-    return NULL;
+    if (config->apply_connections > 0)
+        return (int)config->apply_connections;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 2)
+        return 2; /* one lane commits while the other is read and folded */
+    return cores > WORKER_AUTO_CONNECTIONS_MAX ? WORKER_AUTO_CONNECTIONS_MAX : (int)cores;
 }
 
-static worker_partition_t *worker_partition_add(worker_t *w, int32_t partition)
-{
-    worker_partition_t *p = worker_partition_find(w, partition);
-    if (p)
-        return p;
-    if (w->partition_count == w->partition_cap) {
-        size_t cap = w->partition_cap ? w->partition_cap * 2 : 16;
-        worker_partition_t *grown = realloc(w->partitions, cap * sizeof(*grown));
-        if (!grown)
-            abort();
-        w->partitions = grown;
-        w->partition_cap = cap;
-    }
-    p = &w->partitions[w->partition_count++];
-    memset(p, 0, sizeof(*p));
-    p->partition = partition;
-    return p;
-}
-
-static void worker_partition_remove(worker_t *w, int32_t partition)
-{
-    worker_partition_t *p = worker_partition_find(w, partition);
-    if (!p)
-        return;
-    *p = w->partitions[--w->partition_count];
-    if (partition >= 0 && partition < WORKER_MAX_LAG_SLOTS)
-        atomic_store(&w->lag[partition], -1);
-}
-
-/* A list of every assigned partition of the command topic (offsets unset). */
-static rd_kafka_topic_partition_list_t *worker_partition_list(worker_t *w)
-{
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)w->partition_count + 1);
-    for (size_t i = 0; i < w->partition_count; i++)
-        rd_kafka_topic_partition_list_add(list, w->config->kafka_topic, w->partitions[i].partition);
-    return list;
-}
+/* ------------------------------------------------------------------ lag gauges */
 
 static double worker_lag_gauge(void *arg)
 {
@@ -121,7 +89,31 @@ static void worker_register_lag(worker_t *w, int32_t partition)
                   worker_lag_gauge, &w->lag[partition]);
 }
 
-/* ------------------------------------------------------------------ PostgreSQL */
+static void worker_update_lag(worker_t *w)
+{
+    for (size_t i = 0; i < w->parts.count; i++) {
+        const parts_entry_t *p = &w->parts.entries[i];
+        if (p->partition < 0 || p->partition >= WORKER_MAX_LAG_SLOTS)
+            continue;
+        int64_t low = 0, high = 0;
+        int64_t lag = -1;
+        if (p->known &&
+            rd_kafka_get_watermark_offsets(w->consumer, w->config->kafka_topic, p->partition, &low, &high) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR &&
+            high >= 0)
+            lag = high > p->next_offset ? high - p->next_offset : 0;
+        atomic_store(&w->lag[p->partition], lag);
+    }
+}
+
+static void worker_forget_partition(worker_t *w, int32_t partition)
+{
+    parts_remove(&w->parts, partition);
+    if (partition >= 0 && partition < WORKER_MAX_LAG_SLOTS)
+        atomic_store(&w->lag[partition], -1);
+}
+
+/* ------------------------------------------------------------------ PostgreSQL (control connection) */
 
 static void worker_pg_close(worker_t *w)
 {
@@ -143,48 +135,14 @@ static int worker_pg_ensure(worker_t *w, char *errstr, size_t errstr_size)
     return 0;
 }
 
-/* Reads the positions of the partitions in `list` (of the command topic) into
- * the table and into the list's offsets: the stored next offset, or the
- * beginning of the partition when no row exists yet. */
 static int worker_read_positions(worker_t *w, rd_kafka_topic_partition_list_t *list, char *errstr,
                                  size_t errstr_size)
 {
     if (worker_pg_ensure(w, errstr, errstr_size) < 0)
         return -1;
-    buf_t array = {0};
-    buf_append_byte(&array, '{');
-    for (int i = 0; i < list->cnt; i++)
-        buf_appendf(&array, "%s%" PRId32, i ? "," : "", list->elems[i].partition);
-    buf_append_byte(&array, '}');
-    buf_terminate(&array);
-    const char *params[3] = {w->config->group, w->config->kafka_topic, (const char *)array.data};
-    PGresult *res = PQexecParams(w->pg,
-                                 "SELECT partition, next_offset FROM kafka_positions "
-                                 "WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3::int[])",
-                                 3, NULL, params, NULL, NULL, 0);
-    buf_free(&array);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        pgconn_error(w->pg, res, errstr, errstr_size);
-        PQclear(res);
+    if (parts_read_positions(&w->parts, w->pg, w->config->group, w->config->kafka_topic, list, errstr,
+                             errstr_size) < 0)
         return -1;
-    }
-    for (int i = 0; i < list->cnt; i++) {
-        rd_kafka_topic_partition_t *tp = &list->elems[i];
-        worker_partition_t *p = worker_partition_add(w, tp->partition);
-        p->known = true;
-        p->stored = false;
-        p->next_offset = 0;
-        tp->offset = RD_KAFKA_OFFSET_BEGINNING;
-        for (int r = 0; r < PQntuples(res); r++) {
-            if (atoi(PQgetvalue(res, r, 0)) != tp->partition)
-                continue;
-            p->stored = true;
-            p->next_offset = strtoll(PQgetvalue(res, r, 1), NULL, 10);
-            tp->offset = p->next_offset;
-        }
-        p->fetch_offset = p->next_offset;
-    }
-    PQclear(res);
     atomic_store(&w->pg_ok, true);
     return 0;
 }
@@ -193,23 +151,27 @@ static int worker_read_positions(worker_t *w, rd_kafka_topic_partition_list_t *l
 
 static void worker_pause_all(worker_t *w)
 {
-    if (w->partition_count == 0)
+    if (w->parts.count == 0)
         return;
-    rd_kafka_topic_partition_list_t *list = worker_partition_list(w);
+    rd_kafka_topic_partition_list_t *list = parts_list(&w->parts, w->config->kafka_topic, -1);
     rd_kafka_pause_partitions(w->consumer, list);
     rd_kafka_topic_partition_list_destroy(list);
 }
 
-/* Drops the open batch and schedules a resync: immediately after a fence,
- * after a jittered, capped exponential backoff after anything else. */
+/* Drops the open batches and schedules a resync: immediately after a fence,
+ * after a jittered, capped exponential backoff after anything else. Batches in
+ * flight on the lanes finish on their own; the resync waits for them. */
 static void worker_fail(worker_t *w, apply_status_t status, const char *reason)
 {
     log_fields_t fields = LOG_FIELDS_INIT;
     log_field_str(&fields, "error", reason);
-    size_t dropped = w->batch.count;
+    size_t dropped = 0;
+    for (int l = 0; l < lanes_count(w->lanes); l++) {
+        dropped += w->open[l].count;
+        batch_clear(&w->open[l]);
+    }
     if (dropped > 0)
         log_field_int(&fields, "dropped_commands", (int64_t)dropped);
-    batch_clear(&w->batch);
     worker_pause_all(w);
     w->needs_resync = true;
     if (status == APPLY_FENCED) {
@@ -234,16 +196,13 @@ static void worker_fail(worker_t *w, apply_status_t status, const char *reason)
     int64_t wait = w->backoff_ms / 2 + (int64_t)(w->rng % (uint64_t)(w->backoff_ms / 2 + 1));
     w->retry_at_ms = worker_now_ms() + wait;
     log_field_int(&fields, "retry_in_ms", wait);
-    if (dropped > 0)
-        log_warn(&fields, "batch not applied; partitions paused, will resume from PostgreSQL's positions");
-    else
-        log_warn(&fields, "PostgreSQL still unavailable; partitions stay paused");
+    log_warn(&fields, "batch not applied; partitions paused, will resume from PostgreSQL's positions");
 }
 
 static void worker_resync(worker_t *w)
 {
     char errstr[512];
-    rd_kafka_topic_partition_list_t *list = worker_partition_list(w);
+    rd_kafka_topic_partition_list_t *list = parts_list(&w->parts, w->config->kafka_topic, -1);
     if (worker_read_positions(w, list, errstr, sizeof(errstr)) < 0) {
         rd_kafka_topic_partition_list_destroy(list);
         worker_fail(w, APPLY_RETRY, errstr);
@@ -272,11 +231,129 @@ static void worker_resync(worker_t *w)
     w->needs_resync = false;
     w->backoff_ms = 0;
     log_fields_t fields = LOG_FIELDS_INIT;
-    log_field_int(&fields, "partitions", (int64_t)w->partition_count);
+    log_field_int(&fields, "partitions", (int64_t)w->parts.count);
     log_info(&fields, "resumed from PostgreSQL's positions");
 }
 
-/* ------------------------------------------------------------------ flushing a batch */
+/* ------------------------------------------------------------------ lanes */
+
+/* Takes the results of finished lanes: positions move, or the worker fails. */
+static void worker_collect(worker_t *w)
+{
+    for (int l = 0; l < lanes_count(w->lanes); l++) {
+        lane_result_t result;
+        if (!lane_take(lanes_get(w->lanes, l), &result))
+            continue;
+        if (result.status != APPLY_OK) {
+            if (!w->needs_resync) /* after a failure, every result is superseded by the resync */
+                worker_fail(w, result.status, result.errstr);
+            continue;
+        }
+        for (size_t k = 0; k < result.position_count; k++) {
+            parts_entry_t *p = parts_find(&w->parts, result.positions[k].partition);
+            if (!p) /* revoked while lost: its batch was in flight */
+                continue;
+            p->stored = true;
+            p->next_offset = result.positions[k].expected;
+        }
+        atomic_store(&w->pg_ok, true);
+        w->next_ping_ms = worker_now_ms() + WORKER_PING_INTERVAL_MS;
+        w->kafka_commit_due = true;
+    }
+}
+
+static bool worker_lanes_idle(worker_t *w)
+{
+    for (int l = 0; l < lanes_count(w->lanes); l++)
+        if (!lane_idle(lanes_get(w->lanes, l)))
+            return false;
+    return true;
+}
+
+/* Hands lane l its open batch, with the positions PostgreSQL holds for the
+ * batch's partitions (the lane is idle, so its last batch is collected). */
+static void worker_submit(worker_t *w, int l)
+{
+    batch_t *open = &w->open[l];
+    apply_position_t small[64];
+    apply_position_t *base = small;
+    size_t count = 0, cap = sizeof(small) / sizeof(small[0]);
+    for (size_t i = 0; i < open->count; i++) {
+        int32_t partition = open->items[i].partition;
+        size_t k;
+        for (k = 0; k < count; k++)
+            if (base[k].partition == partition)
+                break;
+        if (k < count)
+            continue;
+        if (count == cap) {
+            cap *= 2;
+            apply_position_t *grown = malloc(cap * sizeof(*grown));
+            if (!grown)
+                abort();
+            memcpy(grown, base, count * sizeof(*grown));
+            if (base != small)
+                free(base);
+            base = grown;
+        }
+        const parts_entry_t *p = parts_find(&w->parts, partition);
+        if (!p) /* items belong to assigned partitions: revocation flushes or drops first */
+            abort();
+        base[count++] = (apply_position_t){
+            .partition = partition, .stored = p->stored, .expected = p->next_offset, .next = p->next_offset};
+    }
+    lane_submit(lanes_get(w->lanes, l), open, base, count);
+    if (base != small)
+        free(base);
+}
+
+/* Hands each idle lane its open batch when it is full, old, or when nothing
+ * more is fetched (`force`: whatever it holds). */
+static void worker_dispatch(worker_t *w, bool force)
+{
+    if (w->needs_resync)
+        return;
+    int64_t now = worker_now_ms();
+    for (int l = 0; l < lanes_count(w->lanes); l++) {
+        const batch_t *open = &w->open[l];
+        if (open->count == 0 || !lane_idle(lanes_get(w->lanes, l)))
+            continue;
+        if (force || w->drained || (int64_t)open->count >= w->config->batch_max_commands ||
+            now >= open->opened_ms + w->config->batch_max_wait_ms)
+            worker_submit(w, l);
+    }
+}
+
+/* Waits until lane l is idle, collecting (and dispatching to) the others meanwhile. */
+static void worker_wait_lane(worker_t *w, int l)
+{
+    lane_t *lane = lanes_get(w->lanes, l);
+    for (;;) {
+        worker_collect(w);
+        if (lane_idle(lane))
+            return;
+        worker_dispatch(w, false);
+        lanes_wait(w->lanes, WORKER_POLL_MS);
+    }
+}
+
+/* Applies the open batches of the lanes marked in `lanes_to_flush` (NULL: all)
+ * and waits for them: used before partitions are given up and at shutdown. */
+static void worker_flush_lanes(worker_t *w, const bool *lanes_to_flush)
+{
+    for (int l = 0; l < lanes_count(w->lanes); l++) {
+        if (lanes_to_flush && !lanes_to_flush[l])
+            continue;
+        worker_wait_lane(w, l);
+        if (w->open[l].count > 0 && !w->needs_resync) {
+            worker_submit(w, l);
+            worker_wait_lane(w, l);
+        }
+    }
+    worker_collect(w);
+}
+
+/* ------------------------------------------------------------------ Kafka commit */
 
 /* Copies the positions to Kafka's committed offsets, for lag tools (the truth
  * is in PostgreSQL; nothing reads them back). At most once per interval, not
@@ -284,157 +361,100 @@ static void worker_resync(worker_t *w)
  * generation", which librdkafka answers by declaring the assignment lost. */
 static void worker_commit_kafka(worker_t *w)
 {
-    if (!w->kafka_commit_due || w->partition_count == 0)
+    if (!w->kafka_commit_due || w->parts.count == 0)
         return;
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)w->partition_count);
-    for (size_t i = 0; i < w->partition_count; i++)
-        if (w->partitions[i].known && w->partitions[i].stored)
-            rd_kafka_topic_partition_list_add(list, w->config->kafka_topic, w->partitions[i].partition)
-                ->offset = w->partitions[i].next_offset;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)w->parts.count);
+    for (size_t i = 0; i < w->parts.count; i++) {
+        const parts_entry_t *p = &w->parts.entries[i];
+        if (p->known && p->stored)
+            rd_kafka_topic_partition_list_add(list, w->config->kafka_topic, p->partition)->offset =
+                p->next_offset;
+    }
     if (list->cnt > 0)
         (void)rd_kafka_commit(w->consumer, list, 1); /* asynchronous, best effort */
     rd_kafka_topic_partition_list_destroy(list);
     w->kafka_commit_due = false;
 }
 
-/* Applies items [lo, hi). On a data rejection, splits the range in two (and on
- * one command, dead-letters it and applies the range without it). */
-static apply_status_t worker_apply_range(worker_t *w, size_t lo, size_t hi, char *errstr, size_t errstr_size)
-{
-    apply_position_t positions[64];
-    apply_position_t *pos = positions;
-    size_t count = 0;
-    if (w->partition_count > sizeof(positions) / sizeof(positions[0])) {
-        pos = malloc(w->partition_count * sizeof(*pos));
-        if (!pos)
-            abort();
-    }
-    for (size_t i = lo; i < hi; i++) {
-        const batch_item_t *item = &w->batch.items[i];
-        size_t k;
-        for (k = 0; k < count; k++)
-            if (pos[k].partition == item->partition)
-                break;
-        if (k == count) {
-            const worker_partition_t *p = worker_partition_find(w, item->partition);
-            if (!p) /* items belong to assigned partitions: revocation flushes first */
-                abort();
-            pos[k].partition = item->partition;
-            pos[k].stored = p->stored;
-            pos[k].expected = p->next_offset;
-            count++;
-        }
-        pos[k].next = item->offset + 1;
-    }
-
-    int64_t t0 = worker_now_ms();
-    apply_counts_t counts;
-    apply_status_t status = apply_run(w->pg, worker_scratch, w->config->group, w->config->kafka_topic,
-                                      &w->batch, lo, hi, pos, count, &counts, errstr, errstr_size);
-    if (status == APPLY_OK) {
-        metrics_histogram_observe(w->m.apply_seconds, (double)(worker_now_ms() - t0) / 1000.0);
-        metrics_histogram_observe(w->m.batch_size, (double)(hi - lo));
-        metrics_counter_add(w->m.batches, 1);
-        metrics_counter_add(w->m.applied, counts.applied);
-        metrics_counter_add(w->m.duplicates, counts.duplicates);
-        metrics_counter_add(w->m.stale, counts.stale);
-        for (size_t k = 0; k < count; k++) {
-            worker_partition_t *p = worker_partition_find(w, pos[k].partition);
-            p->stored = true;
-            p->next_offset = pos[k].next;
-        }
-        atomic_store(&w->pg_ok, true);
-        w->next_ping_ms = worker_now_ms() + WORKER_PING_INTERVAL_MS;
-        w->kafka_commit_due = true;
-        log_fields_t fields = LOG_FIELDS_INIT;
-        log_field_int(&fields, "commands", (int64_t)(hi - lo));
-        log_field_int(&fields, "applied", (int64_t)counts.applied);
-        log_field_int(&fields, "rows", (int64_t)counts.written);
-        log_field_int(&fields, "duplicates", (int64_t)counts.duplicates);
-        log_field_int(&fields, "stale", (int64_t)counts.stale);
-        log_field_int(&fields, "ms_read", (int64_t)counts.ms_read);
-        log_field_int(&fields, "ms_upsert", (int64_t)counts.ms_upsert);
-        log_field_int(&fields, "ms_ids", (int64_t)counts.ms_ids);
-        log_field_int(&fields, "ms_positions", (int64_t)counts.ms_positions);
-        log_field_int(&fields, "ms_commit", (int64_t)counts.ms_commit);
-        log_debug(&fields, "batch applied");
-    } else if (status == APPLY_REJECTED) {
-        if (hi - lo > 1) {
-            size_t mid = lo + (hi - lo) / 2;
-            status = worker_apply_range(w, lo, mid, errstr, errstr_size);
-            if (status == APPLY_OK)
-                status = worker_apply_range(w, mid, hi, errstr, errstr_size);
-        } else if (w->batch.items[lo].kind == BATCH_COMMAND) {
-            batch_item_t *item = &w->batch.items[lo];
-            log_fields_t fields = LOG_FIELDS_INIT;
-            log_field_str(&fields, "topic", w->config->kafka_topic);
-            log_field_int(&fields, "partition", item->partition);
-            log_field_int(&fields, "offset", item->offset);
-            log_field_str(&fields, "error", errstr);
-            log_warn(&fields, "PostgreSQL rejected a command; dead-lettering it");
-            item->kind = BATCH_REJECTED;
-            item->failure.code = CODEC_OK;
-            snprintf(item->failure.message, sizeof(item->failure.message), "%s", errstr);
-            size_t sent = 0;
-            if (dlq_send(w->dlq, w->config->kafka_dlq_topic, w->config->kafka_topic, &w->batch, lo, hi,
-                         WORKER_DLQ_TIMEOUT_MS, &sent, errstr, errstr_size) < 0)
-                status = APPLY_RETRY;
-            else {
-                metrics_counter_add(w->m.dead_lettered, sent);
-                status = worker_apply_range(w, lo, hi, errstr, errstr_size);
-            }
-        } else
-            status = APPLY_RETRY; /* only a position move was refused: not a data problem */
-    }
-    if (pos != positions)
-        free(pos);
-    return status;
-}
-
-void worker_flush(worker_t *w);
-void worker_flush(worker_t *w)
-{
-    char errstr[1024];
-    if (w->batch.count == 0)
-        return;
-    if (w->needs_resync) {
-        batch_clear(&w->batch);
-        return;
-    }
-    if (worker_pg_ensure(w, errstr, sizeof(errstr)) < 0) {
-        worker_fail(w, APPLY_RETRY, errstr);
-        return;
-    }
-    size_t sent = 0;
-    if (dlq_send(w->dlq, w->config->kafka_dlq_topic, w->config->kafka_topic, &w->batch, 0, w->batch.count,
-                 WORKER_DLQ_TIMEOUT_MS, &sent, errstr, sizeof(errstr)) < 0) {
-        worker_fail(w, APPLY_RETRY, errstr);
-        return;
-    }
-    if (sent > 0) {
-        metrics_counter_add(w->m.dead_lettered, sent);
-        for (size_t i = 0; i < w->batch.count; i++) {
-            const batch_item_t *item = &w->batch.items[i];
-            if (item->kind != BATCH_INVALID)
-                continue;
-            log_fields_t fields = LOG_FIELDS_INIT;
-            log_field_str(&fields, "topic", w->config->kafka_topic);
-            log_field_int(&fields, "partition", item->partition);
-            log_field_int(&fields, "offset", item->offset);
-            log_field_str(&fields, "code", codec_error_name(item->failure.code));
-            log_field_str(&fields, "reason", item->failure.message);
-            log_warn(&fields, "invalid command dead-lettered");
-        }
-    }
-    apply_status_t status = worker_apply_range(w, 0, w->batch.count, errstr, sizeof(errstr));
-    if (status != APPLY_OK) {
-        worker_fail(w, status, errstr);
-        return;
-    }
-    batch_clear(&w->batch);
-}
-
 /* ------------------------------------------------------------------ rebalancing */
+
+static void worker_assign(worker_t *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *partitions,
+                          bool cooperative, log_fields_t *fields)
+{
+    char errstr[512];
+    bool read = false;
+    if (!w->needs_resync) {
+        read = worker_read_positions(w, partitions, errstr, sizeof(errstr)) == 0;
+        if (!read)
+            log_field_str(fields, "error", errstr);
+    }
+    if (!read)
+        for (int i = 0; i < partitions->cnt; i++)
+            parts_add(&w->parts, partitions->elems[i].partition)->known = false;
+    for (int i = 0; i < partitions->cnt; i++)
+        worker_register_lag(w, partitions->elems[i].partition);
+    rd_kafka_error_t *error = NULL;
+    if (cooperative)
+        error = rd_kafka_incremental_assign(rk, partitions);
+    else
+        (void)rd_kafka_assign(rk, partitions);
+    if (error) {
+        log_field_str(fields, "assign_error", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+    log_info(fields, "partitions assigned%s", read ? "" : " (positions not read yet: paused)");
+    atomic_store(&w->joined, true);
+    if (!read && !w->needs_resync)
+        worker_fail(w, APPLY_RETRY, errstr);
+    else if (!read)
+        worker_pause_all(w);
+    else
+        /* librdkafka keeps a partition's pause flag across unassign/assign: one
+         * paused by a failure before it was lost and given back would stay
+         * paused for good. */
+        rd_kafka_resume_partitions(rk, partitions);
+}
+
+static void worker_revoke(worker_t *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *partitions,
+                          bool cooperative, log_fields_t *fields)
+{
+    bool lost = rd_kafka_assignment_lost(rk);
+    /* Finish the batches of the revoked partitions while they are still ours,
+     * waiting only for the lanes that apply them; when they are already lost
+     * another worker may own them, so drop the open batches instead (the fence
+     * would refuse them anyway) and resync. */
+    bool *affected = calloc((size_t)lanes_count(w->lanes), sizeof(*affected));
+    if (!affected)
+        abort();
+    bool open = false;
+    for (int i = 0; i < partitions->cnt; i++) {
+        const parts_entry_t *p = parts_find(&w->parts, partitions->elems[i].partition);
+        if (p) {
+            affected[p->lane] = true;
+            open |= w->open[p->lane].count > 0;
+        }
+    }
+    if (lost && open)
+        worker_fail(w, APPLY_FENCED, "assignment lost with a batch open");
+    else if (!lost)
+        worker_flush_lanes(w, affected);
+    free(affected);
+    for (int i = 0; i < partitions->cnt; i++)
+        worker_forget_partition(w, partitions->elems[i].partition);
+    rd_kafka_error_t *error = NULL;
+    if (cooperative)
+        error = rd_kafka_incremental_unassign(rk, partitions);
+    else {
+        (void)rd_kafka_assign(rk, NULL);
+        while (w->parts.count > 0)
+            worker_forget_partition(w, w->parts.entries[0].partition);
+    }
+    if (error) {
+        log_field_str(fields, "unassign_error", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+    log_info(fields, "partitions revoked%s", lost ? " (lost)" : "");
+}
 
 /* Runs on the worker thread, inside rd_kafka_consumer_poll. */
 static void worker_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -442,73 +462,16 @@ static void worker_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
     worker_t *w = opaque;
     bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
-    char errstr[512];
     log_fields_t fields = LOG_FIELDS_INIT;
     log_field_int(&fields, "partitions", partitions->cnt);
-
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        bool read = false;
-        if (!w->needs_resync) {
-            read = worker_read_positions(w, partitions, errstr, sizeof(errstr)) == 0;
-            if (!read)
-                log_field_str(&fields, "error", errstr);
-        }
-        if (!read)
-            for (int i = 0; i < partitions->cnt; i++)
-                worker_partition_add(w, partitions->elems[i].partition)->known = false;
-        for (int i = 0; i < partitions->cnt; i++)
-            worker_register_lag(w, partitions->elems[i].partition);
-        rd_kafka_error_t *error = NULL;
-        if (cooperative)
-            error = rd_kafka_incremental_assign(rk, partitions);
-        else
-            (void)rd_kafka_assign(rk, partitions);
-        if (error) {
-            log_field_str(&fields, "assign_error", rd_kafka_error_string(error));
-            rd_kafka_error_destroy(error);
-        }
-        log_info(&fields, "partitions assigned%s", read ? "" : " (positions not read yet: paused)");
-        atomic_store(&w->joined, true);
-        if (!read && !w->needs_resync)
-            worker_fail(w, APPLY_RETRY, errstr);
-        else if (!read)
-            worker_pause_all(w);
-        else
-            /* librdkafka keeps a partition's pause flag across unassign/assign: one
-             * paused by a failure before it was lost and given back would stay
-             * paused for good. */
-            rd_kafka_resume_partitions(rk, partitions);
+        worker_assign(w, rk, partitions, cooperative, &fields);
         return;
     }
-
     if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
-        bool lost = rd_kafka_assignment_lost(rk);
-        /* Finish the open batch while its partitions are still ours; when they are
-         * already lost another worker may own them, so abandon it instead (the
-         * fenced position update would refuse it anyway). */
-        if (w->batch.count > 0) {
-            if (lost)
-                worker_fail(w, APPLY_FENCED, "assignment lost with a batch open");
-            else
-                worker_flush(w);
-        }
-        for (int i = 0; i < partitions->cnt; i++)
-            worker_partition_remove(w, partitions->elems[i].partition);
-        rd_kafka_error_t *error = NULL;
-        if (cooperative)
-            error = rd_kafka_incremental_unassign(rk, partitions);
-        else {
-            (void)rd_kafka_assign(rk, NULL);
-            w->partition_count = 0;
-        }
-        if (error) {
-            log_field_str(&fields, "unassign_error", rd_kafka_error_string(error));
-            rd_kafka_error_destroy(error);
-        }
-        log_info(&fields, "partitions revoked%s", lost ? " (lost)" : "");
+        worker_revoke(w, rk, partitions, cooperative, &fields);
         return;
     }
-
     log_field_str(&fields, "error", rd_kafka_err2str(err));
     log_error(&fields, "unexpected rebalance event");
     if (cooperative) {
@@ -532,7 +495,7 @@ static void worker_message(worker_t *w, rd_kafka_message_t *m)
         rd_kafka_message_destroy(m);
         return;
     }
-    worker_partition_t *p = worker_partition_find(w, m->partition);
+    parts_entry_t *p = parts_find(&w->parts, m->partition);
     if (w->needs_resync || !p || !p->known || m->offset < p->fetch_offset ||
         strcmp(rd_kafka_topic_name(m->rkt), w->config->kafka_topic) != 0) {
         /* before a resync everything is fetched again from PostgreSQL's positions;
@@ -540,27 +503,20 @@ static void worker_message(worker_t *w, rd_kafka_message_t *m)
         rd_kafka_message_destroy(m);
         return;
     }
-    p->fetch_offset = m->offset + 1;
-    if (w->batch.count == 0)
-        w->batch.opened_ms = worker_now_ms();
-    batch_add(&w->batch, m, &w->limits);
-}
-
-static void worker_update_lag(worker_t *w)
-{
-    for (size_t i = 0; i < w->partition_count; i++) {
-        const worker_partition_t *p = &w->partitions[i];
-        if (p->partition < 0 || p->partition >= WORKER_MAX_LAG_SLOTS)
-            continue;
-        int64_t low = 0, high = 0;
-        int64_t lag = -1;
-        if (p->known &&
-            rd_kafka_get_watermark_offsets(w->consumer, w->config->kafka_topic, p->partition, &low, &high) ==
-                RD_KAFKA_RESP_ERR_NO_ERROR &&
-            high >= 0)
-            lag = high > p->next_offset ? high - p->next_offset : 0;
-        atomic_store(&w->lag[p->partition], lag);
+    int l = p->lane;
+    if ((int64_t)w->open[l].count >= w->config->batch_max_commands) {
+        /* Full: wait for the lane (the others keep applying), then hand it over. */
+        worker_wait_lane(w, l);
+        if (w->needs_resync) {
+            rd_kafka_message_destroy(m);
+            return;
+        }
+        worker_submit(w, l);
     }
+    p->fetch_offset = m->offset + 1;
+    if (w->open[l].count == 0)
+        w->open[l].opened_ms = worker_now_ms();
+    batch_add(&w->open[l], m, &w->limits);
 }
 
 /* ------------------------------------------------------------------ readiness */
@@ -586,15 +542,15 @@ static void worker_metrics_init(worker_t *w)
 {
     static const double size_bounds[] = {1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000};
     metrics_t *m = w->metrics;
-    w->m.applied = metrics_counter(m, "profiled_worker_commands_applied_total",
-                                   "Commands applied (superseded within a batch included)", NULL);
-    w->m.duplicates = metrics_counter(m, "profiled_worker_commands_skipped_total",
-                                      "Commands skipped, by reason", "reason=\"duplicate\"");
-    w->m.stale = metrics_counter(m, "profiled_worker_commands_skipped_total", "Commands skipped, by reason",
-                                 "reason=\"stale_version\"");
-    w->m.dead_lettered = metrics_counter(m, "profiled_worker_commands_dead_lettered_total",
-                                         "Commands sent to the dead-letter topic", NULL);
-    w->m.batches = metrics_counter(m, "profiled_worker_batches_total", "Transactions committed", NULL);
+    w->m.lane.applied = metrics_counter(m, "profiled_worker_commands_applied_total",
+                                        "Commands applied (superseded within a batch included)", NULL);
+    w->m.lane.duplicates = metrics_counter(m, "profiled_worker_commands_skipped_total",
+                                           "Commands skipped, by reason", "reason=\"duplicate\"");
+    w->m.lane.stale = metrics_counter(m, "profiled_worker_commands_skipped_total",
+                                      "Commands skipped, by reason", "reason=\"stale_version\"");
+    w->m.lane.dead_lettered = metrics_counter(m, "profiled_worker_commands_dead_lettered_total",
+                                              "Commands sent to the dead-letter topic", NULL);
+    w->m.lane.batches = metrics_counter(m, "profiled_worker_batches_total", "Transactions committed", NULL);
     w->m.apply_failures =
         metrics_counter(m, "profiled_worker_apply_failures_total",
                         "Batches dropped for a retry (PostgreSQL or dead-letter failures)", NULL);
@@ -602,9 +558,10 @@ static void worker_metrics_init(worker_t *w)
                                   "Transactions refused because another worker moved a position", NULL);
     w->m.purged = metrics_counter(m, "profiled_worker_applied_ids_purged_total",
                                   "Applied command ids deleted after the retention", NULL);
-    w->m.batch_size = metrics_histogram(m, "profiled_worker_batch_size", "Commands per committed transaction",
-                                        NULL, size_bounds, sizeof(size_bounds) / sizeof(size_bounds[0]));
-    w->m.apply_seconds =
+    w->m.lane.batch_size =
+        metrics_histogram(m, "profiled_worker_batch_size", "Commands per committed transaction", NULL,
+                          size_bounds, sizeof(size_bounds) / sizeof(size_bounds[0]));
+    w->m.lane.apply_seconds =
         metrics_histogram(m, "profiled_worker_apply_seconds", "Duration of one batch transaction", NULL,
                           metrics_latency_bounds, metrics_latency_bound_count);
 }
@@ -637,6 +594,41 @@ static int worker_start_pg(worker_t *w)
     return -1;
 }
 
+/*
+ * Bounded prefetch. librdkafka's defaults fetch up to 1 MiB a partition per
+ * request and queue up to 64 MiB or 100,000 messages a partition, far more
+ * than the worker can use: it holds at most two batches a lane (the open one
+ * and the one applying), and the broker is close. What costs memory is the
+ * per-partition fetch size (a fetched response stays allocated until every
+ * message of it was polled; measured at 100k × 1 KiB over 6 partitions, two
+ * lanes: peak RSS 82 MiB with 1 MiB a partition, 47 MiB with 64 KiB, at the
+ * same apply rate). So, from the batch size B (commands of ~1 KiB):
+ *   queued.max.messages.kbytes = max(1024, B / 4)   (a quarter batch ahead)
+ *   fetch.max.bytes            = the same, in bytes
+ *   max.partition.fetch.bytes  = max(64 KiB, that / 32)
+ *   queued.min.messages        = B
+ * A larger message is still fetched whole (librdkafka grows the request).
+ * PROFILED_KAFKA_PROPERTIES may override each. Memory as a function of the
+ * settings: README, "Memory".
+ */
+static int worker_consumer_limits(rd_kafka_conf_t *conf, int64_t batch_max_commands, char *errstr,
+                                  size_t errstr_size)
+{
+    int64_t kbytes = batch_max_commands / 4 < 1024 ? 1024 : batch_max_commands / 4;
+    int64_t partition_bytes = kbytes * 1024 / 32 < 65536 ? 65536 : kbytes * 1024 / 32;
+    char queued_kbytes[32], queued_messages[32], fetch_bytes[32], partition_fetch[32];
+    snprintf(queued_kbytes, sizeof(queued_kbytes), "%" PRId64, kbytes);
+    snprintf(queued_messages, sizeof(queued_messages), "%" PRId64, batch_max_commands);
+    snprintf(fetch_bytes, sizeof(fetch_bytes), "%" PRId64, kbytes * 1024);
+    snprintf(partition_fetch, sizeof(partition_fetch), "%" PRId64, partition_bytes);
+    if (kafka_conf_set(conf, "queued.max.messages.kbytes", queued_kbytes, errstr, errstr_size) < 0 ||
+        kafka_conf_set(conf, "queued.min.messages", queued_messages, errstr, errstr_size) < 0 ||
+        kafka_conf_set(conf, "fetch.max.bytes", fetch_bytes, errstr, errstr_size) < 0 ||
+        kafka_conf_set(conf, "max.partition.fetch.bytes", partition_fetch, errstr, errstr_size) < 0)
+        return -1;
+    return 0;
+}
+
 static rd_kafka_t *worker_consumer_new(worker_t *w, char *errstr, size_t errstr_size)
 {
     const worker_config_t *c = w->config;
@@ -652,6 +644,7 @@ static rd_kafka_t *worker_consumer_new(worker_t *w, char *errstr, size_t errstr_
         kafka_conf_set(conf, "isolation.level", "read_committed", errstr, errstr_size) < 0 ||
         kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) < 0 ||
         kafka_conf_set(conf, "client.id", "profiled-worker", errstr, errstr_size) < 0 ||
+        worker_consumer_limits(conf, c->batch_max_commands, errstr, errstr_size) < 0 ||
         kafka_conf_set_list(conf, c->kafka_properties, errstr, errstr_size) < 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
@@ -711,41 +704,38 @@ static void worker_periodic(worker_t *w, int64_t now)
 
 static void worker_loop(worker_t *w)
 {
-    const int64_t max_commands = w->config->batch_max_commands;
     while (!worker_stop) {
+        worker_collect(w);
         int64_t now = worker_now_ms();
-        if (w->batch.count == 0)
-            worker_periodic(w, now);
+        worker_periodic(w, now);
         if (w->needs_resync) {
-            if (now >= w->retry_at_ms) {
+            if (now >= w->retry_at_ms && worker_lanes_idle(w)) {
                 worker_resync(w);
                 continue;
             }
             /* Stay in the group while paused; whatever arrives is fetched again later. */
-            int64_t wait = w->retry_at_ms - now;
+            int64_t wait = w->retry_at_ms > now ? w->retry_at_ms - now : WORKER_POLL_MS;
             rd_kafka_message_t *m =
                 rd_kafka_consumer_poll(w->consumer, (int)(wait < WORKER_POLL_MS ? wait : WORKER_POLL_MS));
             if (m)
                 worker_message(w, m);
             continue;
         }
+        worker_dispatch(w, false);
+        /* An open batch whose lane is idle was kept because more was fetched:
+         * look again without blocking. Otherwise block; a finishing lane
+         * yields the queue, so the poll returns as soon as one is free. */
         int64_t wait = WORKER_POLL_MS;
-        if (w->batch.count > 0) {
-            wait = w->batch.opened_ms + w->config->batch_max_wait_ms - now;
-            if ((int64_t)w->batch.count >= max_commands || wait <= 0) {
-                worker_flush(w);
-                continue;
-            }
-            if (wait > WORKER_POLL_MS)
-                wait = WORKER_POLL_MS;
-        }
+        for (int l = 0; l < lanes_count(w->lanes); l++)
+            if (w->open[l].count > 0 && lane_idle(lanes_get(w->lanes, l)))
+                wait = 0;
         rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, (int)wait);
+        w->drained = m == NULL;
         if (m)
             worker_message(w, m);
     }
-    /* SIGTERM: finish the open batch (unless failing), then leave the group. */
-    if (w->batch.count > 0)
-        worker_flush(w);
+    /* SIGTERM: finish the open batches (unless failing), then leave the group. */
+    worker_flush_lanes(w, NULL);
 }
 
 int worker_run(const worker_config_t *config)
@@ -769,7 +759,11 @@ int worker_run(const worker_config_t *config)
     atomic_init(&w->pg_ok, false);
     w->metrics = metrics_new();
     worker_metrics_init(w);
-    worker_scratch = apply_scratch_new();
+    int connections = worker_apply_connections(config);
+    w->parts.lane_count = connections;
+    w->open = calloc((size_t)connections, sizeof(*w->open));
+    if (!w->open)
+        abort();
 
     if (config->ops_port >= 0) {
         ops = ops_http_start(config->ops_addr, (int)config->ops_port, w->metrics, worker_ready, w, errstr,
@@ -802,6 +796,16 @@ int worker_run(const worker_config_t *config)
     w->consumer = worker_consumer_new(w, errstr, sizeof(errstr));
     if (!w->consumer)
         log_die(NULL, "%s", errstr);
+    w->consumer_queue = rd_kafka_queue_get_consumer(w->consumer);
+    lane_config_t lane_config = {.pg_dsn = config->pg_dsn,
+                                 .group = config->group,
+                                 .topic = config->kafka_topic,
+                                 .dlq_topic = config->kafka_dlq_topic,
+                                 .limits = w->limits,
+                                 .dlq = w->dlq,
+                                 .wake = w->consumer_queue,
+                                 .m = &w->m.lane};
+    w->lanes = lanes_new(connections, &lane_config);
     rd_kafka_topic_partition_list_t *subscription = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(subscription, config->kafka_topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t err = rd_kafka_subscribe(w->consumer, subscription);
@@ -812,6 +816,7 @@ int worker_run(const worker_config_t *config)
         log_fields_t fields = LOG_FIELDS_INIT;
         log_field_str(&fields, "topic", config->kafka_topic);
         log_field_str(&fields, "group", config->group);
+        log_field_int(&fields, "apply_connections", connections);
         log_info(&fields, "consuming");
     }
 
@@ -822,6 +827,9 @@ int worker_run(const worker_config_t *config)
     rc = 0;
 
 cleanup:
+    lanes_destroy(w->lanes); /* idle: the loop flushed them */
+    if (w->consumer_queue)
+        rd_kafka_queue_destroy(w->consumer_queue);
     if (w->consumer)
         rd_kafka_destroy(w->consumer);
     if (w->dlq) {
@@ -831,10 +839,10 @@ cleanup:
     if (ops)
         ops_http_stop(ops);
     worker_pg_close(w);
-    batch_free(&w->batch);
-    free(w->partitions);
-    apply_scratch_destroy(worker_scratch);
-    worker_scratch = NULL;
+    for (int l = 0; l < connections; l++)
+        batch_free(&w->open[l]);
+    free(w->open);
+    parts_free(&w->parts);
     metrics_destroy(w->metrics);
     free(w);
     if (rc == 0)

@@ -2,10 +2,11 @@
  * worker: the one state struct of profiled-worker and its configuration.
  *
  * Threads: everything here belongs to the main (consumer) thread, which polls
- * Kafka, builds batches and runs the PostgreSQL transactions. librdkafka calls
- * the rebalance callback on that thread too (from rd_kafka_consumer_poll). The
- * ops HTTP thread reads only the atomics marked "shared" and the metrics
- * registry (itself thread-safe).
+ * Kafka, decodes commands into one open batch per lane, hands batches to the
+ * lanes (lane.h: one thread and one PostgreSQL connection each) and moves the
+ * positions table from their results. librdkafka calls the rebalance callback
+ * on that thread too (from rd_kafka_consumer_poll). The ops HTTP thread reads
+ * only the atomics marked "shared" and the metrics registry (thread-safe).
  */
 #ifndef PROFILED_WORKER_WORKER_H
 #define PROFILED_WORKER_WORKER_H
@@ -19,7 +20,9 @@
 
 #include "batch.h"
 #include "cfg.h"
+#include "lane.h"
 #include "metrics.h"
+#include "partitions.h"
 #include "profile_limits.h"
 
 typedef struct worker_config {
@@ -30,6 +33,7 @@ typedef struct worker_config {
     char *pg_dsn;
     char *log_level;
     char *group;
+    int64_t apply_connections; /* 0: sized to the machine (worker_apply_connections) */
     int64_t batch_max_commands;
     int64_t batch_max_wait_ms;
     char *ops_addr;
@@ -51,28 +55,13 @@ typedef struct worker_config {
 extern const cfg_entry_t worker_config_table[];
 extern const size_t worker_config_count;
 
-/* What the worker knows of one assigned partition of the command topic. */
-typedef struct worker_partition {
-    int32_t partition;
-    bool known;           /* next_offset was read from PostgreSQL (else: waiting for a resync) */
-    bool stored;          /* a kafka_positions row exists (else the first commit inserts it) */
-    int64_t next_offset;  /* the position PostgreSQL holds: every offset below it is applied */
-    int64_t fetch_offset; /* the next offset expected from Kafka; > next_offset while a batch is open */
-} worker_partition_t;
-
 #define WORKER_MAX_LAG_SLOTS 1024 /* partitions whose lag /metrics reports */
 
 typedef struct worker_metrics {
-    metrics_counter_t *applied;
-    metrics_counter_t *duplicates;
-    metrics_counter_t *stale;
-    metrics_counter_t *dead_lettered;
-    metrics_counter_t *batches;
+    lane_metrics_t lane; /* applied, skipped, dead-lettered, batches, batch size, apply seconds */
     metrics_counter_t *apply_failures;
     metrics_counter_t *fenced;
     metrics_counter_t *purged;
-    metrics_histogram_t *batch_size;
-    metrics_histogram_t *apply_seconds;
 } worker_metrics_t;
 
 typedef struct worker {
@@ -82,13 +71,14 @@ typedef struct worker {
     worker_metrics_t m;
 
     rd_kafka_t *consumer;
-    rd_kafka_t *dlq; /* idempotent acks=all producer for dead letters */
-    PGconn *pg;      /* NULL while disconnected */
+    rd_kafka_queue_t *consumer_queue; /* yielded by lanes to end a poll early */
+    rd_kafka_t *dlq;                  /* idempotent acks=all producer for dead letters */
+    PGconn *pg; /* control connection (positions, ping, purge); NULL while disconnected */
 
-    worker_partition_t *partitions; /* assigned partitions of config->kafka_topic */
-    size_t partition_count, partition_cap;
-
-    batch_t batch;       /* the open batch */
+    parts_t parts;       /* assigned partitions of config->kafka_topic */
+    lanes_t *lanes;      /* the apply connections */
+    batch_t *open;       /* the open batch of each lane */
+    bool drained;        /* the last poll found nothing fetched: flush open batches now */
     bool needs_resync;   /* positions must be re-read from PostgreSQL and partitions re-seeked */
     int64_t retry_at_ms; /* monotonic time of the next PostgreSQL attempt while failing */
     int64_t backoff_ms;  /* current retry backoff */
@@ -109,6 +99,11 @@ typedef struct worker {
 extern volatile sig_atomic_t worker_stop;
 
 int64_t worker_now_ms(void);
+
+/* PROFILED_APPLY_CONNECTIONS resolved: the setting, or when 0 the online
+ * cores clamped to [2, WORKER_AUTO_CONNECTIONS_MAX]. */
+#define WORKER_AUTO_CONNECTIONS_MAX 8
+int worker_apply_connections(const worker_config_t *config);
 
 /* Runs the consumer until worker_stop; returns the process exit code. */
 int worker_run(const worker_config_t *config);

@@ -51,6 +51,36 @@ static void it_run_migrate(it_t *it)
     }
 }
 
+/* A fault test that failed half-way (its assertion ends the test before it
+ * restarts what it stopped) must not fail the tests after it: each test starts
+ * by checking that PostgreSQL and Kafka answer, and starts whichever does not. */
+static void it_stack_recover(it_t *it, const char *base_dsn)
+{
+    PGconn *conn = PQconnectdb(base_dsn);
+    bool pg_up = PQstatus(conn) == CONNECTION_OK;
+    PQfinish(conn);
+    if (!pg_up) {
+        fprintf(stderr, "PostgreSQL is down (a previous test?): starting it\n");
+        it_stack(it, "start", "postgres");
+    }
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    ck_assert(rd_kafka_conf_set(conf, "bootstrap.servers", it->brokers, errstr, sizeof(errstr)) ==
+              RD_KAFKA_CONF_OK);
+    rd_kafka_conf_set_log_cb(conf, NULL);
+    rd_kafka_t *probe = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    ck_assert_msg(probe != NULL, "%s", errstr);
+    const struct rd_kafka_metadata *metadata = NULL;
+    bool kafka_up = rd_kafka_metadata(probe, 0, NULL, &metadata, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (metadata)
+        rd_kafka_metadata_destroy(metadata);
+    rd_kafka_destroy(probe);
+    if (!kafka_up) {
+        fprintf(stderr, "Kafka is down (a previous test?): starting it\n");
+        it_stack(it, "start", "kafka");
+    }
+}
+
 void it_setup(it_t *it, const char *name, int partitions)
 {
     char errstr[512];
@@ -74,6 +104,7 @@ void it_setup(it_t *it, const char *name, int partitions)
     struct timeval now;
     gettimeofday(&now, NULL);
     it->nonce = ((uint64_t)now.tv_sec << 24) ^ (uint64_t)now.tv_usec ^ ((uint64_t)getpid() << 40);
+    it_stack_recover(it, base_dsn);
 
     /* the schema, through the stack's own DSN */
     PGconn *admin = PQconnectdb(base_dsn);

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "apply.h"
 #include "buf.h"
 #include "codec.h"
 #include "it_common.h"
@@ -278,7 +279,8 @@ START_TEST(a_batch_over_many_partitions_notifies_in_pieces)
         it_produce(&it, recipient, (uint64_t)r + 1, false, 0, 0);
     }
     it_flush(&it);
-    const char *env[] = {"PROFILED_BATCH_MAX_WAIT=5s", NULL};
+    /* one connection: a batch then spans every partition */
+    const char *env[] = {"PROFILED_BATCH_MAX_WAIT=5s", "PROFILED_APPLY_CONNECTIONS=1", NULL};
     pid_t pid = it_worker_start(&it, env);
     expect_caught_up(&it);
     ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), COMMANDS);
@@ -996,6 +998,245 @@ START_TEST(a_frozen_worker_cannot_apply_after_losing_its_partitions)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ the guarantees, one by one */
+
+/* Waits until Kafka's committed offsets of the group (the copy for lag tools)
+ * equal PostgreSQL's next_offset on every partition; false (and the first
+ * difference in `differs`) after timeout_ms. */
+static bool wait_committed(it_t *it, int timeout_ms, char *differs, size_t differs_size)
+{
+    differs[0] = '\0';
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    ck_assert(rd_kafka_conf_set(conf, "bootstrap.servers", it->brokers, errstr, sizeof(errstr)) ==
+              RD_KAFKA_CONF_OK);
+    ck_assert(rd_kafka_conf_set(conf, "group.id", it->group, errstr, sizeof(errstr)) == RD_KAFKA_CONF_OK);
+    rd_kafka_t *reader = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    ck_assert_msg(reader != NULL, "%s", errstr);
+    bool equal = false;
+    for (int waited = 0; !equal && waited < timeout_ms; waited += 500) {
+        rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(it->partitions);
+        for (int p = 0; p < it->partitions; p++)
+            rd_kafka_topic_partition_list_add(list, it->topic, p);
+        rd_kafka_resp_err_t err = rd_kafka_committed(reader, list, 10000);
+        equal = err == RD_KAFKA_RESP_ERR_NO_ERROR;
+        for (int p = 0; p < it->partitions && equal; p++) {
+            char sql[512];
+            snprintf(
+                sql, sizeof(sql),
+                "SELECT next_offset FROM kafka_positions WHERE consumer_group = '%s' AND topic = '%s' AND "
+                "partition = %d",
+                it->group, it->topic, p);
+            int64_t next = it_int(it, sql);
+            equal = list->elems[p].offset == next;
+            if (!equal)
+                snprintf(differs, differs_size, "partition %d: Kafka %" PRId64 ", PostgreSQL %" PRId64, p,
+                         list->elems[p].offset, next);
+        }
+        rd_kafka_topic_partition_list_destroy(list);
+        if (!equal)
+            nap_ms(500);
+    }
+    rd_kafka_destroy(reader);
+    return equal;
+}
+
+/* A command of the fence test: recipient "fence<seq>", profile {} (msgpack 0x80). */
+static void fence_item(it_t *it, batch_item_t *item, char *recipient, size_t recipient_size, uint64_t seq,
+                       int64_t offset)
+{
+    static const uint8_t empty_map[] = {0x80};
+    memset(item, 0, sizeof(*item));
+    snprintf(recipient, recipient_size, "fence%" PRIu64, seq);
+    item->partition = 0;
+    item->offset = offset;
+    item->kind = BATCH_COMMAND;
+    item->command.recipient_id = recipient;
+    item->command.recipient_id_len = strlen(recipient);
+    it_command_id(it, seq, item->command.command_id);
+    item->command.profile_msgpack = empty_map;
+    item->command.profile_msgpack_len = sizeof(empty_map);
+}
+
+static int64_t fence_position(it_t *it)
+{
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "SELECT coalesce((SELECT next_offset FROM kafka_positions WHERE consumer_group = '%s' AND "
+             "topic = '%s' AND partition = 0), -1)",
+             it->group, it->topic);
+    return it_int(it, sql);
+}
+
+/* The fence, driven directly: another member moved partition 0 to 10 while this
+ * one still believes 5 (or believes no position is stored). apply_run must
+ * refuse the batch before writing anything: no row, no id, the position kept.
+ * Then the same batch at the true position applies (the test can pass). */
+START_TEST(a_batch_whose_positions_moved_is_refused_and_writes_nothing)
+{
+    it_t it;
+    it_setup(&it, "fence", 1);
+    PGconn *conn = PQconnectdb(it.dsn);
+    ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "%s", PQerrorMessage(conn));
+    char sql[512];
+    snprintf(sql, sizeof(sql), "INSERT INTO kafka_positions VALUES ('%s', '%s', 0, 10, now())", it.group,
+             it.topic);
+    it_exec(&it, sql);
+
+    char recipients[2][32];
+    batch_item_t items[2];
+    batch_t batch = {.items = items, .count = 2, .cap = 2};
+    fence_item(&it, &items[0], recipients[0], sizeof(recipients[0]), 1, 5);
+    fence_item(&it, &items[1], recipients[1], sizeof(recipients[1]), 2, 6);
+    limits_t limits = limits_default();
+    apply_scratch_t *scratch = apply_scratch_new(&limits);
+    apply_counts_t counts;
+    char errstr[1024] = "";
+
+    struct {
+        bool stored;
+        int64_t expected;
+    } stale[] = {{true, 5}, {false, 0}};
+    for (size_t i = 0; i < sizeof(stale) / sizeof(stale[0]); i++) {
+        apply_position_t position = {
+            .partition = 0, .stored = stale[i].stored, .expected = stale[i].expected, .next = 7};
+        apply_status_t status = apply_run(conn, scratch, it.group, it.topic, &batch, 0, 2, &position, 1,
+                                          &counts, errstr, sizeof(errstr));
+        fprintf(stderr, "expecting %s%" PRId64 ": status %d (%s)\n", stale[i].stored ? "" : "none/",
+                stale[i].expected, (int)status, errstr);
+        ck_assert_int_eq(status, APPLY_FENCED);
+        ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), 0);
+        ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 0);
+        ck_assert_int_eq(fence_position(&it), 10);
+    }
+
+    items[0].offset = 10;
+    items[1].offset = 11;
+    apply_position_t position = {.partition = 0, .stored = true, .expected = 10, .next = 12};
+    apply_status_t status = apply_run(conn, scratch, it.group, it.topic, &batch, 0, 2, &position, 1, &counts,
+                                      errstr, sizeof(errstr));
+    ck_assert_msg(status == APPLY_OK, "at the true position: status %d (%s)", (int)status, errstr);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles WHERE profile = '{}'::jsonb"), 2);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 2);
+    ck_assert_int_eq(fence_position(&it), 12);
+
+    apply_scratch_destroy(scratch);
+    PQfinish(conn);
+    it_teardown(&it);
+}
+END_TEST
+
+/* Test-only statement triggers record txid_current() of every write to
+ * profiles, applied_commands and kafka_positions. With several apply
+ * connections at work, every transaction that wrote rows or ids also moved
+ * positions: rows, ids and positions commit together or not at all. */
+START_TEST(rows_ids_and_positions_share_one_transaction)
+{
+    it_t it;
+    it_setup(&it, "sametx", 6);
+    char sql[2048];
+    snprintf(sql, sizeof(sql),
+             "CREATE TABLE %1$s.tx_log (kind text NOT NULL, txid bigint NOT NULL);"
+             "CREATE FUNCTION %1$s.log_tx() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+             "INSERT INTO %1$s.tx_log VALUES (TG_ARGV[0], txid_current()); RETURN NULL; END $$;"
+             "CREATE TRIGGER log_rows AFTER INSERT OR UPDATE ON %1$s.profiles "
+             "FOR EACH STATEMENT EXECUTE FUNCTION %1$s.log_tx('rows');"
+             "CREATE TRIGGER log_ids AFTER INSERT ON %1$s.applied_commands "
+             "FOR EACH STATEMENT EXECUTE FUNCTION %1$s.log_tx('ids');"
+             "CREATE TRIGGER log_positions AFTER INSERT OR UPDATE ON %1$s.kafka_positions "
+             "FOR EACH STATEMENT EXECUTE FUNCTION %1$s.log_tx('positions');",
+             it.schema);
+    it_exec(&it, sql);
+    enum { TOTAL = 6000, RECIPIENTS = 500 };
+    static uint64_t last[RECIPIENTS];
+    const char *env[] = {"PROFILED_APPLY_CONNECTIONS=3", "PROFILED_BATCH_MAX_COMMANDS=300", NULL};
+    pid_t pid = it_worker_start(&it, env);
+    stream_t s;
+    stream_start(&s, &it, "sametx", TOTAL, RECIPIENTS, 10, 100, 0, last);
+    stream_join(&s);
+    expect_caught_up(&it);
+    ck_assert_int_eq(rows_not_last(&it, "sametx", last, RECIPIENTS), 0);
+    int64_t transactions = it_int(&it, "SELECT count(DISTINCT txid) FROM tx_log WHERE kind = 'positions'");
+    int64_t rows_alone =
+        it_int(&it, "SELECT count(*) FROM (SELECT txid FROM tx_log WHERE kind = 'rows' EXCEPT "
+                    "SELECT txid FROM tx_log WHERE kind = 'positions') AS t");
+    int64_t ids_alone = it_int(&it, "SELECT count(*) FROM (SELECT txid FROM tx_log WHERE kind = 'ids' EXCEPT "
+                                    "SELECT txid FROM tx_log WHERE kind = 'positions') AS t");
+    int64_t positions_alone =
+        it_int(&it, "SELECT count(*) FROM (SELECT txid FROM tx_log WHERE kind = 'positions' EXCEPT "
+                    "SELECT txid FROM tx_log WHERE kind = 'rows') AS t");
+    fprintf(stderr,
+            "%" PRId64 " transactions moved positions; with rows but no position: %" PRId64
+            ", with ids but no position: %" PRId64 ", positions without rows: %" PRId64 "\n",
+            transactions, rows_alone, ids_alone, positions_alone);
+    ck_assert_int_gt(transactions, 3);
+    ck_assert_int_eq(rows_alone, 0);
+    ck_assert_int_eq(ids_alone, 0);
+    ck_assert_int_eq(positions_alone, 0); /* every batch here writes rows */
+    expect_stops_cleanly(&it, pid);
+    it_teardown(&it);
+}
+END_TEST
+
+/* What the positions alone guarantee: with every applied id purged, a replay
+ * from older positions applies the commands again, in order, and the rows end
+ * exactly as before. */
+START_TEST(a_replay_without_ids_leaves_the_rows_exact)
+{
+    it_t it;
+    it_setup(&it, "replay", 3);
+    enum { TOTAL = 3000, RECIPIENTS = 300 };
+    static uint64_t last[RECIPIENTS];
+    pid_t pid = it_worker_start(&it, NULL);
+    stream_t s;
+    stream_start(&s, &it, "replay", TOTAL, RECIPIENTS, 3, 0, 0, last);
+    stream_join(&s);
+    expect_caught_up(&it);
+    ck_assert_int_eq(rows_not_last(&it, "replay", last, RECIPIENTS), 0);
+    /* Kafka's copy is at the end: a worker starting from it instead of from
+     * PostgreSQL's positions would replay nothing */
+    char differs[256];
+    ck_assert_msg(wait_committed(&it, 20000, differs, sizeof(differs)), "committed offsets differ: %s",
+                  differs);
+    expect_stops_cleanly(&it, pid);
+
+    int64_t before = it_positions_sum(&it);
+    it_exec(&it, "DELETE FROM applied_commands");
+    it_exec(&it, "UPDATE kafka_positions SET next_offset = next_offset / 3");
+    int64_t replayed = before - it_positions_sum(&it);
+    fprintf(stderr, "replaying %" PRId64 " of %d commands with no applied ids\n", replayed, TOTAL);
+    ck_assert_int_gt(replayed, TOTAL / 2);
+    pid = it_worker_start_tagged(&it, NULL, "replay");
+    expect_caught_up(&it);
+    ck_assert_int_eq(rows_not_last(&it, "replay", last, RECIPIENTS), 0);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), replayed);
+    expect_stops_cleanly(&it, pid);
+    it_teardown(&it);
+}
+END_TEST
+
+/* Kafka's committed offsets (the copy lag tools read) reach PostgreSQL's
+ * next_offset of every partition once the worker is idle. */
+START_TEST(kafka_committed_offsets_equal_the_positions_when_idle)
+{
+    it_t it;
+    it_setup(&it, "committed", 3);
+    enum { TOTAL = 900, RECIPIENTS = 90 };
+    static uint64_t last[RECIPIENTS];
+    pid_t pid = it_worker_start(&it, NULL);
+    stream_t s;
+    stream_start(&s, &it, "committed", TOTAL, RECIPIENTS, 3, 0, 0, last);
+    stream_join(&s);
+    expect_caught_up(&it);
+
+    char differs[256];
+    ck_assert_msg(wait_committed(&it, 20000, differs, sizeof(differs)),
+                  "committed offsets still differ after 20 s: %s", differs);
+    expect_stops_cleanly(&it, pid);
+    it_teardown(&it);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ main */
 
 static Suite *worker_suite(void)
@@ -1022,6 +1263,10 @@ static Suite *worker_suite(void)
         {"crash", sigkill_at_random_moments_changes_nothing, 170},
         {"rebalance", a_second_worker_joins_and_leaves, 170},
         {"zombie", a_frozen_worker_cannot_apply_after_losing_its_partitions, 170},
+        {"fence", a_batch_whose_positions_moved_is_refused_and_writes_nothing, 60},
+        {"same_tx", rows_ids_and_positions_share_one_transaction, 120},
+        {"replay", a_replay_without_ids_leaves_the_rows_exact, 120},
+        {"committed", kafka_committed_offsets_equal_the_positions_when_idle, 120},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *t = tcase_create(cases[i].name);

@@ -135,6 +135,9 @@ typedef struct api_get {
     size_t recipient_id_len;
     char recipient_id[HTTP_RECIPIENT_ID_CAP];
     char *if_none_match; /* the request's If-None-Match (copied), or NULL */
+    bool got_result;     /* its result arrived; the NULL that ends it is next */
+    bool aborted;        /* PGRES_PIPELINE_ABORTED: not run (another GET of its batch failed); sent again */
+    uint8_t attempts;    /* sends after an abort */
 } api_get_t;
 
 typedef enum api_pg_state {
@@ -156,6 +159,8 @@ typedef struct api_pg {
     api_get_t *head, *tail;
     api_get_t *wait_head, *wait_tail; /* not sent yet (while connecting or preparing) */
     size_t queued;                    /* both lists */
+    struct event *send_event;         /* sends the waiting GETs once the loop's ready callbacks ran */
+    bool send_pending;
 } api_pg_t;
 
 typedef enum api_loop_state {

@@ -330,12 +330,14 @@ static void api_pg_retry_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- queries ----------------------------------------------------------- */
 
-/* Sends every waiting GET (pipeline mode: no waiting for the previous answers). */
+/* Sends every waiting GET (pipeline mode: no waiting for the previous answers), then one Sync for
+ * the batch: one write to PostgreSQL and one flush of its answers per batch, not per GET. */
 static void api_pg_send(api_loop_t *loop)
 {
     api_pg_t *pg = &loop->pg;
     if (pg->state != API_PG_IDLE || !pg->wait_head)
         return;
+    bool sent = false;
     while (pg->wait_head) {
         api_get_t *get = api_get_unwait(pg);
         if (!get->req) { /* answered by its deadline, or its client left, before it was sent */
@@ -352,14 +354,64 @@ static void api_pg_send(api_loop_t *loop)
         const char *values[1] = {get->recipient_id};
         int lengths[1] = {(int)get->recipient_id_len};
         int formats[1] = {0};
-        /* One Sync per GET: an error (a statement timeout) aborts that GET only. */
-        if (!PQsendQueryPrepared(pg->conn, api_get_statement, 1, values, lengths, formats, 0) ||
-            !PQpipelineSync(pg->conn)) {
+        if (!PQsendQueryPrepared(pg->conn, api_get_statement, 1, values, lengths, formats, 0)) {
             api_pg_fail(loop, "query could not be sent");
             return;
         }
+        sent = true;
+    }
+    /* An error in one GET of the batch (a statement timeout) makes PostgreSQL skip the rest up to
+     * this Sync: those come back PGRES_PIPELINE_ABORTED and are sent again (api_get_finish). */
+    if (sent && !PQpipelineSync(pg->conn)) {
+        api_pg_fail(loop, "query could not be sent");
+        return;
     }
     api_pg_flush(loop);
+}
+
+static void api_pg_send_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    api_loop_t *loop = arg;
+    loop->pg.send_pending = false;
+    api_pg_send(loop);
+}
+
+/* Sends soon: after the other callbacks of this loop iteration, so GETs that arrive together
+ * travel together. */
+static void api_pg_send_soon(api_loop_t *loop)
+{
+    api_pg_t *pg = &loop->pg;
+    if (pg->state != API_PG_IDLE || pg->send_pending)
+        return;
+    pg->send_pending = true;
+    event_active(pg->send_event, EV_TIMEOUT, 0);
+}
+
+/* The FIFO head's results are complete: frees it, or queues it again when it was aborted. */
+static void api_get_finish(api_loop_t *loop)
+{
+    api_pg_t *pg = &loop->pg;
+    api_get_t *get = pg->head;
+    if (get->aborted && get->req && get->attempts < 3) {
+        pg->head = get->next;
+        if (!pg->head)
+            pg->tail = NULL;
+        get->next = NULL;
+        get->aborted = get->got_result = false;
+        get->attempts++;
+        if (pg->wait_tail)
+            pg->wait_tail->next = get;
+        else
+            pg->wait_head = get;
+        pg->wait_tail = get;
+        return;
+    }
+    if (get->aborted)
+        api_get_answer(loop, get, 503, "PostgreSQL aborted the read (another query failed); retry", NULL, 0,
+                       NULL);
+    api_get_pop(loop);
 }
 
 /* The prepared statement's answer: a failure closes the connection (retried with backoff). */
@@ -423,10 +475,16 @@ static void api_pg_read(api_loop_t *loop)
     int nulls = 0;
     while (!PQisBusy(pg->conn)) {
         PGresult *result = PQgetResult(pg->conn);
+        api_get_t *get = pg->head;
         if (!result) {
-            /* Pipeline mode: NULL ends one statement's results; two in a row, or none expected,
-             * means nothing more is ready. */
-            if (++nulls > 1 || (!pg->head && pg->state != API_PG_PREPARING))
+            /* Pipeline mode: NULL ends one statement's results; otherwise, twice in a row or with
+             * nothing expected, nothing more is ready. */
+            if (get && get->got_result) {
+                api_get_finish(loop);
+                nulls = 0;
+                continue;
+            }
+            if (++nulls > 1 || (!get && pg->state != API_PG_PREPARING))
                 break;
             continue;
         }
@@ -438,13 +496,19 @@ static void api_pg_read(api_loop_t *loop)
                 return;
             continue;
         }
-        api_get_t *get = pg->head;
-        if (!get) { /* nothing sent: a stray result */
+        /* A result of the next statement (or the batch's Sync) also ends the head's. */
+        if (get && get->got_result) {
+            api_get_finish(loop);
+            get = pg->head;
+        }
+        ExecStatusType status = PQresultStatus(result);
+        if (status == PGRES_PIPELINE_SYNC || !get) { /* a batch's end, or a stray result */
             PQclear(result);
             continue;
         }
-        if (PQresultStatus(result) == PGRES_PIPELINE_SYNC)
-            api_get_pop(loop); /* the GET is complete (answered, or detached) */
+        get->got_result = true;
+        if (status == PGRES_PIPELINE_ABORTED)
+            get->aborted = true;
         else
             api_pg_answer_result(loop, get, result);
         PQclear(result);
@@ -525,7 +589,7 @@ void api_get_handle(api_loop_t *loop, http_req_t *req, const char *recipient_id,
     pg->queued++;
     api_held_add(loop, &get->held);
     http_req_hold(req, api_get_detach, get);
-    api_pg_send(loop);
+    api_pg_send_soon(loop);
 }
 
 int api_pg_init(api_loop_t *loop, char *errstr, size_t errstr_size)
@@ -535,7 +599,8 @@ int api_pg_init(api_loop_t *loop, char *errstr, size_t errstr_size)
     pg->event_fd = -1;
     pg->backoff_ms = API_PG_BACKOFF_MIN_MS;
     pg->retry_timer = evtimer_new(loop->base, api_pg_retry_cb, loop);
-    if (!pg->retry_timer) {
+    pg->send_event = event_new(loop->base, -1, 0, api_pg_send_cb, loop);
+    if (!pg->retry_timer || !pg->send_event) {
         snprintf(errstr, errstr_size, "event_new failed");
         return -1;
     }
@@ -552,6 +617,9 @@ void api_pg_destroy(api_loop_t *loop)
     if (pg->retry_timer)
         event_free(pg->retry_timer);
     pg->retry_timer = NULL;
+    if (pg->send_event)
+        event_free(pg->send_event);
+    pg->send_event = NULL;
     if (pg->conn)
         PQfinish(pg->conn);
     pg->conn = NULL;

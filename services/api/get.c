@@ -4,9 +4,11 @@
  *
  * Each loop owns one libpq connection driven by the loop: PQconnectStart and
  * PQconnectPoll to connect, then pipeline mode (libpq 14+) with one prepared
- * statement: every GET is sent at once as Bind/Execute plus its own Sync, so
- * many are in flight on the connection and an error in one (a statement
- * timeout) aborts only that one. PostgreSQL answers in order, so the sent
+ * statement. The GETs that arrive in one loop iteration are sent together as
+ * Bind/Execute messages and one Sync, while earlier batches are still in
+ * flight; an error in one (a statement timeout) fails that GET, and the rest
+ * of its batch, which PostgreSQL skips, is sent again. PostgreSQL answers in
+ * order, so the sent
  * GETs form a FIFO and each result belongs to the FIFO head; a GET whose
  * client went away stays in the FIFO, detached, until its result arrives.
  * When the connection fails every GET in flight or waiting gets 503 at once

@@ -54,7 +54,14 @@ int kafka_conf_set_producer_contract(rd_kafka_conf_t *conf, char *errstr, size_t
 rd_kafka_conf_t *kafka_conf_new(const char *brokers, const char *extra, char *errstr, size_t errstr_size)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    /* Reconnect backoff: librdkafka doubles 100 ms up to 10 s, so after a broker
+     * outage of a few seconds the first produce waited ~5 s for the next attempt
+     * (issue 13). A 1 s cap (jittered +-20% by librdkafka) bounds that wait; a
+     * refused connect costs the broker nothing. Set before the operator's list,
+     * which still wins. */
     if (kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, errstr_size) < 0 ||
+        kafka_conf_set(conf, "reconnect.backoff.ms", "50", errstr, errstr_size) < 0 ||
+        kafka_conf_set(conf, "reconnect.backoff.max.ms", "1000", errstr, errstr_size) < 0 ||
         kafka_conf_set_list(conf, extra, errstr, errstr_size) < 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;

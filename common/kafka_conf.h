@@ -26,7 +26,9 @@ int kafka_conf_set_list(rd_kafka_conf_t *conf, const char *list, char *errstr, s
 int kafka_conf_set_producer_contract(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
     __attribute__((warn_unused_result));
 
-/* A new conf with bootstrap.servers and the extra list applied; NULL with errstr on failure.
+/* A new conf with bootstrap.servers, the shared reconnect backoff (50 ms doubling to 1 s,
+ * so a client is back within ~1.2 s of a broker's return) and the extra list applied
+ * last; NULL with errstr on failure.
  * The caller owns the result until rd_kafka_new takes it. */
 rd_kafka_conf_t *kafka_conf_new(const char *brokers, const char *extra, char *errstr, size_t errstr_size);
 

@@ -185,7 +185,10 @@ struct api_loop {
     int kafka_pipe[2];      /* librdkafka writes [1] when rkqu becomes non-empty; the loop reads [0] */
     struct event *kafka_event;
     _Atomic bool kafka_up;    /* a broker connection is up (statistics) */
+    _Atomic bool kafka_down;  /* no broker any more after one was up: PUTs answer 503 at once */
+    _Atomic bool kafka_seen;  /* a broker was up once (statistics); start-up is not an outage */
     _Atomic bool kafka_fatal; /* the idempotent producer hit a fatal error */
+    _Atomic bool pg_up;       /* the loop's PostgreSQL connection is established (GETs can be answered) */
 
     api_pg_t pg;
 

@@ -11,6 +11,7 @@
 
 #include "http_error.h"
 #include "log.h"
+#include "ready.h"
 #include "reply.h"
 
 static const char *const api_route_labels[API_ROUTE__COUNT] = {
@@ -96,22 +97,6 @@ void api_metrics_register(api_t *api)
                   api_queue_depth, api);
     metrics_gauge(api->metrics, "profiled_api_ready", "1 when /readyz answers 200", NULL, api_ready_gauge,
                   api);
-}
-
-bool api_ready(api_t *api, char *reason, size_t reason_size)
-{
-    for (unsigned i = 0; i < api->loop_count; i++) {
-        api_loop_t *loop = &api->loops[i];
-        if (atomic_load(&loop->kafka_fatal)) {
-            snprintf(reason, reason_size, "the Kafka producer of thread %u hit a fatal error", i);
-            return false;
-        }
-        if (!atomic_load(&loop->kafka_up)) {
-            snprintf(reason, reason_size, "the Kafka producer of thread %u has no broker connection", i);
-            return false;
-        }
-    }
-    return true;
 }
 
 void api_ops_handle(api_loop_t *loop, http_req_t *req, http_route_t route, int64_t started_us)

@@ -15,7 +15,5 @@
 void api_metrics_register(api_t *api);
 /* Answers a GET or HEAD on an ops route. */
 void api_ops_handle(api_loop_t *loop, http_req_t *req, http_route_t route, int64_t started_us);
-/* Readiness across the loops; the reason when not ready. Reads atomics only: any thread. */
-bool api_ready(api_t *api, char *reason, size_t reason_size);
 
 #endif

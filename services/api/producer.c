@@ -22,6 +22,7 @@
 
 #include "kafka_conf.h"
 #include "log.h"
+#include "ready.h"
 #include "reply.h"
 
 /* Runs on the loop thread (served from the main queue): readiness from the broker states. */
@@ -41,7 +42,7 @@ static int api_stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaqu
             up = true;
     }
     json_decref(root);
-    atomic_store(&loop->kafka_up, up);
+    api_ready_kafka_state(loop, up);
     return 0; /* librdkafka frees json */
 }
 
@@ -61,7 +62,7 @@ static void api_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaq
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
-        atomic_store(&loop->kafka_up, false);
+        api_ready_kafka_state(loop, false);
     log_warn(&fields, "Kafka: %s", reason);
 }
 
@@ -117,7 +118,9 @@ int api_producer_init(api_loop_t *loop, api_delivery_fn delivered, char *errstr,
     snprintf(value, sizeof(value), "%" PRId64, config->request_deadline_ms);
     if (kafka_conf_set(conf, "message.timeout.ms", value, errstr, errstr_size) < 0)
         goto error;
-    if (kafka_conf_set(conf, "statistics.interval.ms", "1000", errstr, errstr_size) < 0)
+    /* Statistics tell when the broker is up again, and PUTs answer 503 at once until then: at
+     * 500 ms the first 200 after a broker returns waits at most half a second for them. */
+    if (kafka_conf_set(conf, "statistics.interval.ms", "500", errstr, errstr_size) < 0)
         goto error;
     rd_kafka_conf_set_dr_msg_cb(conf, delivered);
     rd_kafka_conf_set_stats_cb(conf, api_stats_cb);

@@ -136,6 +136,13 @@ void api_put_handle(api_loop_t *loop, http_req_t *req, const char *recipient_id,
                         "the Kafka producer failed and cannot accept commands; retry");
         return;
     }
+    /* Kafka known down: a prompt 503 rather than a request held to its deadline (README "Probes"). */
+    if (atomic_load_explicit(&loop->kafka_down, memory_order_relaxed)) {
+        metrics_counter_add(api->m.produce_errors_other, 1);
+        api_reply_error(loop, req, API_ROUTE_PUT_PROFILE, 503, started_us, request_seq,
+                        "Kafka is unreachable; retry");
+        return;
+    }
     api_put_t *put = api_put_alloc(loop);
     put->req = req;
     put->state = API_PUT_HELD;

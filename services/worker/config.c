@@ -26,6 +26,14 @@ const cfg_entry_t worker_config_table[] = {
     {"PROFILED_LOG_LEVEL", CFG_STRING, F(log_level), "info", 0, 0, false, "debug, info, warn or error"},
     {"PROFILED_WORKER_GROUP", CFG_STRING, F(group), "profiled-worker", 0, 0, false,
      "Kafka consumer group; also the key of this group's positions in PostgreSQL"},
+    {"PROFILED_WORKER_INSTANCE_ID", CFG_STRING, F(instance_id), "", 0, 0, false,
+     "Static group membership (group.instance.id): a worker restarted under the same id takes its "
+     "partitions back at once; empty = dynamic membership. Unique per live process (the pod name): a "
+     "second process under the same id fences the first, which exits"},
+    {"PROFILED_WORKER_SESSION_TIMEOUT", CFG_DURATION, F(session_timeout_ms), "6s", 1000, 300000, false,
+     "Kafka session timeout: a dead worker's partitions move to another (or a replacement under another "
+     "instance id) after this; shorter resumes sooner, but a pause longer than it (GC, network) costs a "
+     "rebalance. Within the broker's group.min/max.session.timeout.ms (6s..30m by default)"},
     {"PROFILED_APPLY_CONNECTIONS", CFG_INT, F(apply_connections), "0", 0, 64, false,
      "PostgreSQL connections applying batches in parallel, each owning a share of the assigned "
      "partitions; 0 = the online cores, at least 2, at most 8 (see README, choosing connections)"},

@@ -4,17 +4,7 @@
 #include <string.h>
 
 #include "log.h"
-
-static void pgconn_notice(void *arg, const char *message)
-{
-    (void)arg;
-    log_fields_t fields = LOG_FIELDS_INIT;
-    size_t len = strlen(message);
-    while (len && message[len - 1] == '\n')
-        len--;
-    log_field_strn(&fields, "notice", message, len);
-    log_debug(&fields, "postgres notice");
-}
+#include "pg_notice.h"
 
 PGconn *pgconn_open(const char *dsn, char *errstr, size_t errstr_size)
 {
@@ -35,9 +25,9 @@ PGconn *pgconn_open(const char *dsn, char *errstr, size_t errstr_size)
         return NULL;
     }
     /* NOTICEs ("relation already exists, skipping") would break the JSON log lines:
-     * route them to the debug log, and ask for warnings and above only (the
-     * apply path creates its staging table "IF NOT EXISTS" in every batch). */
-    PQsetNoticeProcessor(conn, pgconn_notice, NULL);
+     * route them to the log, and ask for warnings and above only (the apply path
+     * creates its staging table "IF NOT EXISTS" in every batch). */
+    pg_notice_install(conn);
     if (pgconn_exec(conn, "SET client_min_messages TO warning", errstr, errstr_size) < 0) {
         PQfinish(conn);
         return NULL;

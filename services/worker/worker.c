@@ -41,6 +41,7 @@
 #include "ops_http.h"
 #include "pgconn.h"
 #include "purge.h"
+#include "takeover.h"
 #include "topics.h"
 
 volatile sig_atomic_t worker_stop = 0;
@@ -69,48 +70,21 @@ int worker_apply_connections(const worker_config_t *config)
     return cores > WORKER_AUTO_CONNECTIONS_MAX ? WORKER_AUTO_CONNECTIONS_MAX : (int)cores;
 }
 
-/* ------------------------------------------------------------------ lag gauges */
+/* ------------------------------------------------------------------ lag */
 
-static double worker_lag_gauge(void *arg)
-{
-    int64_t lag = atomic_load((_Atomic int64_t *)arg);
-    return lag < 0 ? NAN : (double)lag;
-}
-
-static void worker_register_lag(worker_t *w, int32_t partition)
-{
-    if (partition < 0 || partition >= WORKER_MAX_LAG_SLOTS)
-        return;
-    char labels[256];
-    snprintf(labels, sizeof(labels), "topic=\"%s\",partition=\"%" PRId32 "\"", w->config->kafka_topic,
-             partition);
-    metrics_gauge(w->metrics, "profiled_worker_lag",
-                  "Messages of the partition not applied yet (high watermark minus position)", labels,
-                  worker_lag_gauge, &w->lag[partition]);
-}
-
+/* Publishes PostgreSQL's positions to lag.c, whose thread asks the broker for the end offsets. */
 static void worker_update_lag(worker_t *w)
 {
     for (size_t i = 0; i < w->parts.count; i++) {
         const parts_entry_t *p = &w->parts.entries[i];
-        if (p->partition < 0 || p->partition >= WORKER_MAX_LAG_SLOTS)
-            continue;
-        int64_t low = 0, high = 0;
-        int64_t lag = -1;
-        if (p->known &&
-            rd_kafka_get_watermark_offsets(w->consumer, w->config->kafka_topic, p->partition, &low, &high) ==
-                RD_KAFKA_RESP_ERR_NO_ERROR &&
-            high >= 0)
-            lag = high > p->next_offset ? high - p->next_offset : 0;
-        atomic_store(&w->lag[p->partition], lag);
+        lag_position(w->lag, p->partition, p->known ? p->next_offset : -1);
     }
 }
 
 static void worker_forget_partition(worker_t *w, int32_t partition)
 {
     parts_remove(&w->parts, partition);
-    if (partition >= 0 && partition < WORKER_MAX_LAG_SLOTS)
-        atomic_store(&w->lag[partition], -1);
+    lag_forget(w->lag, partition);
 }
 
 /* ------------------------------------------------------------------ PostgreSQL (control connection) */
@@ -275,6 +249,14 @@ static bool worker_lanes_idle(worker_t *w)
 static void worker_submit(worker_t *w, int l)
 {
     batch_t *open = &w->open[l];
+    if (w->fatal || takeover_fatal(w->consumer)) {
+        /* Fenced: another process owns these partitions now. Apply nothing more (a batch
+         * already in flight is fenced by PostgreSQL's positions); drop it and stop. */
+        w->fatal = true;
+        worker_stop = 1;
+        batch_clear(open);
+        return;
+    }
     apply_position_t small[64];
     apply_position_t *base = small;
     size_t count = 0, cap = sizeof(small) / sizeof(small[0]);
@@ -392,7 +374,7 @@ static void worker_assign(worker_t *w, rd_kafka_t *rk, rd_kafka_topic_partition_
         for (int i = 0; i < partitions->cnt; i++)
             parts_add(&w->parts, partitions->elems[i].partition)->known = false;
     for (int i = 0; i < partitions->cnt; i++)
-        worker_register_lag(w, partitions->elems[i].partition);
+        lag_track(w->lag, partitions->elems[i].partition);
     rd_kafka_error_t *error = NULL;
     if (cooperative)
         error = rd_kafka_incremental_assign(rk, partitions);
@@ -487,7 +469,10 @@ static void worker_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 static void worker_message(worker_t *w, rd_kafka_message_t *m)
 {
     if (m->err) {
-        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        if (m->err == RD_KAFKA_RESP_ERR__FATAL && takeover_fatal(w->consumer)) {
+            w->fatal = true;
+            worker_stop = 1;
+        } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             log_fields_t fields = LOG_FIELDS_INIT;
             log_field_str(&fields, "error", rd_kafka_message_errstr(m));
             log_warn(&fields, "consumer error");
@@ -645,6 +630,7 @@ static rd_kafka_t *worker_consumer_new(worker_t *w, char *errstr, size_t errstr_
         kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) < 0 ||
         kafka_conf_set(conf, "client.id", "profiled-worker", errstr, errstr_size) < 0 ||
         worker_consumer_limits(conf, c->batch_max_commands, errstr, errstr_size) < 0 ||
+        takeover_conf(conf, c->instance_id, c->session_timeout_ms, errstr, errstr_size) < 0 ||
         kafka_conf_set_list(conf, c->kafka_properties, errstr, errstr_size) < 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
@@ -734,7 +720,8 @@ static void worker_loop(worker_t *w)
         if (m)
             worker_message(w, m);
     }
-    /* SIGTERM: finish the open batches (unless failing), then leave the group. */
+    /* SIGTERM: finish the open batches (unless failing; a fenced worker's submit drops
+     * them), then leave the group. */
     worker_flush_lanes(w, NULL);
 }
 
@@ -753,12 +740,11 @@ int worker_run(const worker_config_t *config)
     w->limits.max_string_bytes = (uint32_t)config->max_string_bytes;
     w->limits.max_keys = (uint32_t)config->max_keys;
     w->rng = (uint64_t)getpid() * 0x9E3779B97F4A7C15ULL | 1;
-    for (int i = 0; i < WORKER_MAX_LAG_SLOTS; i++)
-        atomic_init(&w->lag[i], -1);
     atomic_init(&w->joined, false);
     atomic_init(&w->pg_ok, false);
     w->metrics = metrics_new();
     worker_metrics_init(w);
+    w->lag = lag_new(w->metrics, config->kafka_topic, WORKER_LAG_INTERVAL_MS);
     int connections = worker_apply_connections(config);
     w->parts.lane_count = connections;
     w->open = calloc((size_t)connections, sizeof(*w->open));
@@ -796,6 +782,8 @@ int worker_run(const worker_config_t *config)
     w->consumer = worker_consumer_new(w, errstr, sizeof(errstr));
     if (!w->consumer)
         log_die(NULL, "%s", errstr);
+    if (lag_start(w->lag, w->consumer, errstr, sizeof(errstr)) < 0)
+        log_die(NULL, "%s", errstr);
     w->consumer_queue = rd_kafka_queue_get_consumer(w->consumer);
     lane_config_t lane_config = {.pg_dsn = config->pg_dsn,
                                  .group = config->group,
@@ -822,11 +810,26 @@ int worker_run(const worker_config_t *config)
 
     worker_loop(w);
 
-    log_info(NULL, "stopping: leaving the consumer group");
-    rd_kafka_consumer_close(w->consumer); /* revocation runs here: nothing is open */
-    rc = 0;
+    lag_stop(w->lag);
+    if (w->fatal) {
+        /* Another member holds our instance id: no close (it would run the revocation
+         * through our rebalance callback, and it waited for a group we are out of). */
+        log_info(NULL, "stopping after a fatal consumer error");
+        for (int l = 0; l < connections; l++)
+            batch_clear(&w->open[l]); /* unapplied; their messages' references would hold rd_kafka_destroy */
+        rd_kafka_queue_destroy(w->consumer_queue);
+        w->consumer_queue = NULL;
+        rd_kafka_destroy_flags(w->consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        w->consumer = NULL;
+        rc = 1;
+    } else {
+        log_info(NULL, "stopping: leaving the consumer group");
+        rd_kafka_consumer_close(w->consumer); /* revocation runs here: nothing is open */
+        rc = 0;
+    }
 
 cleanup:
+    lag_stop(w->lag);
     lanes_destroy(w->lanes); /* idle: the loop flushed them */
     if (w->consumer_queue)
         rd_kafka_queue_destroy(w->consumer_queue);
@@ -838,6 +841,7 @@ cleanup:
     }
     if (ops)
         ops_http_stop(ops);
+    lag_destroy(w->lag); /* after the ops listener: its gauges read the lag slots */
     worker_pg_close(w);
     for (int l = 0; l < connections; l++)
         batch_free(&w->open[l]);

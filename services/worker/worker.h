@@ -20,6 +20,7 @@
 
 #include "batch.h"
 #include "cfg.h"
+#include "lag.h"
 #include "lane.h"
 #include "metrics.h"
 #include "partitions.h"
@@ -33,6 +34,8 @@ typedef struct worker_config {
     char *pg_dsn;
     char *log_level;
     char *group;
+    char *instance_id;
+    int64_t session_timeout_ms;
     int64_t apply_connections; /* 0: sized to the machine (worker_apply_connections) */
     int64_t batch_max_commands;
     int64_t batch_max_wait_ms;
@@ -54,8 +57,6 @@ typedef struct worker_config {
 
 extern const cfg_entry_t worker_config_table[];
 extern const size_t worker_config_count;
-
-#define WORKER_MAX_LAG_SLOTS 1024 /* partitions whose lag /metrics reports */
 
 typedef struct worker_metrics {
     lane_metrics_t lane; /* applied, skipped, dead-lettered, batches, batch size, apply seconds */
@@ -88,11 +89,12 @@ typedef struct worker {
     int64_t next_ping_ms;
     int64_t next_commit_ms;
     bool kafka_commit_due; /* positions moved since the last Kafka commit */
+    bool fatal;            /* the consumer hit a fatal error (fenced): apply nothing, exit non-zero */
+    lag_t *lag;            /* end offsets from the broker; positions published by this thread */
 
     /* shared with the ops thread */
-    atomic_bool joined;                        /* a first assignment (possibly empty) arrived */
-    atomic_bool pg_ok;                         /* the last PostgreSQL round trip succeeded */
-    _Atomic int64_t lag[WORKER_MAX_LAG_SLOTS]; /* per partition; -1 when unknown or unassigned */
+    atomic_bool joined; /* a first assignment (possibly empty) arrived */
+    atomic_bool pg_ok;  /* the last PostgreSQL round trip succeeded */
 } worker_t;
 
 /* Set by SIGTERM/SIGINT; the poll loop checks it. */

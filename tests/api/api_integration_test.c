@@ -913,23 +913,54 @@ START_TEST(test_broker_outage)
         ck_assert(harness_header(&response, "Retry-After", retry_after, sizeof(retry_after)));
         ck_assert_msg(took <= 2000 + 1500, "PUT %d took %lld ms, deadline 2000 ms", i, (long long)took);
     }
-    /* Readiness follows the broker... */
-    int64_t until = now_ms() + 20000;
+    /* Readiness (README "Probes"): GETs still answer from PostgreSQL and PUTs get a prompt 503,
+     * so the api stays ready rather than leaving the Service. */
+    for (int64_t until = now_ms() + 3000; now_ms() < until;) {
+        ck_assert_int_eq(harness_request(&client, "GET", "/readyz", NULL, NULL, 0, &response), 0);
+        ck_assert_msg(response.status == 200, "/readyz %d with only the broker down", response.status);
+        usleep(200 * 1000);
+    }
+    assert_get_profile(&client, path, "{\"email\":\"x@example.com\"}");
+    /* The outage is known by now (statistics every 500 ms): a PUT is refused at once. */
+    int64_t put_started = now_ms();
+    ck_assert_int_eq(
+        harness_request(&client, "PUT", "/profiles/outage-during", AUTH, body, strlen(body), &response), 0);
+    int64_t put_took = now_ms() - put_started;
+    assert_error(&response, 503, "api_error", "Kafka", "PUT once the outage is known");
+    char retry_after[16];
+    ck_assert(harness_header(&response, "Retry-After", retry_after, sizeof(retry_after)));
+    ck_assert_msg(put_took <= 500, "PUT with the broker known down took %lld ms", (long long)put_took);
+
+    /* With PostgreSQL down too the api can answer nothing useful: unready. */
+    harness_sh("\"$PROFILED_STACK\" stop postgres >/dev/null 2>&1");
     int ready_status = 0;
-    while (now_ms() < until) {
+    for (int64_t until = now_ms() + 10000; now_ms() < until;) {
         ck_assert_int_eq(harness_request(&client, "GET", "/readyz", NULL, NULL, 0, &response), 0);
         ready_status = response.status;
         if (ready_status == 503)
             break;
-        usleep(200 * 1000);
+        usleep(100 * 1000);
     }
-    ck_assert_msg(ready_status == 503, "/readyz still %d with the broker down", ready_status);
-    /* ...and reads keep working (DESIGN §2.5). */
-    assert_get_profile(&client, path, "{\"email\":\"x@example.com\"}");
+    ck_assert_msg(ready_status == 503, "/readyz still %d with the broker and PostgreSQL down", ready_status);
+    /* GETs answer again within a second of PostgreSQL's return (reconnect backoff capped at 500 ms). */
+    harness_sh("\"$PROFILED_STACK\" start postgres >/dev/null 2>&1");
+    int64_t pg_back = now_ms();
+    int status = 0;
+    while (now_ms() < pg_back + 10000 && status != 200) {
+        ck_assert_int_eq(harness_request(&client, "GET", path, AUTH, NULL, 0, &response), 0);
+        status = response.status;
+        if (status != 200)
+            usleep(50 * 1000);
+    }
+    int64_t pg_took = now_ms() - pg_back;
+    fprintf(stderr, "first GET 200 %lld ms after PostgreSQL was back\n", (long long)pg_took);
+    ck_assert_msg(status == 200 && pg_took <= 1500, "GET %d, %lld ms after PostgreSQL was back", status,
+                  (long long)pg_took);
 
     restart_kafka();
-    until = now_ms() + 90000;
-    int status = 0;
+    int64_t kafka_back = now_ms();
+    int64_t until = now_ms() + 90000;
+    status = 0;
     while (now_ms() < until) {
         int rc =
             harness_request(&client, "PUT", "/profiles/outage-after", AUTH, body, strlen(body), &response);
@@ -937,9 +968,16 @@ START_TEST(test_broker_outage)
         if (status == 200)
             break;
         ck_assert_msg(status == 503 || status == -1, "after the restart: status %d", status);
-        usleep(200 * 1000);
+        usleep(50 * 1000);
     }
+    int64_t kafka_took = now_ms() - kafka_back;
+    fprintf(stderr, "first PUT 200 %lld ms after the broker answered metadata again\n",
+            (long long)kafka_took);
     ck_assert_msg(status == 200, "no 200 within 90 s of restarting the broker (last %d)", status);
+    /* librdkafka's reconnect backoff is capped at 1 s (kafka_conf.c), statistics come every 500 ms. */
+    ck_assert_msg(kafka_took <= 3000, "first 200 %lld ms after the broker was back", (long long)kafka_took);
+    PQfinish(schema.conn); /* PostgreSQL's restart closed it */
+    schema.conn = PQconnectdb(schema.dsn);
     char partition[16], offset[32];
     ck_assert(harness_header(&response, "X-Kafka-Partition", partition, sizeof(partition)));
     ck_assert(harness_header(&response, "X-Kafka-Offset", offset, sizeof(offset)));

@@ -71,6 +71,8 @@ class Context:
         self.repo = os.path.abspath(args.repo)
         self.build_dir = os.path.abspath(args.build_dir) if args.build_dir else None
         self.binaries = {"profiled-api": args.api, "profiled-worker": args.worker}
+        if getattr(args, "import_bin", None):
+            self.binaries["profiled-import"] = args.import_bin
         self.release_dir = os.path.abspath(args.release_dir) if getattr(args, "release_dir", None) else None
         self.k8s = os.path.join(self.repo, "deploy", "k8s")
         self.dockerfile_path = os.path.join(self.repo, "deploy", "docker", "Dockerfile")
@@ -1327,6 +1329,7 @@ def main():
     parser.add_argument("--repo", required=True)
     parser.add_argument("--api", required=True, help="path of the built profiled-api")
     parser.add_argument("--worker", required=True, help="path of the built profiled-worker")
+    parser.add_argument("--import", dest="import_bin", help="path of the built profiled-import")
     parser.add_argument("--build-dir", help="the CMake build folder holding those binaries")
     parser.add_argument("--release-dir", help="folder of the image's Release build (release-build makes it)")
     parser.add_argument("check", choices=sorted(ALL_CHECKS))

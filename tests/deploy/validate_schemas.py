@@ -291,17 +291,24 @@ def selftest(tools, renders):
         ("PodMonitor misspelt endpoint field", "PodMonitor",
          lambda d: d["spec"]["podMetricsEndpoints"][0].update({"paht": "/metrics"}), "paht"),
     ]
-    problems = []
-    for what, kind, mutate, expect in cases:
+    # All broken copies in one validation run (each renamed, so that what is
+    # reported can be told apart): the validators start once, not once per case.
+    problems, broken_by_overlay, named = [], {}, []
+    for i, (what, kind, mutate, expect) in enumerate(cases):
         overlay, doc = find_doc(renders, kind)
         if doc is None:
             problems.append(f"selftest: no {kind} rendered, cannot test '{what}'")
             continue
         broken = copy.deepcopy(doc)
+        broken["metadata"]["name"] = f"selftest-{i}"
         mutate(broken)
-        found = validate_all(tools, {overlay: [broken]}, quiet=True)
-        if not any(expect in p for p in found):
-            problems.append(f"selftest: '{what}' was not reported (got: {found or 'nothing'})")
+        broken_by_overlay.setdefault(overlay, []).append(broken)
+        named.append((i, what, kind, expect))
+    found = validate_all(tools, broken_by_overlay, quiet=True)
+    for i, what, kind, expect in named:
+        mine = [p for p in found if f"{kind}/selftest-{i} (" in p]
+        if not any(expect in p for p in mine):
+            problems.append(f"selftest: '{what}' was not reported (got: {mine or 'nothing'})")
         else:
             print(f"  selftest: {what}: caught")
     return problems

@@ -1,0 +1,217 @@
+#include "lag.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "log.h"
+
+#define LAG_QUERY_TIMEOUT_MS 1000 /* one partition's ListOffsets; a dead broker costs this per round */
+#define LAG_UNTRACKED        (-2)
+#define LAG_UNKNOWN          (-1)
+
+typedef struct lag_slot {
+    lag_t *lag;
+    int32_t partition;
+    _Atomic int64_t position;    /* LAG_UNTRACKED, LAG_UNKNOWN, or PostgreSQL's next offset */
+    _Atomic int64_t end;         /* the broker's last answer (high watermark), -1 before one */
+    _Atomic int64_t end_wall_ms; /* CLOCK_REALTIME of that answer */
+    _Atomic bool registered;     /* gauges registered (worker thread only writes it) */
+} lag_slot_t;
+
+struct lag {
+    metrics_t *metrics;
+    const char *topic;
+    int64_t interval_ms;
+    rd_kafka_t *consumer;
+    pthread_t thread;
+    bool running;
+    pthread_mutex_t lock; /* guards stopping, with wake */
+    pthread_cond_t wake;
+    bool stopping;
+    lag_slot_t slots[LAG_MAX_PARTITIONS];
+};
+
+static int64_t lag_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+lag_t *lag_new(metrics_t *metrics, const char *topic, int64_t interval_ms)
+{
+    lag_t *lag = calloc(1, sizeof(*lag));
+    if (!lag)
+        abort();
+    lag->metrics = metrics;
+    lag->topic = topic;
+    lag->interval_ms = interval_ms;
+    pthread_mutex_init(&lag->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&lag->wake, &attr);
+    pthread_condattr_destroy(&attr);
+    for (int i = 0; i < LAG_MAX_PARTITIONS; i++) {
+        lag_slot_t *slot = &lag->slots[i];
+        slot->lag = lag;
+        slot->partition = i;
+        atomic_init(&slot->position, LAG_UNTRACKED);
+        atomic_init(&slot->end, -1);
+        atomic_init(&slot->end_wall_ms, 0);
+        atomic_init(&slot->registered, false);
+    }
+    return lag;
+}
+
+/* One round: every tracked partition's end offset, from the partition leader. */
+static void lag_query_round(lag_t *lag)
+{
+    int failed = 0;
+    const char *error = NULL;
+    for (int i = 0; i < LAG_MAX_PARTITIONS; i++) {
+        lag_slot_t *slot = &lag->slots[i];
+        if (atomic_load(&slot->position) == LAG_UNTRACKED)
+            continue;
+        int64_t low = 0, high = 0;
+        rd_kafka_resp_err_t err =
+            rd_kafka_query_watermark_offsets(lag->consumer, lag->topic, i, &low, &high, LAG_QUERY_TIMEOUT_MS);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0) {
+            atomic_store(&slot->end, high);
+            atomic_store(&slot->end_wall_ms, lag_wall_ms());
+        } else {
+            failed++;
+            error = rd_kafka_err2str(err);
+        }
+        pthread_mutex_lock(&lag->lock);
+        bool stopping = lag->stopping;
+        pthread_mutex_unlock(&lag->lock);
+        if (stopping)
+            return;
+    }
+    if (failed > 0) {
+        log_fields_t fields = LOG_FIELDS_INIT;
+        log_field_int(&fields, "partitions", failed);
+        log_field_str(&fields, "error", error);
+        log_debug(&fields, "end offsets not refreshed; lag uses the last known ones");
+    }
+}
+
+static void *lag_thread(void *arg)
+{
+    lag_t *lag = arg;
+    pthread_mutex_lock(&lag->lock);
+    while (!lag->stopping) {
+        pthread_mutex_unlock(&lag->lock);
+        lag_query_round(lag);
+        pthread_mutex_lock(&lag->lock);
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += lag->interval_ms / 1000;
+        until.tv_nsec += (lag->interval_ms % 1000) * 1000000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        while (!lag->stopping && pthread_cond_timedwait(&lag->wake, &lag->lock, &until) == 0) {
+        }
+    }
+    pthread_mutex_unlock(&lag->lock);
+    return NULL;
+}
+
+int lag_start(lag_t *lag, rd_kafka_t *consumer, char *errstr, size_t errstr_size)
+{
+    lag->consumer = consumer;
+    int rc = pthread_create(&lag->thread, NULL, lag_thread, lag);
+    if (rc != 0) {
+        snprintf(errstr, errstr_size, "lag thread: error %d", rc);
+        return -1;
+    }
+    lag->running = true;
+    return 0;
+}
+
+void lag_stop(lag_t *lag)
+{
+    if (!lag->running)
+        return;
+    pthread_mutex_lock(&lag->lock);
+    lag->stopping = true;
+    pthread_cond_signal(&lag->wake);
+    pthread_mutex_unlock(&lag->lock);
+    pthread_join(lag->thread, NULL);
+    lag->running = false;
+}
+
+void lag_destroy(lag_t *lag)
+{
+    if (!lag)
+        return;
+    lag_stop(lag);
+    pthread_cond_destroy(&lag->wake);
+    pthread_mutex_destroy(&lag->lock);
+    free(lag);
+}
+
+static double lag_gauge(void *arg)
+{
+    lag_slot_t *slot = arg;
+    int64_t position = atomic_load(&slot->position);
+    int64_t end = atomic_load(&slot->end);
+    if (position < 0 || end < 0)
+        return NAN;
+    return end > position ? (double)(end - position) : 0.0;
+}
+
+static double lag_age_gauge(void *arg)
+{
+    lag_slot_t *slot = arg;
+    int64_t at = atomic_load(&slot->end_wall_ms);
+    if (atomic_load(&slot->position) == LAG_UNTRACKED || at == 0)
+        return NAN;
+    return (double)(lag_wall_ms() - at) / 1000.0;
+}
+
+void lag_track(lag_t *lag, int32_t partition)
+{
+    if (partition < 0 || partition >= LAG_MAX_PARTITIONS)
+        return;
+    lag_slot_t *slot = &lag->slots[partition];
+    if (atomic_load(&slot->position) == LAG_UNTRACKED)
+        atomic_store(&slot->position, LAG_UNKNOWN);
+    if (atomic_load(&slot->registered))
+        return;
+    char labels[256];
+    snprintf(labels, sizeof(labels), "topic=\"%s\",partition=\"%" PRId32 "\"", lag->topic, partition);
+    metrics_gauge(lag->metrics, "profiled_worker_lag",
+                  "Commands of the partition not applied yet: the broker's end offset minus the position "
+                  "PostgreSQL holds",
+                  labels, lag_gauge, slot);
+    metrics_gauge(lag->metrics, "profiled_worker_end_offset_age_seconds",
+                  "Age of the end offset behind profiled_worker_lag (grows while the broker cannot answer)",
+                  labels, lag_age_gauge, slot);
+    atomic_store(&slot->registered, true);
+}
+
+void lag_position(lag_t *lag, int32_t partition, int64_t next_offset)
+{
+    if (partition < 0 || partition >= LAG_MAX_PARTITIONS)
+        return;
+    lag_slot_t *slot = &lag->slots[partition];
+    if (atomic_load(&slot->position) != LAG_UNTRACKED)
+        atomic_store(&slot->position, next_offset < 0 ? LAG_UNKNOWN : next_offset);
+}
+
+void lag_forget(lag_t *lag, int32_t partition)
+{
+    if (partition < 0 || partition >= LAG_MAX_PARTITIONS)
+        return;
+    atomic_store(&lag->slots[partition].position, LAG_UNTRACKED);
+}

@@ -188,9 +188,15 @@ static void http_conn_written(http_conn_t *conn);
 static void http_conn_next(http_conn_t *conn);
 static void http_conn_linger(http_conn_t *conn);
 
-static void http_conn_write_answer(http_conn_t *conn, int status, const char *content_type, const void *body,
-                                   size_t body_len)
+#define HTTP_BODY_PARTS_MAX 4
+
+/* The body is given in parts (an iovec), written where they lie when the socket takes them. */
+static void http_conn_write_answer_parts(http_conn_t *conn, int status, const char *content_type,
+                                         const struct iovec *parts, int part_count)
 {
+    size_t body_len = 0;
+    for (int i = 0; i < part_count; i++)
+        body_len += parts[i].iov_len;
     http_server_t *server = conn->server;
     struct evbuffer *out = bufferevent_get_output(conn->bev);
     buf_t *head = &server->scratch;
@@ -209,28 +215,39 @@ static void http_conn_write_answer(http_conn_t *conn, int status, const char *co
         buf_append_str(head, "Connection: keep-alive\r\n");
     buf_append(head, conn->out_headers.data, conn->out_headers.len);
     buf_append_str(head, "\r\n");
-    if (conn->req.method == HTTP_METHOD_HEAD)
-        body_len = 0;
+    /* HEAD and 304 carry the Content-Length a GET's 200 would have, and no body (RFC 9110 9.3.2,
+     * 15.4.5). */
+    if (conn->req.method == HTTP_METHOD_HEAD || status == 304)
+        part_count = 0;
     conn->state = HTTP_CONN_WRITING;
     conn->detach = NULL;
     conn->held = NULL;
 
     /* Nothing queued before it (the usual case): write at once. An answer that fits the socket
      * buffer then never arms the write event, which saves two epoll_ctl calls per request. */
+    struct iovec iov[1 + HTTP_BODY_PARTS_MAX];
+    iov[0] = (struct iovec){head->data, head->len};
+    int iov_count = 1;
+    for (int i = 0; i < part_count; i++)
+        if (parts[i].iov_len > 0)
+            iov[iov_count++] = parts[i];
     size_t sent = 0;
     evutil_socket_t fd = bufferevent_getfd(conn->bev);
     if (fd >= 0 && evbuffer_get_length(out) == 0) {
-        struct iovec iov[2] = {{head->data, head->len}, {(void *)body, body_len}};
-        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = body_len ? 2 : 1};
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iov_count};
         ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         /* On an error the bufferevent meets it again on its own write and reports it. */
         sent = n > 0 ? (size_t)n : 0;
     }
-    if (sent < head->len)
-        evbuffer_add(out, head->data + sent, head->len - sent);
-    size_t body_sent = sent > head->len ? sent - head->len : 0;
-    if (body_sent < body_len)
-        evbuffer_add(out, (const uint8_t *)body + body_sent, body_len - body_sent);
+    /* What the socket did not take is copied: the caller's parts are not kept. */
+    for (int i = 0; i < iov_count; i++) {
+        if (sent >= iov[i].iov_len) {
+            sent -= iov[i].iov_len;
+            continue;
+        }
+        evbuffer_add(out, (const uint8_t *)iov[i].iov_base + sent, iov[i].iov_len - sent);
+        sent = 0;
+    }
     if (evbuffer_get_length(out) == 0) {
         event_del(conn->timer);
         if (conn->in_process)
@@ -241,6 +258,13 @@ static void http_conn_write_answer(http_conn_t *conn, int status, const char *co
     }
     bufferevent_enable(conn->bev, EV_WRITE);
     http_conn_arm(conn, server->tv_idle);
+}
+
+static void http_conn_write_answer(http_conn_t *conn, int status, const char *content_type, const void *body,
+                                   size_t body_len)
+{
+    struct iovec part = {(void *)body, body_len};
+    http_conn_write_answer_parts(conn, status, content_type, &part, 1);
 }
 
 /* The layer's own refusal: a JSON error, then close. */
@@ -1150,6 +1174,18 @@ void http_req_respond(http_req_t *req, int status, const char *content_type, con
         abort();
     }
     http_conn_write_answer(conn, status, content_type, body, body_len);
+}
+
+void http_req_respond_parts(http_req_t *req, int status, const char *content_type, const struct iovec *parts,
+                            int part_count)
+{
+    http_conn_t *conn = (http_conn_t *)req;
+    if (conn->state != HTTP_CONN_HANDLING || part_count < 0 || part_count > HTTP_BODY_PARTS_MAX) {
+        log_error(NULL, "http_server: answer to a request in state %d with %d parts", (int)conn->state,
+                  part_count);
+        abort();
+    }
+    http_conn_write_answer_parts(conn, status, content_type, parts, part_count);
 }
 
 void http_req_hold(http_req_t *req, void (*detach)(void *held), void *held)

@@ -51,6 +51,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 struct event_base;
 struct bufferevent;
@@ -136,6 +137,11 @@ void http_req_close_after(http_req_t *req);
  * be used afterwards. */
 void http_req_respond(http_req_t *req, int status, const char *content_type, const void *body,
                       size_t body_len);
+
+/* The same with the body in up to 4 parts, written from where they lie (one sendmsg) when the socket
+ * takes them, copied otherwise: the parts need not outlive the call. */
+void http_req_respond_parts(http_req_t *req, int status, const char *content_type, const struct iovec *parts,
+                            int part_count);
 
 /* While a request waits for an answer from elsewhere: if its connection goes away first (a reset
  * by the peer, or the server's shutdown), detach(held) is called and the request is gone. Pass

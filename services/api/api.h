@@ -129,18 +129,22 @@ typedef struct api_get {
     api_held_t held;
     struct api_get *next;
     api_loop_t *loop;
-    http_req_t *req; /* NULL once answered (deadline) */
+    http_req_t *req; /* NULL once answered (result, deadline) or detached (client gone) */
     int64_t started_us;
     uint64_t request_seq;
     size_t recipient_id_len;
     char recipient_id[HTTP_RECIPIENT_ID_CAP];
+    char *if_none_match; /* the request's If-None-Match (copied), or NULL */
+    bool got_result;     /* its result arrived; the NULL that ends it is next */
+    bool aborted;        /* PGRES_PIPELINE_ABORTED: not run (another GET of its batch failed); sent again */
+    uint8_t attempts;    /* sends after an abort */
 } api_get_t;
 
 typedef enum api_pg_state {
     API_PG_DOWN,       /* no connection; reconnect timer armed; GETs answer 503 at once */
     API_PG_CONNECTING, /* PQconnectPoll in progress; GETs queue */
-    API_PG_IDLE,       /* connected, nothing in flight */
-    API_PG_BUSY,       /* the FIFO head's query is in flight */
+    API_PG_PREPARING,  /* connected, in pipeline mode, the statement's Prepare in flight; GETs queue */
+    API_PG_IDLE,       /* prepared: GETs are sent at once, many in flight (pipeline mode) */
 } api_pg_state_t;
 
 typedef struct api_pg {
@@ -150,8 +154,13 @@ typedef struct api_pg {
     int event_fd;
     struct event *retry_timer; /* DOWN -> CONNECTING, and the connect timeout while CONNECTING */
     int64_t backoff_ms;
-    api_get_t *head, *tail; /* FIFO; head is in flight while BUSY */
-    size_t queued;
+    /* Sent, in order: results arrive in this order (pipeline mode), each ended by its Sync. An
+     * entry whose client went away stays here, detached (req NULL), until its result arrives. */
+    api_get_t *head, *tail;
+    api_get_t *wait_head, *wait_tail; /* not sent yet (while connecting or preparing) */
+    size_t queued;                    /* both lists */
+    struct event *send_event;         /* sends the waiting GETs once the loop's ready callbacks ran */
+    bool send_pending;
 } api_pg_t;
 
 typedef enum api_loop_state {

@@ -3,11 +3,18 @@
  * the loop.
  *
  * Each loop owns one libpq connection driven by the loop: PQconnectStart and
- * PQconnectPoll to connect, PQsendQueryParams to ask, PQconsumeInput and
- * PQgetResult when the socket is readable. GETs wait in a FIFO and go one at
- * a time (a primary-key lookup takes well under a millisecond). When the
- * connection fails the waiting GETs get 503 at once and the loop reconnects
- * with capped exponential backoff; while it is down, GETs get 503 at once.
+ * PQconnectPoll to connect, then pipeline mode (libpq 14+) with one prepared
+ * statement. The GETs that arrive in one loop iteration are sent together as
+ * Bind/Execute messages and one Sync, while earlier batches are still in
+ * flight; an error in one (a statement timeout) fails that GET, and the rest
+ * of its batch, which PostgreSQL skips, is sent again. PostgreSQL answers in
+ * order, so the sent
+ * GETs form a FIFO and each result belongs to the FIFO head; a GET whose
+ * client went away stays in the FIFO, detached, until its result arrives.
+ * When the connection fails every GET in flight or waiting gets 503 at once
+ * (never another one's result) and the loop reconnects with capped
+ * exponential backoff, preparing the statement again; while it is down, GETs
+ * get 503 at once.
  */
 #include "get.h"
 
@@ -27,10 +34,14 @@
 #define API_PG_BACKOFF_MAX_MS 500
 #define API_PG_QUEUE_MAX      4096
 
-static const char api_get_query[] = "SELECT profile::text FROM profiles WHERE recipient_id = $1";
+/* The ETag names the command that wrote the row: its Kafka position and its id (DESIGN: one
+ * command, one position), so it changes with every applied write and never repeats. */
+static const char api_get_query[] = "SELECT profile::text, kafka_partition::text || '.' || "
+                                    "kafka_offset::text || '.' || encode(command_id, 'hex') "
+                                    "FROM profiles WHERE recipient_id = $1";
+static const char api_get_statement[] = "profiled_get";
 
 static void api_pg_socket_cb(evutil_socket_t fd, short what, void *arg);
-static void api_pg_next(api_loop_t *loop);
 
 /* ---- socket interest --------------------------------------------------- */
 
@@ -89,20 +100,58 @@ static void api_get_detach(void *arg)
     get->req = NULL;
 }
 
+/* If-None-Match (RFC 9110 13.1.2): "*", or a list of entity tags compared weakly (W/ ignored). */
+static bool api_get_etag_matches(const char *if_none_match, const char *etag, size_t etag_len)
+{
+    const char *p = if_none_match;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (!*p)
+            return false;
+        if (*p == '*')
+            return true;
+        if (p[0] == 'W' && p[1] == '/')
+            p += 2;
+        const char *end = p;
+        if (*p == '"') {
+            end = strchr(p + 1, '"');
+            if (!end)
+                return false;
+            end++;
+        } else {
+            while (*end && *end != ',')
+                end++;
+        }
+        if ((size_t)(end - p) == etag_len && memcmp(p, etag, etag_len) == 0)
+            return true;
+        p = end;
+    }
+}
+
 /* Answers a GET that is still waiting; a no-op for one answered by its deadline. */
 static void api_get_answer(api_loop_t *loop, api_get_t *get, int status, const char *message,
-                           const char *profile, size_t len)
+                           const char *profile, size_t len, const char *version)
 {
     if (!get->req)
         return;
     api_held_remove(loop, &get->held);
     if (status == 200) {
-        buf_reset(&loop->scratch);
-        buf_append_str(&loop->scratch, "{\"profile\":");
-        buf_append(&loop->scratch, profile, len);
-        buf_append_str(&loop->scratch, ",\"preferences\":null}");
-        api_reply(loop, get->req, API_ROUTE_GET_PROFILE, 200, get->started_us, NULL, loop->scratch.data,
-                  loop->scratch.len);
+        char etag[160];
+        int etag_len = snprintf(etag, sizeof(etag), "\"%s\"", version);
+        if (etag_len > 0 && (size_t)etag_len < sizeof(etag)) {
+            http_req_add_header(get->req, "ETag", etag);
+            if (get->if_none_match && api_get_etag_matches(get->if_none_match, etag, (size_t)etag_len))
+                status = 304; /* the same parts: Content-Length as for 200, no body */
+        }
+        /* The stored text as PostgreSQL sent it, between two constants: no parse, and no copy
+         * when the socket takes the answer at once (the PGresult is cleared after this call). */
+        static const char prefix[] = "{\"profile\":";
+        static const char suffix[] = ",\"preferences\":null}";
+        struct iovec parts[3] = {{(void *)prefix, sizeof(prefix) - 1},
+                                 {(void *)profile, len},
+                                 {(void *)suffix, sizeof(suffix) - 1}};
+        api_reply_parts(loop, get->req, API_ROUTE_GET_PROFILE, status, get->started_us, parts, 3);
     } else {
         api_reply_error(loop, get->req, API_ROUTE_GET_PROFILE, status, get->started_us, get->request_seq,
                         message);
@@ -110,7 +159,7 @@ static void api_get_answer(api_loop_t *loop, api_get_t *get, int status, const c
     get->req = NULL;
 }
 
-/* Drops the FIFO head. */
+/* Frees the sent FIFO's head (its Sync arrived). */
 static void api_get_pop(api_loop_t *loop)
 {
     api_pg_t *pg = &loop->pg;
@@ -119,7 +168,38 @@ static void api_get_pop(api_loop_t *loop)
     if (!pg->head)
         pg->tail = NULL;
     pg->queued--;
+    free(get->if_none_match);
     free(get);
+}
+
+/* Unlinks the head of the waiting list. */
+static api_get_t *api_get_unwait(api_pg_t *pg)
+{
+    api_get_t *get = pg->wait_head;
+    pg->wait_head = get->next;
+    if (!pg->wait_head)
+        pg->wait_tail = NULL;
+    get->next = NULL;
+    return get;
+}
+
+/* Empties both lists; with a message, every GET still waiting for its client gets 503. */
+static void api_get_drop_all(api_loop_t *loop, const char *message)
+{
+    api_pg_t *pg = &loop->pg;
+    while (pg->head) {
+        if (message)
+            api_get_answer(loop, pg->head, 503, message, NULL, 0, NULL);
+        api_get_pop(loop);
+    }
+    while (pg->wait_head) {
+        api_get_t *get = api_get_unwait(pg);
+        if (message)
+            api_get_answer(loop, get, 503, message, NULL, 0, NULL);
+        pg->queued--;
+        free(get->if_none_match);
+        free(get);
+    }
 }
 
 /* ---- connection life cycle --------------------------------------------- */
@@ -143,10 +223,8 @@ static void api_pg_fail(api_loop_t *loop, const char *what)
         PQfinish(pg->conn);
     pg->conn = NULL;
     pg->state = API_PG_DOWN;
-    while (pg->head) {
-        api_get_answer(loop, pg->head, 503, "PostgreSQL is unreachable; retry", NULL, 0);
-        api_get_pop(loop);
-    }
+    /* Results of this connection will never come: nobody may get another one's answer. */
+    api_get_drop_all(loop, "PostgreSQL is unreachable; retry");
 
     struct timeval tv = {.tv_sec = pg->backoff_ms / 1000, .tv_usec = (pg->backoff_ms % 1000) * 1000};
     evtimer_add(pg->retry_timer, &tv);
@@ -154,6 +232,19 @@ static void api_pg_fail(api_loop_t *loop, const char *what)
     if (pg->backoff_ms > API_PG_BACKOFF_MAX_MS)
         pg->backoff_ms = API_PG_BACKOFF_MAX_MS;
     api_loop_check_drained(loop);
+}
+
+/* Pushes what libpq buffered; watches for write readiness while some is left. -1 when failed. */
+static int api_pg_flush(api_loop_t *loop)
+{
+    api_pg_t *pg = &loop->pg;
+    int flushed = PQflush(pg->conn);
+    if (flushed < 0) {
+        api_pg_fail(loop, "connection lost");
+        return -1;
+    }
+    api_pg_want(loop, true, flushed == 1);
+    return 0;
 }
 
 static void api_pg_connect_step(api_loop_t *loop)
@@ -173,20 +264,23 @@ static void api_pg_connect_step(api_loop_t *loop)
         api_pg_fail(loop, "connection failed");
         return;
     }
-    evtimer_del(pg->retry_timer);
     if (PQsetnonblocking(pg->conn, 1) < 0) {
         api_pg_fail(loop, "cannot switch the connection to non-blocking");
         return;
     }
-    pg->state = API_PG_IDLE;
-    atomic_store(&loop->pg_up, true);
-    pg->backoff_ms = API_PG_BACKOFF_MIN_MS;
-    log_fields_t fields = LOG_FIELDS_INIT;
-    log_field_int(&fields, "loop", loop->index);
-    log_info(&fields, "PostgreSQL connected");
-    /* Reading while idle notices a server that went away before a GET needs it. */
-    api_pg_want(loop, true, false);
-    api_pg_next(loop);
+    if (!PQenterPipelineMode(pg->conn)) {
+        api_pg_fail(loop, "cannot enter pipeline mode");
+        return;
+    }
+    /* Every connection prepares its statement: a reconnect starts a new session. The connect
+     * timer stays armed until the Prepare's answer, so a server that accepts but never answers
+     * is treated like one that does not connect. */
+    if (!PQsendPrepare(pg->conn, api_get_statement, api_get_query, 1, NULL) || !PQpipelineSync(pg->conn)) {
+        api_pg_fail(loop, "statement could not be prepared");
+        return;
+    }
+    pg->state = API_PG_PREPARING;
+    api_pg_flush(loop);
 }
 
 static void api_pg_connect(api_loop_t *loop)
@@ -217,10 +311,10 @@ static void api_pg_retry_cb(evutil_socket_t fd, short what, void *arg)
             api_pg_connect(loop);
         return;
     case API_PG_CONNECTING:
+    case API_PG_PREPARING:
         api_pg_fail(loop, "connection attempt timed out (PROFILED_PG_CONNECT_TIMEOUT)");
         return;
     case API_PG_IDLE:
-    case API_PG_BUSY:
         return;
     }
     log_error(NULL, "impossible PostgreSQL state %d", (int)loop->pg.state);
@@ -229,31 +323,140 @@ static void api_pg_retry_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- queries ----------------------------------------------------------- */
 
-static void api_pg_next(api_loop_t *loop)
+/* Sends every waiting GET (pipeline mode: no waiting for the previous answers), then one Sync for
+ * the batch: one write to PostgreSQL and one flush of its answers per batch, not per GET. */
+static void api_pg_send(api_loop_t *loop)
 {
     api_pg_t *pg = &loop->pg;
-    while (pg->state == API_PG_IDLE && pg->head) {
-        api_get_t *get = pg->head;
-        if (!get->req) { /* answered by its deadline before its turn */
-            api_get_pop(loop);
+    if (pg->state != API_PG_IDLE || !pg->wait_head)
+        return;
+    bool sent = false;
+    while (pg->wait_head) {
+        api_get_t *get = api_get_unwait(pg);
+        if (!get->req) { /* answered by its deadline, or its client left, before it was sent */
+            pg->queued--;
+            free(get->if_none_match);
+            free(get);
             continue;
         }
+        if (pg->tail)
+            pg->tail->next = get;
+        else
+            pg->head = get;
+        pg->tail = get;
         const char *values[1] = {get->recipient_id};
         int lengths[1] = {(int)get->recipient_id_len};
         int formats[1] = {0};
-        if (!PQsendQueryParams(pg->conn, api_get_query, 1, NULL, values, lengths, formats, 0)) {
+        if (!PQsendQueryPrepared(pg->conn, api_get_statement, 1, values, lengths, formats, 0)) {
             api_pg_fail(loop, "query could not be sent");
             return;
         }
-        pg->state = API_PG_BUSY;
-        int flushed = PQflush(pg->conn);
-        if (flushed < 0) {
-            api_pg_fail(loop, "query could not be sent");
-            return;
-        }
-        api_pg_want(loop, true, flushed == 1);
+        sent = true;
     }
-    api_loop_check_drained(loop);
+    /* An error in one GET of the batch (a statement timeout) makes PostgreSQL skip the rest up to
+     * this Sync: those come back PGRES_PIPELINE_ABORTED and are sent again (api_get_finish). */
+    if (sent && !PQpipelineSync(pg->conn)) {
+        api_pg_fail(loop, "query could not be sent");
+        return;
+    }
+    api_pg_flush(loop);
+}
+
+static void api_pg_send_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    api_loop_t *loop = arg;
+    loop->pg.send_pending = false;
+    api_pg_send(loop);
+}
+
+/* Sends soon: after the other callbacks of this loop iteration, so GETs that arrive together
+ * travel together. */
+static void api_pg_send_soon(api_loop_t *loop)
+{
+    api_pg_t *pg = &loop->pg;
+    if (pg->state != API_PG_IDLE || pg->send_pending)
+        return;
+    pg->send_pending = true;
+    event_active(pg->send_event, EV_TIMEOUT, 0);
+}
+
+/* The FIFO head's results are complete: frees it, or queues it again when it was aborted. */
+static void api_get_finish(api_loop_t *loop)
+{
+    api_pg_t *pg = &loop->pg;
+    api_get_t *get = pg->head;
+    if (get->aborted && get->req && get->attempts < 3) {
+        pg->head = get->next;
+        if (!pg->head)
+            pg->tail = NULL;
+        get->next = NULL;
+        get->aborted = get->got_result = false;
+        get->attempts++;
+        if (pg->wait_tail)
+            pg->wait_tail->next = get;
+        else
+            pg->wait_head = get;
+        pg->wait_tail = get;
+        return;
+    }
+    if (get->aborted)
+        api_get_answer(loop, get, 503, "PostgreSQL aborted the read (another query failed); retry", NULL, 0,
+                       NULL);
+    api_get_pop(loop);
+}
+
+/* The prepared statement's answer: a failure closes the connection (retried with backoff). */
+static int api_pg_prepared(api_loop_t *loop, PGresult *result)
+{
+    api_pg_t *pg = &loop->pg;
+    ExecStatusType status = PQresultStatus(result);
+    if (status == PGRES_COMMAND_OK)
+        return 0;
+    if (status != PGRES_PIPELINE_SYNC) {
+        api_pg_fail(loop, "statement could not be prepared");
+        return -1;
+    }
+    evtimer_del(pg->retry_timer);
+    pg->state = API_PG_IDLE;
+    atomic_store(&loop->pg_up, true);
+    pg->backoff_ms = API_PG_BACKOFF_MIN_MS;
+    log_fields_t fields = LOG_FIELDS_INIT;
+    log_field_int(&fields, "loop", loop->index);
+    log_info(&fields, "PostgreSQL connected");
+    return 0;
+}
+
+/* Answers the GET a result belongs to (the first result answers; a later one is ignored). */
+static void api_pg_answer_result(api_loop_t *loop, api_get_t *get, PGresult *result)
+{
+    ExecStatusType status = PQresultStatus(result);
+    char message[400];
+    if (status == PGRES_TUPLES_OK && PQntuples(result) == 1) {
+        api_get_answer(loop, get, 200, NULL, PQgetvalue(result, 0, 0), (size_t)PQgetlength(result, 0, 0),
+                       PQgetvalue(result, 0, 1));
+        return;
+    }
+    if (status == PGRES_TUPLES_OK) {
+        snprintf(message, sizeof(message), "no profile for recipient_id %s", get->recipient_id);
+        api_get_answer(loop, get, 404, message, NULL, 0, NULL);
+        return;
+    }
+    metrics_counter_add(loop->api->m.pg_errors, 1);
+    const char *sqlstate = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+    if (!sqlstate)
+        sqlstate = "";
+    /* 57014: statement_timeout or a cancel; 57P*: the server is shutting down; 08*: the
+     * connection broke. All are worth a retry. */
+    int code = (strncmp(sqlstate, "57", 2) == 0 || strncmp(sqlstate, "08", 2) == 0 ||
+                status == PGRES_PIPELINE_ABORTED || PQstatus(loop->pg.conn) == CONNECTION_BAD)
+                   ? 503
+                   : 500;
+    snprintf(message, sizeof(message), "PostgreSQL query failed (SQLSTATE %s): %s", sqlstate,
+             PQresultErrorMessage(result));
+    message[strcspn(message, "\n")] = '\0';
+    api_get_answer(loop, get, code, message, NULL, 0, NULL);
 }
 
 static void api_pg_read(api_loop_t *loop)
@@ -263,43 +466,53 @@ static void api_pg_read(api_loop_t *loop)
         api_pg_fail(loop, "connection lost");
         return;
     }
-    if (pg->state != API_PG_BUSY) {
-        /* Idle: nothing expected but notices; drop any stray result. */
-        while (!PQisBusy(pg->conn)) {
-            PGresult *stray = PQgetResult(pg->conn);
-            if (!stray)
-                break;
-            PQclear(stray);
-        }
-        if (PQstatus(pg->conn) == CONNECTION_BAD)
-            api_pg_fail(loop, "connection lost");
-        return;
-    }
+    int nulls = 0;
     while (!PQisBusy(pg->conn)) {
         PGresult *result = PQgetResult(pg->conn);
-        if (!result) { /* the query is complete */
-            api_get_pop(loop);
-            pg->state = API_PG_IDLE;
-            api_pg_next(loop);
-            return;
-        }
-        /* The first result answers; api_get_answer ignores any later one. */
         api_get_t *get = pg->head;
-        ExecStatusType status = PQresultStatus(result);
-        char message[400];
-        if (status == PGRES_TUPLES_OK && PQntuples(result) == 1) {
-            api_get_answer(loop, get, 200, NULL, PQgetvalue(result, 0, 0), (size_t)PQgetlength(result, 0, 0));
-        } else if (status == PGRES_TUPLES_OK) {
-            snprintf(message, sizeof(message), "no profile for recipient_id %s", get->recipient_id);
-            api_get_answer(loop, get, 404, message, NULL, 0);
-        } else {
-            snprintf(message, sizeof(message), "PostgreSQL query failed: %s", PQresultErrorMessage(result));
-            message[strcspn(message, "\n")] = '\0';
-            metrics_counter_add(loop->api->m.pg_errors, 1);
-            api_get_answer(loop, get, 500, message, NULL, 0);
+        if (!result) {
+            /* Pipeline mode: NULL ends one statement's results; otherwise, twice in a row or with
+             * nothing expected, nothing more is ready. */
+            if (get && get->got_result) {
+                api_get_finish(loop);
+                nulls = 0;
+                continue;
+            }
+            if (++nulls > 1 || (!get && pg->state != API_PG_PREPARING))
+                break;
+            continue;
         }
+        nulls = 0;
+        if (pg->state == API_PG_PREPARING) {
+            int rc = api_pg_prepared(loop, result);
+            PQclear(result);
+            if (rc < 0)
+                return;
+            continue;
+        }
+        /* A result of the next statement (or the batch's Sync) also ends the head's. */
+        if (get && get->got_result) {
+            api_get_finish(loop);
+            get = pg->head;
+        }
+        ExecStatusType status = PQresultStatus(result);
+        if (status == PGRES_PIPELINE_SYNC || !get) { /* a batch's end, or a stray result */
+            PQclear(result);
+            continue;
+        }
+        get->got_result = true;
+        if (status == PGRES_PIPELINE_ABORTED)
+            get->aborted = true;
+        else
+            api_pg_answer_result(loop, get, result);
         PQclear(result);
     }
+    if (PQstatus(pg->conn) == CONNECTION_BAD) {
+        api_pg_fail(loop, "connection lost");
+        return;
+    }
+    api_pg_send(loop); /* waiting ones, once the Prepare is answered */
+    api_loop_check_drained(loop);
 }
 
 static void api_pg_socket_cb(evutil_socket_t fd, short what, void *arg)
@@ -311,16 +524,10 @@ static void api_pg_socket_cb(evutil_socket_t fd, short what, void *arg)
     case API_PG_CONNECTING:
         api_pg_connect_step(loop);
         return;
+    case API_PG_PREPARING:
     case API_PG_IDLE:
-    case API_PG_BUSY:
-        if (what & EV_WRITE) {
-            int flushed = PQflush(pg->conn);
-            if (flushed < 0) {
-                api_pg_fail(loop, "connection lost");
-                return;
-            }
-            api_pg_want(loop, true, flushed == 1);
-        }
+        if ((what & EV_WRITE) && api_pg_flush(loop) < 0)
+            return;
         if (what & EV_READ)
             api_pg_read(loop);
         return;
@@ -358,18 +565,25 @@ void api_get_handle(api_loop_t *loop, http_req_t *req, const char *recipient_id,
     get->request_seq = request_seq;
     memcpy(get->recipient_id, recipient_id, recipient_id_len + 1);
     get->recipient_id_len = recipient_id_len;
+    const char *if_none_match = http_req_header(req, "If-None-Match");
+    if (if_none_match) {
+        get->if_none_match = strdup(if_none_match);
+        if (!get->if_none_match) {
+            log_error(NULL, "out of memory allocating a request");
+            abort();
+        }
+    }
     get->held.expire = api_get_expire;
     get->held.deadline_us = started_us + loop->api->config.request_deadline_ms * 1000;
-    if (pg->tail)
-        pg->tail->next = get;
+    if (pg->wait_tail)
+        pg->wait_tail->next = get;
     else
-        pg->head = get;
-    pg->tail = get;
+        pg->wait_head = get;
+    pg->wait_tail = get;
     pg->queued++;
     api_held_add(loop, &get->held);
     http_req_hold(req, api_get_detach, get);
-    if (pg->state == API_PG_IDLE)
-        api_pg_next(loop);
+    api_pg_send_soon(loop);
 }
 
 int api_pg_init(api_loop_t *loop, char *errstr, size_t errstr_size)
@@ -379,7 +593,8 @@ int api_pg_init(api_loop_t *loop, char *errstr, size_t errstr_size)
     pg->event_fd = -1;
     pg->backoff_ms = API_PG_BACKOFF_MIN_MS;
     pg->retry_timer = evtimer_new(loop->base, api_pg_retry_cb, loop);
-    if (!pg->retry_timer) {
+    pg->send_event = event_new(loop->base, -1, 0, api_pg_send_cb, loop);
+    if (!pg->retry_timer || !pg->send_event) {
         snprintf(errstr, errstr_size, "event_new failed");
         return -1;
     }
@@ -396,9 +611,11 @@ void api_pg_destroy(api_loop_t *loop)
     if (pg->retry_timer)
         event_free(pg->retry_timer);
     pg->retry_timer = NULL;
+    if (pg->send_event)
+        event_free(pg->send_event);
+    pg->send_event = NULL;
     if (pg->conn)
         PQfinish(pg->conn);
     pg->conn = NULL;
-    while (pg->head)
-        api_get_pop(loop);
+    api_get_drop_all(loop, NULL);
 }

@@ -70,10 +70,11 @@ static bool api_head_cb(void *arg, http_req_t *req)
         abort();
     }
 
-    if (req->method != HTTP_METHOD_PUT && req->method != HTTP_METHOD_GET) {
-        http_req_add_header(req, "Allow", "GET, PUT");
+    if (req->method != HTTP_METHOD_PUT && req->method != HTTP_METHOD_GET && req->method != HTTP_METHOD_HEAD) {
+        http_req_add_header(req, "Allow", "GET, HEAD, PUT");
         snprintf(message, sizeof(message),
-                 "method %s is not allowed on /profiles/{recipient_id}; allowed: GET, PUT", req->method_name);
+                 "method %s is not allowed on /profiles/{recipient_id}; allowed: GET, HEAD, PUT",
+                 req->method_name);
         api_reply_error(loop, req, API_ROUTE_OTHER, 405, started, seq, message);
         return false;
     }

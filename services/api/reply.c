@@ -42,6 +42,13 @@ void api_reply(api_loop_t *loop, http_req_t *req, api_route_t route, int status,
     api_count_answer(loop, route, status, started_us);
 }
 
+void api_reply_parts(api_loop_t *loop, http_req_t *req, api_route_t route, int status, int64_t started_us,
+                     const struct iovec *parts, int part_count)
+{
+    http_req_respond_parts(req, status, "application/json", parts, part_count);
+    api_count_answer(loop, route, status, started_us);
+}
+
 void api_reply_error(api_loop_t *loop, http_req_t *req, api_route_t route, int status, int64_t started_us,
                      uint64_t request_seq, const char *message)
 {
@@ -133,7 +140,7 @@ void api_loop_check_drained(api_loop_t *loop)
 {
     if (loop->state != API_LOOP_DRAINING || loop->exit_scheduled)
         return;
-    if (loop->held.next != &loop->held || rd_kafka_outq_len(loop->rk) != 0 || loop->pg.head != NULL)
+    if (loop->held.next != &loop->held || rd_kafka_outq_len(loop->rk) != 0 || loop->pg.queued != 0)
         return;
     log_fields_t fields = LOG_FIELDS_INIT;
     log_field_int(&fields, "loop", loop->index);

@@ -24,6 +24,10 @@ int64_t api_now_us(void);
  * counting it under route and status. */
 void api_reply(api_loop_t *loop, http_req_t *req, api_route_t route, int status, int64_t started_us,
                const char *content_type, const void *body, size_t body_len);
+/* Answers req with a JSON body given in parts (http_req_respond_parts: not copied when the socket takes
+ * it at once). */
+void api_reply_parts(api_loop_t *loop, http_req_t *req, api_route_t route, int status, int64_t started_us,
+                     const struct iovec *parts, int part_count);
 /* Answers req with the error body for status (http_error.h), X-Request-Id, Retry-After on 503,
  * WWW-Authenticate on 401, and logs one line. */
 void api_reply_error(api_loop_t *loop, http_req_t *req, api_route_t route, int status, int64_t started_us,

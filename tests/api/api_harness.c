@@ -197,8 +197,8 @@ static int harness_write_all(int fd, const void *bytes, size_t len)
     return 0;
 }
 
-/* Reads one response (Content-Length framed, or to EOF without one). */
-static int harness_read_response(int fd, harness_response_t *response, bool *closed)
+/* Reads one response (Content-Length framed, or to EOF without one; none after HEAD, 204 or 304). */
+static int harness_read_response(int fd, harness_response_t *response, bool *closed, bool head)
 {
     char buffer[16384];
     size_t have = 0;
@@ -230,6 +230,8 @@ static int harness_read_response(int fd, harness_response_t *response, bool *clo
     long content_length = -1;
     if (harness_header(response, "Content-Length", value, sizeof(value)))
         content_length = atol(value);
+    if (head || response->status == 204 || response->status == 304)
+        content_length = 0;
     if (harness_header(response, "Connection", value, sizeof(value)) && strcasecmp(value, "close") == 0)
         *closed = true;
     buf_reset(&response->body);
@@ -270,7 +272,7 @@ int harness_request(harness_client_t *client, const char *method, const char *pa
     buf_free(&request);
     bool closed = false;
     if (rc == 0)
-        rc = harness_read_response(client->fd, response, &closed);
+        rc = harness_read_response(client->fd, response, &closed, strcmp(method, "HEAD") == 0);
     if (rc < 0 || closed)
         harness_client_close(client);
     return rc;
@@ -284,7 +286,7 @@ int harness_raw(int port, const void *raw, size_t raw_len, harness_response_t *r
     bool closed;
     int rc = harness_write_all(fd, raw, raw_len);
     if (rc == 0)
-        rc = harness_read_response(fd, response, &closed);
+        rc = harness_read_response(fd, response, &closed, raw_len >= 5 && memcmp(raw, "HEAD ", 5) == 0);
     close(fd);
     return rc;
 }

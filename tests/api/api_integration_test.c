@@ -18,6 +18,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,7 +234,7 @@ START_TEST(test_bad_requests)
                           "%s: WWW-Authenticate", c->name);
         if (c->status == 405)
             ck_assert_msg(harness_header(&response, "Allow", value, sizeof(value)) &&
-                              strcmp(value, "GET, PUT") == 0,
+                              strcmp(value, "GET, HEAD, PUT") == 0,
                           "%s: Allow is \"%s\"", c->name, value);
         harness_response_free(&response);
     }
@@ -571,6 +572,301 @@ START_TEST(test_get)
 }
 END_TEST
 
+/* ---- ETag, If-None-Match and HEAD (issue 16) ------------------------------------------- */
+
+static void get_conditional(harness_client_t *client, const char *method, const char *if_none_match,
+                            harness_response_t *response)
+{
+    char headers[300];
+    snprintf(headers, sizeof(headers), AUTH "%s%s%s", if_none_match ? "If-None-Match: " : "",
+             if_none_match ? if_none_match : "", if_none_match ? "\r\n" : "");
+    ck_assert_int_eq(harness_request(client, method, "/profiles/etag-1", headers, NULL, 0, response), 0);
+}
+
+START_TEST(test_get_etag)
+{
+    pg_schema_t schema;
+    pg_schema_create(&schema);
+    insert_profile(schema.conn, "etag-1", "{\"email\":\"e@example.com\"}");
+    const char *const overrides[] = {schema.dsn_override, NULL};
+    harness_api_t api;
+    harness_api_start(&api, overrides);
+    harness_client_t client;
+    harness_client_init(&client, api.port);
+    harness_response_t response = {0};
+    char etag[128], length[32], length_200[32];
+
+    /* The row's writer: partition 0, offset 0, command id 00 (insert_profile). */
+    get_conditional(&client, "GET", NULL, &response);
+    ck_assert_int_eq(response.status, 200);
+    ck_assert(harness_header(&response, "ETag", etag, sizeof(etag)));
+    ck_assert_str_eq(etag, "\"0.0.00\"");
+    ck_assert(harness_header(&response, "Content-Length", length_200, sizeof(length_200)));
+    size_t body_len = response.body.len;
+
+    /* Conditional GETs: the same tag (strong, weak, in a list, or *) -> 304 without a body. */
+    const char *matching[] = {"\"0.0.00\"", "W/\"0.0.00\"", "\"x\", \"0.0.00\"", "*"};
+    for (size_t i = 0; i < sizeof(matching) / sizeof(matching[0]); i++) {
+        get_conditional(&client, "GET", matching[i], &response);
+        ck_assert_msg(response.status == 304, "If-None-Match: %s -> %d", matching[i], response.status);
+        ck_assert_uint_eq(response.body.len, 0);
+        ck_assert(harness_header(&response, "ETag", etag, sizeof(etag)));
+        ck_assert_str_eq(etag, "\"0.0.00\"");
+        ck_assert(harness_header(&response, "Content-Length", length, sizeof(length)));
+        ck_assert_str_eq(length, length_200);
+    }
+    get_conditional(&client, "GET", "\"0.0.01\"", &response);
+    ck_assert_int_eq(response.status, 200);
+    ck_assert_uint_eq(response.body.len, body_len);
+
+    /* HEAD: the headers of the GET, no body. */
+    get_conditional(&client, "HEAD", NULL, &response);
+    ck_assert_int_eq(response.status, 200);
+    ck_assert_uint_eq(response.body.len, 0);
+    ck_assert(harness_header(&response, "Content-Length", length, sizeof(length)));
+    ck_assert_str_eq(length, length_200);
+    ck_assert(harness_header(&response, "ETag", etag, sizeof(etag)));
+    ck_assert_str_eq(etag, "\"0.0.00\"");
+
+    /* A newer write (another position): the old tag no longer matches. */
+    pg_exec(schema.conn,
+            "UPDATE profiles SET profile = '{\"email\":\"f@example.com\"}', kafka_offset = 7, command_id = "
+            "'\\xab' WHERE recipient_id = 'etag-1'",
+            0, NULL);
+    get_conditional(&client, "GET", "\"0.0.00\"", &response);
+    ck_assert_int_eq(response.status, 200);
+    ck_assert(strstr((const char *)response.body.data, "f@example.com"));
+    ck_assert(harness_header(&response, "ETag", etag, sizeof(etag)));
+    ck_assert_str_eq(etag, "\"0.7.ab\"");
+
+    /* No row: 404 whatever the condition. */
+    ck_assert_int_eq(harness_request(&client, "GET", "/profiles/etag-none", AUTH "If-None-Match: *\r\n", NULL,
+                                     0, &response),
+                     0);
+    ck_assert_int_eq(response.status, 404);
+    harness_response_free(&response);
+    harness_client_close(&client);
+    ck_assert_int_eq(harness_api_stop(&api, SIGTERM, 30000), 0);
+    pg_schema_drop(&schema);
+}
+END_TEST
+
+/* ---- GETs pipelined on one PostgreSQL connection (issue 16) ------------------------- */
+
+#define PIPE_IDS     64
+#define PIPE_CLIENTS 64
+
+/* What each pipe-<i> row answers, exactly as PostgreSQL prints it. */
+static char *pipe_bodies[PIPE_IDS];
+
+static void pipe_rows_create(PGconn *conn)
+{
+    for (int i = 0; i < PIPE_IDS; i++) {
+        char id[32], profile[256];
+        snprintf(id, sizeof(id), "pipe-%d", i);
+        /* Sizes differ per row so a body given to the wrong request cannot match by chance. */
+        snprintf(profile, sizeof(profile), "{\"email\":\"r%d@example.com\",\"n\":%d,\"pad\":\"%.*s\"}", i, i,
+                 i, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+        insert_profile(conn, id, profile);
+        const char *params[1] = {id};
+        PGresult *result = PQexecParams(conn, "SELECT profile::text FROM profiles WHERE recipient_id = $1", 1,
+                                        NULL, params, NULL, NULL, 0);
+        ck_assert_int_eq(PQntuples(result), 1);
+        size_t size = strlen(PQgetvalue(result, 0, 0)) + 64;
+        pipe_bodies[i] = malloc(size);
+        snprintf(pipe_bodies[i], size, "{\"profile\":%s,\"preferences\":null}", PQgetvalue(result, 0, 0));
+        PQclear(result);
+    }
+}
+
+static void pipe_rows_free(void)
+{
+    for (int i = 0; i < PIPE_IDS; i++) {
+        free(pipe_bodies[i]);
+        pipe_bodies[i] = NULL;
+    }
+}
+
+typedef struct pipe_client {
+    int port;
+    int index;
+    int rounds;     /* requests to send; 0: until *stop */
+    bool allow_503; /* PostgreSQL restarts meanwhile */
+    _Atomic bool *stop;
+    pthread_barrier_t *start;
+    int ok, unavailable;
+    char failure[600]; /* the first wrong answer */
+} pipe_client_t;
+
+static void *pipe_client_thread(void *arg)
+{
+    pipe_client_t *pc = arg;
+    harness_client_t client;
+    harness_client_init(&client, pc->port);
+    harness_response_t response = {0};
+    pthread_barrier_wait(pc->start);
+    for (int round = 0; pc->rounds ? round < pc->rounds : !atomic_load(pc->stop); round++) {
+        int id = (pc->index * 7 + round) % PIPE_IDS;
+        char path[64];
+        snprintf(path, sizeof(path), "/profiles/pipe-%d", id);
+        if (harness_request(&client, "GET", path, AUTH, NULL, 0, &response) < 0) {
+            snprintf(pc->failure, sizeof(pc->failure), "GET %s: no answer", path);
+            break;
+        }
+        if (response.status == 200 && strcmp((const char *)response.body.data, pipe_bodies[id]) == 0) {
+            pc->ok++;
+        } else if (response.status == 503 && pc->allow_503 &&
+                   strstr((const char *)response.body.data, "PostgreSQL")) {
+            pc->unavailable++;
+        } else {
+            snprintf(pc->failure, sizeof(pc->failure), "GET %s: %d %s (expected %s)", path, response.status,
+                     (const char *)response.body.data, pipe_bodies[id]);
+            break;
+        }
+    }
+    harness_response_free(&response);
+    harness_client_close(&client);
+    return NULL;
+}
+
+/* Runs PIPE_CLIENTS clients at once; `during` runs in this thread while they do. */
+static void pipe_run(int port, int rounds, bool allow_503, void (*during)(void), pipe_client_t *clients)
+{
+    pthread_t threads[PIPE_CLIENTS];
+    pthread_barrier_t start;
+    _Atomic bool stop = false;
+    pthread_barrier_init(&start, NULL, PIPE_CLIENTS + 1);
+    for (int i = 0; i < PIPE_CLIENTS; i++) {
+        clients[i] = (pipe_client_t){.port = port,
+                                     .index = i,
+                                     .rounds = rounds,
+                                     .allow_503 = allow_503,
+                                     .stop = &stop,
+                                     .start = &start};
+        ck_assert_int_eq(pthread_create(&threads[i], NULL, pipe_client_thread, &clients[i]), 0);
+    }
+    pthread_barrier_wait(&start);
+    if (during)
+        during();
+    atomic_store(&stop, true);
+    for (int i = 0; i < PIPE_CLIENTS; i++)
+        pthread_join(threads[i], NULL);
+    pthread_barrier_destroy(&start);
+    for (int i = 0; i < PIPE_CLIENTS; i++)
+        ck_assert_msg(clients[i].failure[0] == '\0', "client %d: %s", i, clients[i].failure);
+}
+
+/* 64 clients at once on one loop, so on one PostgreSQL connection in pipeline mode: every answer
+ * is the asked recipient's body, byte for byte. */
+START_TEST(test_get_pipelined)
+{
+    pg_schema_t schema;
+    pg_schema_create(&schema);
+    pipe_rows_create(schema.conn);
+    /* One loop: all 64 clients share one PostgreSQL connection. */
+    const char *const overrides[] = {"PROFILED_HTTP_THREADS=1", schema.dsn_override, NULL};
+    harness_api_t api;
+    harness_api_start(&api, overrides);
+    pipe_client_t clients[PIPE_CLIENTS];
+    pipe_run(api.port, 20, false, NULL, clients);
+    int ok = 0;
+    for (int i = 0; i < PIPE_CLIENTS; i++)
+        ok += clients[i].ok;
+    ck_assert_int_eq(ok, PIPE_CLIENTS * 20);
+    /* One session of the api served them all. */
+    PGresult *result =
+        PQexec(schema.conn, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                            "'%FROM profiles WHERE recipient_id%' AND pid <> pg_backend_pid()");
+    ck_assert_int_eq(atoi(PQgetvalue(result, 0, 0)), 1);
+    PQclear(result);
+    ck_assert_int_eq(harness_api_stop(&api, SIGTERM, 30000), 0);
+    pipe_rows_free();
+    pg_schema_drop(&schema);
+}
+END_TEST
+
+static int slow_port, slow_get_fd = -1;
+
+/* Writes GET /profiles/slow on a fresh connection (read later), in the middle of a pipe_run. */
+static void send_slow_get(void)
+{
+    usleep(30 * 1000);
+    char raw[256];
+    snprintf(raw, sizeof(raw), "GET /profiles/slow HTTP/1.1\r\nHost: t\r\n" AUTH "\r\n");
+    slow_get_fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)slow_port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(slow_get_fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    ck_assert_int_eq(write(slow_get_fd, raw, strlen(raw)), (ssize_t)strlen(raw));
+}
+
+/* A statement_timeout on one query fails that GET only: the ones pipelined around it are answered,
+ * and the connection keeps serving. The slow row is made slow by a row-level security policy in
+ * the test's private schema (pg_sleep for one recipient), so the api carries no test hook. */
+START_TEST(test_get_statement_timeout)
+{
+    pg_schema_t schema;
+    pg_schema_create(&schema);
+    pipe_rows_create(schema.conn);
+    insert_profile(schema.conn, "slow", "{\"email\":\"slow@example.com\"}");
+    pg_exec(schema.conn,
+            "CREATE POLICY slow_read ON profiles USING (recipient_id <> 'slow' OR pg_sleep(2) IS NOT NULL)",
+            0, NULL);
+    pg_exec(schema.conn, "ALTER TABLE profiles ENABLE ROW LEVEL SECURITY", 0, NULL);
+    pg_exec(schema.conn, "ALTER TABLE profiles FORCE ROW LEVEL SECURITY", 0, NULL);
+    char dsn[700];
+    snprintf(dsn, sizeof(dsn), "%s", schema.dsn_override);
+    char *options = strstr(dsn, "-csearch_path");
+    ck_assert_ptr_nonnull(options);
+    memmove(options + strlen("-cstatement_timeout=500 "), options, strlen(options) + 1);
+    memcpy(options, "-cstatement_timeout=500 ", strlen("-cstatement_timeout=500 "));
+    const char *const overrides[] = {"PROFILED_HTTP_THREADS=1", dsn, NULL};
+    harness_api_t api;
+    harness_api_start(&api, overrides);
+
+    /* slow, sent while 64 clients keep GETs in flight on the same PostgreSQL connection: the GETs
+     * batched with it are skipped by PostgreSQL (PGRES_PIPELINE_ABORTED) and must be sent again,
+     * the ones behind it wait for its timeout; all of them get their own 200. */
+    slow_port = api.port;
+    pipe_client_t clients[PIPE_CLIENTS];
+    pipe_run(api.port, 30, false, send_slow_get, clients);
+    int slow_fd = slow_get_fd;
+    harness_client_t client;
+    harness_client_init(&client, api.port);
+    harness_response_t response = {0};
+
+    buf_t answer = {0};
+    for (;;) {
+        struct pollfd pfd = {.fd = slow_fd, .events = POLLIN};
+        if (poll(&pfd, 1, 5000) <= 0)
+            break;
+        char chunk[4096];
+        ssize_t n = read(slow_fd, chunk, sizeof(chunk));
+        if (n <= 0)
+            break;
+        buf_append(&answer, chunk, (size_t)n);
+        if (strstr((const char *)answer.data, "}") && answer.len > 0)
+            break;
+    }
+    buf_terminate(&answer);
+    close(slow_fd);
+    ck_assert_msg(strncmp((const char *)answer.data, "HTTP/1.1 503", 12) == 0 &&
+                      strstr((const char *)answer.data, "statement timeout"),
+                  "slow GET: %s", (const char *)answer.data);
+    buf_free(&answer);
+
+    /* The connection still serves. */
+    ck_assert_int_eq(harness_request(&client, "GET", "/profiles/pipe-2", AUTH, NULL, 0, &response), 0);
+    ck_assert_int_eq(response.status, 200);
+    ck_assert_str_eq((const char *)response.body.data, pipe_bodies[2]);
+    harness_response_free(&response);
+    harness_client_close(&client);
+    ck_assert_int_eq(harness_api_stop(&api, SIGTERM, 30000), 0);
+    pipe_rows_free();
+    pg_schema_drop(&schema);
+}
+END_TEST
+
 /* ---- broker outage ------------------------------------------------------------- */
 
 static void restart_kafka(void)
@@ -745,6 +1041,44 @@ START_TEST(test_postgres_outage)
     harness_response_free(&response);
     harness_client_close(&client);
     ck_assert_int_eq(harness_api_stop(&api, SIGTERM, 30000), 0);
+    schema.conn = PQconnectdb(schema.dsn);
+    pg_schema_drop(&schema);
+}
+END_TEST
+
+/* PostgreSQL restarted while 64 clients keep GETs in flight on one connection: every answer is
+ * the client's own profile or a 503, never another recipient's; and GETs are answered again. */
+static void restart_postgres(void)
+{
+    usleep(500 * 1000);
+    harness_sh("\"$PROFILED_STACK\" stop postgres >/dev/null 2>&1");
+    usleep(300 * 1000);
+    harness_sh("\"$PROFILED_STACK\" start postgres >/dev/null 2>&1");
+    usleep(1500 * 1000);
+}
+
+START_TEST(test_get_pipelined_postgres_restart)
+{
+    test_env_require("PROFILED_STACK");
+    pg_schema_t schema;
+    pg_schema_create(&schema);
+    pipe_rows_create(schema.conn);
+    PQfinish(schema.conn);
+    const char *const overrides[] = {"PROFILED_HTTP_THREADS=1", schema.dsn_override, NULL};
+    harness_api_t api;
+    harness_api_start(&api, overrides);
+    pipe_client_t clients[PIPE_CLIENTS];
+    pipe_run(api.port, 0, true, restart_postgres, clients);
+    int ok = 0, unavailable = 0;
+    for (int i = 0; i < PIPE_CLIENTS; i++) {
+        ok += clients[i].ok;
+        unavailable += clients[i].unavailable;
+    }
+    ck_assert_msg(unavailable > 0, "no 503 while PostgreSQL restarted (%d answered)", ok);
+    /* After the restart every client gets its answers again. */
+    pipe_run(api.port, 5, false, NULL, clients);
+    ck_assert_int_eq(harness_api_stop(&api, SIGTERM, 30000), 0);
+    pipe_rows_free();
     schema.conn = PQconnectdb(schema.dsn);
     pg_schema_drop(&schema);
 }
@@ -1006,6 +1340,9 @@ static Suite *api_integration_suite(void)
     tcase_add_test(tc, test_get);
     tcase_add_test(tc, test_ops);
     tcase_add_test(tc, test_head_has_no_body);
+    tcase_add_test(tc, test_get_pipelined);
+    tcase_add_test(tc, test_get_etag);
+    tcase_add_test(tc, test_get_statement_timeout);
     suite_add_tcase(suite, tc);
 
     tc = tcase_create("faults");
@@ -1015,6 +1352,7 @@ static Suite *api_integration_suite(void)
     tcase_add_test(tc, test_broker_outage);
     tcase_add_test(tc, test_shutdown_broker_down);
     tcase_add_test(tc, test_postgres_outage);
+    tcase_add_test(tc, test_get_pipelined_postgres_restart);
     tcase_add_test(tc, test_sigterm_under_load);
     suite_add_tcase(suite, tc);
     return suite;

@@ -275,7 +275,7 @@ def case_unsupported_calls_fail_clearly():
             call()
         except APIStatusError as e:
             assert e.status_code == 405, f"{name}: status {e.status_code}"
-            assert e.response.headers.get("Allow") == "GET, PUT", f"{name}: Allow {e.response.headers.get('Allow')}"
+            assert e.response.headers.get("Allow") == "GET, HEAD, PUT", f"{name}: Allow {e.response.headers.get('Allow')}"
             assert isinstance(e.body, dict) and "not allowed" in e.body.get("message", ""), f"{name}: {e.body}"
             continue
         raise AssertionError(f"{name} did not fail")

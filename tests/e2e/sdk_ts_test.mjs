@@ -206,7 +206,7 @@ const cases = {
     };
     for (const [name, call] of Object.entries(calls)) {
       const e = await expectError(call(), APIError, 405, 'invalid_request_error');
-      assert.equal(e.headers.get('allow'), 'GET, PUT', `${name}: Allow header`);
+      assert.equal(e.headers.get('allow'), 'GET, HEAD, PUT', `${name}: Allow header`);
       assert.ok(e.error.message.includes('not allowed'), `${name}: ${e.error.message}`);
     }
     await expectError(client.profiles.retrieve(r), NotFoundError, 404, 'invalid_request_error');

@@ -17,6 +17,7 @@
 #include "codec.h"
 #include "json_transcode.h"
 #include "log.h"
+#include "ready.h"
 #include "reply.h"
 
 static const char api_put_success[] = "{\"status\":\"SUCCESS\"}";
@@ -187,6 +188,8 @@ void api_put_delivered(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage, void
 
     if (rkmessage->err)
         metrics_counter_add(api->m.delivery_failed, 1);
+    else /* an ack proves a broker was up, even before the first statistics said so */
+        api_ready_kafka_state(loop, true);
 
     if (put->state == API_PUT_HELD) {
         api_held_remove(loop, &put->held);

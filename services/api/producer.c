@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "kafka_conf.h"
+#include "kafka_log.h"
 #include "log.h"
 #include "ready.h"
 #include "reply.h"
@@ -64,17 +65,6 @@ static void api_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaq
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         api_ready_kafka_state(loop, false);
     log_warn(&fields, "Kafka: %s", reason);
-}
-
-/* Runs on librdkafka's threads; log_write is one write(2) per line. */
-static void api_kafka_log_cb(const rd_kafka_t *rk, int level, const char *facility, const char *text)
-{
-    (void)rk;
-    /* syslog levels: 3 error, 4 warning, 5 notice, 6 info, 7 debug (<syslog.h> clashes with log.h). */
-    log_level_t ours = level <= 3 ? LOG_ERROR : level <= 4 ? LOG_WARN : level <= 6 ? LOG_INFO : LOG_DEBUG;
-    log_fields_t fields = LOG_FIELDS_INIT;
-    log_field_str(&fields, "facility", facility);
-    log_at(ours, &fields, "librdkafka: %s", text);
 }
 
 static void api_kafka_readable_cb(evutil_socket_t fd, short what, void *arg)
@@ -125,7 +115,7 @@ int api_producer_init(api_loop_t *loop, api_delivery_fn delivered, char *errstr,
     rd_kafka_conf_set_dr_msg_cb(conf, delivered);
     rd_kafka_conf_set_stats_cb(conf, api_stats_cb);
     rd_kafka_conf_set_error_cb(conf, api_error_cb);
-    rd_kafka_conf_set_log_cb(conf, api_kafka_log_cb);
+    kafka_log_install(conf);
     rd_kafka_conf_set_opaque(conf, loop);
 
     loop->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, reason, sizeof(reason));

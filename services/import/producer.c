@@ -19,6 +19,7 @@
 
 #include "import.h"
 #include "kafka_conf.h"
+#include "kafka_log.h"
 #include "log.h"
 
 /* Runs on the main thread, inside rd_kafka_poll. */
@@ -76,16 +77,6 @@ static void import_error_cb(rd_kafka_t *rk, int err, const char *reason, void *o
     log_warn(&fields, "Kafka: %s", reason);
 }
 
-/* Runs on librdkafka's threads; log_write is one write(2) per line. */
-static void import_kafka_log_cb(const rd_kafka_t *rk, int level, const char *facility, const char *text)
-{
-    (void)rk;
-    log_level_t ours = level <= 3 ? LOG_ERROR : level <= 4 ? LOG_WARN : level <= 6 ? LOG_INFO : LOG_DEBUG;
-    log_fields_t fields = LOG_FIELDS_INIT;
-    log_field_str(&fields, "facility", facility);
-    log_at(ours, &fields, "librdkafka: %s", text);
-}
-
 int import_producer_new(import_t *im, char *errstr, size_t errstr_size)
 {
     const import_options_t *o = &im->options;
@@ -114,7 +105,7 @@ int import_producer_new(import_t *im, char *errstr, size_t errstr_size)
         goto error;
     rd_kafka_conf_set_dr_msg_cb(conf, import_delivery_cb);
     rd_kafka_conf_set_error_cb(conf, import_error_cb);
-    rd_kafka_conf_set_log_cb(conf, import_kafka_log_cb);
+    kafka_log_install(conf);
     rd_kafka_conf_set_opaque(conf, im);
     im->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, reason, sizeof(reason));
     if (!im->rk) {

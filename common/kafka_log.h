@@ -3,8 +3,8 @@
  * parser reads everything the worker prints. Runs on librdkafka's threads;
  * log_write is thread-safe (one write(2) per line).
  */
-#ifndef PROFILED_WORKER_KAFKA_LOG_H
-#define PROFILED_WORKER_KAFKA_LOG_H
+#ifndef PROFILED_KAFKA_LOG_H
+#define PROFILED_KAFKA_LOG_H
 
 #include <librdkafka/rdkafka.h>
 

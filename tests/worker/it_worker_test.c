@@ -1362,7 +1362,7 @@ START_TEST(lag_counts_from_kafka_offsets_while_positions_are_unknown)
             nap_ms(200);
     }
     it_exec(&it, "ROLLBACK");
-    ck_assert_msg(aged, "oldest unapplied age %.1f s (NaN on %d) while PostgreSQL was down", oldest.sum,
+    ck_assert_msg(aged, "oldest unapplied age %.1f s (NaN on %d) while the batch was held", oldest.sum,
                   oldest.nan);
     expect_caught_up(&it);
     expect_stops_cleanly(&it, pid);

@@ -209,7 +209,8 @@ static void *kcopy_thread(void *arg)
         int64_t final_ms = kc->final_ms;
         pthread_mutex_unlock(&kc->lock);
         if (stopping) {
-            if (final_ms > 0)
+            /* Not when the last round failed: the broker is away, shutdown would only wait. */
+            if (final_ms > 0 && !kc->failing)
                 kcopy_round(kc, final_ms);
             break;
         }

@@ -58,7 +58,8 @@ void kcopy_set(kcopy_t *kc, int32_t partition, int64_t next_offset);
 /* The partition was revoked: its owner copies it from now on. */
 void kcopy_forget(kcopy_t *kc, int32_t partition);
 
-/* One last round (bounded by `final_ms`, 0: none), then the thread ends. */
+/* One last round (each step bounded by `final_ms`; none when 0 or when the last
+ * round failed), then the thread ends. */
 void kcopy_stop(kcopy_t *kc, int64_t final_ms);
 void kcopy_destroy(kcopy_t *kc);
 

@@ -259,7 +259,11 @@ void api_put_delivered(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage, void
                 log_field_int(&fields, "offset", rkmessage->offset);
                 log_debug(&fields, "command acknowledged");
             }
-            if (put->ack == API_ACK_APPLIED) {
+            if (put->ack == API_ACK_APPLIED && rkmessage->offset < 0) {
+                /* No offset to wait for (librdkafka always reports one with acks=all). */
+                metrics_counter_add(api->m.pending_answers, 1);
+                api_put_answer(loop, put, "pending");
+            } else if (put->ack == API_ACK_APPLIED) {
                 /* Hold until the worker's position passes the offset; the deadline counts from the
                  * ack, so a slow broker does not eat the worker's time. */
                 int64_t deadline = api_now_us() + api->config.apply_wait_ms * 1000;

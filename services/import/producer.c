@@ -1,6 +1,6 @@
 /*
  * producer: the Kafka side of an import. One idempotent producer (acks=all,
- * murmur2: common/kafka_conf.h's contract), served from the main thread by
+ * murmur2: common/runtime/kafka_conf.h's contract), served from the main thread by
  * rd_kafka_poll, so delivery reports run on the thread that reads the input
  * and no lock guards the ring.
  *

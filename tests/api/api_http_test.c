@@ -1,5 +1,5 @@
 /*
- * profiled-api's HTTP layer (common/http_server.c) against the running api
+ * profiled-api's HTTP layer (common/http/http_server.c) against the running api
  * and the real stack, over raw sockets:
  *
  *   - a differential table of valid and invalid requests, RFC 9112's

@@ -160,7 +160,7 @@ BOUNDS = re.compile(r"^(.*?)(?:, )?(-?\d+)\.\.(-?\d+)$")
 
 def parse_help(name, path):
     """{VAR: {"type", "default", "secret", "min", "max"}} from `BIN --help`
-    (common/cfg.c cfg_print_help: "  PROFILED_X (type[, secret|, default D][, a..b])")."""
+    (common/runtime/cfg.c cfg_print_help: "  PROFILED_X (type[, secret|, default D][, a..b])")."""
     if not path or not os.path.isfile(path):
         raise RuntimeError(f"{name}: no built binary at {path!r}")
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0")
@@ -198,7 +198,7 @@ BOOLS = {"true", "1", "yes", "on", "false", "0", "no", "off"}
 
 
 def value_problem(var, spec, value):
-    """None if `value` reads as common/cfg.c would read it for `spec`, else why not."""
+    """None if `value` reads as common/runtime/cfg.c would read it for `spec`, else why not."""
     kind = spec["type"]
     if kind == "string":
         return None

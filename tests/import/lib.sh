@@ -134,7 +134,7 @@ imp_check_written_once() {
 # imp_gen <file> <count> [first]: NDJSON lines for recipients imp-<first>.. with ~200-byte profiles.
 # Doubles are multiples of 1/8: their shortest text is unique. (i/7 is not: for 58/7 the worker
 # writes 8.285714285714287, Python 8.285714285714286, the same double but another jsonb numeric;
-# common/json_write.c's fast path picks a 16-digit form that reads back, not the nearest one.)
+# common/wire/json_write.c's fast path picks a 16-digit form that reads back, not the nearest one.)
 imp_gen() {
     python3 - "$1" "$2" "${3:-0}" <<'PY'
 import json, sys

@@ -1,6 +1,6 @@
 /*
  * layer_server: trivial_server.c's handler on profiled's own HTTP layer
- * (common/http_server.h) instead of evhttp: N threads, each its own
+ * (common/http/http_server.h) instead of evhttp: N threads, each its own
  * event_base and SO_REUSEPORT listener, answering 200 {"status":"SUCCESS"}
  * once the body is in. Against trivial_server it shows what the layer itself
  * costs compared with evhttp; against profiled-api, what a PUT adds.

@@ -13,7 +13,17 @@
  * positions come from the worker thread, which publishes what PostgreSQL holds
  * (not what was fetched), so a PostgreSQL outage shows as a growing lag.
  *
- * Threads: lag_track/lag_position/lag_forget on the worker thread; the query
+ * While PostgreSQL's position is unknown (a partition assigned while PostgreSQL
+ * is down), the lag counts from Kafka's committed offset instead, the copy
+ * kcopy.h writes (at most its interval behind, so the lag errs high), and
+ * profiled_worker_lag_from_kafka_offsets{partition} says so (1).
+ *
+ * profiled_worker_oldest_unapplied_age_seconds{partition}: now minus the Kafka
+ * timestamp of the command at PostgreSQL's position, remembered from the fetch
+ * (lag_fetched, a ring of the last LAG_RING offsets a partition); 0 with no
+ * lag, NaN while that command was not fetched (e.g. assigned during an outage).
+ *
+ * Threads: lag_track/lag_position/lag_fetched/lag_forget on the worker thread; the query
  * thread reads the slots; /metrics renders them on the ops thread. All shared
  * values are atomics.
  */
@@ -45,6 +55,10 @@ void lag_destroy(lag_t *lag);
 void lag_track(lag_t *lag, int32_t partition);
 /* The position PostgreSQL holds for the partition, or -1 when not read yet. */
 void lag_position(lag_t *lag, int32_t partition, int64_t next_offset);
+/* A command of the partition was fetched, with its Kafka timestamp (ms since the
+ * epoch): the age of the oldest unapplied command is read from these. Per message:
+ * two stores. */
+void lag_fetched(lag_t *lag, int32_t partition, int64_t offset, int64_t timestamp_ms);
 /* Revoked: the gauges read NaN and the partition is no longer queried. */
 void lag_forget(lag_t *lag, int32_t partition);
 

@@ -13,6 +13,12 @@
  * A fenced worker applies nothing more: it drops its open batch and exits
  * non-zero, so that Kubernetes restarts it (PostgreSQL's positions fence any
  * transaction it had in flight, so nothing is applied twice either way).
+ *
+ * The consumer never commits offsets (kcopy.h writes Kafka's copy of the
+ * positions as a non-member), so FENCED_INSTANCE_ID reaches it only through its
+ * group requests, that is when another process joined under its id: an offset
+ * commit carrying a member id that librdkafka had reset after a client-side
+ * session timeout used to fence a lone worker after a broker restart.
  */
 #ifndef PROFILED_WORKER_TAKEOVER_H
 #define PROFILED_WORKER_TAKEOVER_H

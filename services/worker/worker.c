@@ -36,6 +36,7 @@
 #include "dlq.h"
 #include "kafka_conf.h"
 #include "kafka_log.h"
+#include "kcopy.h"
 #include "log.h"
 #include "migrate.h"
 #include "ops_http.h"
@@ -46,12 +47,13 @@
 
 volatile sig_atomic_t worker_stop = 0;
 
-#define WORKER_POLL_MS                  100  /* longest a poll blocks: bounds the reaction to a signal */
-#define WORKER_FIRST_BACKOFF_MS         100  /* first retry delay after a failure */
-#define WORKER_SEEK_TIMEOUT_MS          5000 /* wait for the fetcher to take a seek */
-#define WORKER_LAG_INTERVAL_MS          1000
-#define WORKER_KAFKA_COMMIT_INTERVAL_MS 5000 /* copy of the positions to Kafka, for lag tools */
-#define WORKER_PING_INTERVAL_MS         2000 /* PostgreSQL health check while idle */
+#define WORKER_POLL_MS                100  /* longest a poll blocks: bounds the reaction to a signal */
+#define WORKER_FIRST_BACKOFF_MS       100  /* first retry delay after a failure */
+#define WORKER_SEEK_TIMEOUT_MS        5000 /* wait for the fetcher to take a seek */
+#define WORKER_LAG_INTERVAL_MS        1000
+#define WORKER_KAFKA_COPY_INTERVAL_MS 5000 /* copy of the positions to Kafka, for lag tools (kcopy.h) */
+#define WORKER_KAFKA_COPY_FINAL_MS    2000 /* bound of the last copy at shutdown */
+#define WORKER_PING_INTERVAL_MS       2000 /* PostgreSQL health check while idle */
 
 int64_t worker_now_ms(void)
 {
@@ -78,6 +80,8 @@ static void worker_update_lag(worker_t *w)
     for (size_t i = 0; i < w->parts.count; i++) {
         const parts_entry_t *p = &w->parts.entries[i];
         lag_position(w->lag, p->partition, p->known ? p->next_offset : -1);
+        if (p->known && p->stored)
+            kcopy_set(w->kcopy, p->partition, p->next_offset);
     }
 }
 
@@ -85,6 +89,7 @@ static void worker_forget_partition(worker_t *w, int32_t partition)
 {
     parts_remove(&w->parts, partition);
     lag_forget(w->lag, partition);
+    kcopy_forget(w->kcopy, partition);
 }
 
 /* ------------------------------------------------------------------ PostgreSQL (control connection) */
@@ -232,7 +237,6 @@ static void worker_collect(worker_t *w)
         }
         atomic_store(&w->pg_ok, true);
         w->next_ping_ms = worker_now_ms() + WORKER_PING_INTERVAL_MS;
-        w->kafka_commit_due = true;
     }
 }
 
@@ -333,29 +337,6 @@ static void worker_flush_lanes(worker_t *w, const bool *lanes_to_flush)
         }
     }
     worker_collect(w);
-}
-
-/* ------------------------------------------------------------------ Kafka commit */
-
-/* Copies the positions to Kafka's committed offsets, for lag tools (the truth
- * is in PostgreSQL; nothing reads them back). At most once per interval, not
- * after every batch: a commit that meets a rebalance fails with "illegal
- * generation", which librdkafka answers by declaring the assignment lost. */
-static void worker_commit_kafka(worker_t *w)
-{
-    if (!w->kafka_commit_due || w->parts.count == 0)
-        return;
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)w->parts.count);
-    for (size_t i = 0; i < w->parts.count; i++) {
-        const parts_entry_t *p = &w->parts.entries[i];
-        if (p->known && p->stored)
-            rd_kafka_topic_partition_list_add(list, w->config->kafka_topic, p->partition)->offset =
-                p->next_offset;
-    }
-    if (list->cnt > 0)
-        (void)rd_kafka_commit(w->consumer, list, 1); /* asynchronous, best effort */
-    rd_kafka_topic_partition_list_destroy(list);
-    w->kafka_commit_due = false;
 }
 
 /* ------------------------------------------------------------------ rebalancing */
@@ -499,6 +480,7 @@ static void worker_message(worker_t *w, rd_kafka_message_t *m)
         worker_submit(w, l);
     }
     p->fetch_offset = m->offset + 1;
+    lag_fetched(w->lag, m->partition, m->offset, rd_kafka_message_timestamp(m, NULL));
     if (w->open[l].count == 0)
         w->open[l].opened_ms = worker_now_ms();
     batch_add(&w->open[l], m, &w->limits);
@@ -655,10 +637,6 @@ static void worker_periodic(worker_t *w, int64_t now)
         worker_update_lag(w);
         w->next_lag_ms = now + WORKER_LAG_INTERVAL_MS;
     }
-    if (now >= w->next_commit_ms) {
-        worker_commit_kafka(w);
-        w->next_commit_ms = now + WORKER_KAFKA_COMMIT_INTERVAL_MS;
-    }
     /* Idle, PostgreSQL is not touched by batches: ping it, so that /readyz tells
      * the truth and an outage pauses the partitions before commands arrive. */
     if (now >= w->next_ping_ms && !w->needs_resync) {
@@ -784,6 +762,15 @@ int worker_run(const worker_config_t *config)
         log_die(NULL, "%s", errstr);
     if (lag_start(w->lag, w->consumer, errstr, sizeof(errstr)) < 0)
         log_die(NULL, "%s", errstr);
+    kcopy_config_t kcopy_config = {.brokers = config->kafka_brokers,
+                                   .kafka_properties = config->kafka_properties,
+                                   .group = config->group,
+                                   .topic = config->kafka_topic,
+                                   .instance_id = config->instance_id,
+                                   .interval_ms = WORKER_KAFKA_COPY_INTERVAL_MS};
+    w->kcopy = kcopy_new(&kcopy_config, w->metrics, errstr, sizeof(errstr));
+    if (!w->kcopy || kcopy_start(w->kcopy, errstr, sizeof(errstr)) < 0)
+        log_die(NULL, "%s", errstr);
     w->consumer_queue = rd_kafka_queue_get_consumer(w->consumer);
     lane_config_t lane_config = {.pg_dsn = config->pg_dsn,
                                  .group = config->group,
@@ -811,6 +798,9 @@ int worker_run(const worker_config_t *config)
     worker_loop(w);
 
     lag_stop(w->lag);
+    /* A last copy of the final positions after a clean stop; none from a fenced worker. */
+    worker_update_lag(w);
+    kcopy_stop(w->kcopy, w->fatal ? 0 : WORKER_KAFKA_COPY_FINAL_MS);
     if (w->fatal) {
         /* Another member holds our instance id: no close (it would run the revocation
          * through our rebalance callback, and it waited for a group we are out of). */
@@ -830,6 +820,8 @@ int worker_run(const worker_config_t *config)
 
 cleanup:
     lag_stop(w->lag);
+    kcopy_destroy(w->kcopy);
+    w->kcopy = NULL;
     lanes_destroy(w->lanes); /* idle: the loop flushed them */
     if (w->consumer_queue)
         rd_kafka_queue_destroy(w->consumer_queue);

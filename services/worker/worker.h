@@ -87,10 +87,9 @@ typedef struct worker {
     int64_t next_purge_ms;
     int64_t next_lag_ms;
     int64_t next_ping_ms;
-    int64_t next_commit_ms;
-    bool kafka_commit_due; /* positions moved since the last Kafka commit */
-    bool fatal;            /* the consumer hit a fatal error (fenced): apply nothing, exit non-zero */
-    lag_t *lag;            /* end offsets from the broker; positions published by this thread */
+    bool fatal;          /* the consumer hit a fatal error (fenced): apply nothing, exit non-zero */
+    lag_t *lag;          /* end offsets from the broker; positions published by this thread */
+    struct kcopy *kcopy; /* the positions' copy in Kafka's committed offsets (kcopy.h) */
 
     /* shared with the ops thread */
     atomic_bool joined; /* a first assignment (possibly empty) arrived */

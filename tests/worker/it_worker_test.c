@@ -1237,6 +1237,139 @@ START_TEST(kafka_committed_offsets_equal_the_positions_when_idle)
 }
 END_TEST
 
+/* The sum of a per-partition gauge of the worker's topic in /metrics, and how
+ * many of its partitions read NaN, 0 and 1. False when /metrics did not answer. */
+typedef struct gauge_sum {
+    double sum;
+    int nan, zero, one, count;
+} gauge_sum_t;
+
+static bool read_gauge(const it_t *it, int port, const char *name, gauge_sum_t *out)
+{
+    static char body[65536];
+    memset(out, 0, sizeof(*out));
+    if (it_http_get(port, "/metrics", body, sizeof(body)) != 200)
+        return false;
+    char prefix[512];
+    snprintf(prefix, sizeof(prefix), "%s{topic=\"%s\",partition=\"", name, it->topic);
+    for (const char *line = body; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        if (strncmp(line, prefix, strlen(prefix)) != 0)
+            continue;
+        const char *value = strchr(line, '}');
+        if (!value)
+            continue;
+        out->count++;
+        if (strncmp(value + 2, "NaN", 3) == 0) {
+            out->nan++;
+            continue;
+        }
+        double v = strtod(value + 2, NULL);
+        out->sum += v;
+        out->zero += v == 0.0;
+        out->one += v == 1.0;
+    }
+    return true;
+}
+
+/* Partitions assigned while PostgreSQL is down have no position to count the lag
+ * from: it counts from Kafka's committed offsets (the copy the worker writes) and
+ * says so, instead of reading NaN (issue 13). And the oldest unapplied command's
+ * age: NaN while not fetched, 0 once caught up, growing while a batch is held. */
+START_TEST(lag_counts_from_kafka_offsets_while_positions_are_unknown)
+{
+    it_t it;
+    it_setup(&it, "lagfb", 3);
+    enum { FIRST = 300, SECOND = 200, THIRD = 60 };
+    int port = it_free_port();
+    char port_env[64];
+    snprintf(port_env, sizeof(port_env), "PROFILED_OPS_PORT=%d", port);
+    const char *env[] = {port_env, "PROFILED_WORKER_INSTANCE_ID=lagfb", NULL};
+    pid_t pid = it_worker_start(&it, env);
+    static char body[4096];
+    ck_assert_msg(wait_http(port, "/readyz", 200, body, sizeof(body), 30000), "/readyz never 200: %s", body);
+    uint64_t seq = 0;
+    for (int i = 0; i < FIRST; i++, seq++) { /* 30 recipients: every partition has a position */
+        char recipient[32];
+        snprintf(recipient, sizeof(recipient), "lagfb%d", i % 30);
+        it_produce(&it, recipient, seq, false, 0, 0);
+    }
+    it_flush(&it);
+    expect_caught_up(&it);
+    char differs[256];
+    ck_assert_msg(wait_committed(&it, 20000, differs, sizeof(differs)), "no copy in Kafka: %s", differs);
+    /* A replacement under another instance id is assigned the partitions once the
+     * killed one's session expired (6 s): PostgreSQL is stopped by then. */
+    it_worker_kill(pid);
+    const char *env2[] = {port_env, "PROFILED_WORKER_INSTANCE_ID=lagfb-2", NULL};
+    pid = it_worker_start_tagged(&it, env2, "second");
+    char second_log[1100];
+    snprintf(second_log, sizeof(second_log), "%s.second", it.log_path);
+    ck_assert_msg(wait_log(second_log, "\"consuming\"", 30000), "the replacement did not start consuming");
+    it_stack(&it, "stop", "postgres");
+    for (int i = 0; i < SECOND; i++, seq++) {
+        char recipient[32];
+        snprintf(recipient, sizeof(recipient), "lagfb%d", i % 30);
+        it_produce(&it, recipient, seq, false, 0, 0);
+    }
+    it_flush(&it);
+    bool unread = wait_log(second_log, "positions not read yet", 30000);
+    gauge_sum_t lag = {0}, source = {0}, oldest = {0};
+    bool counted = false;
+    for (int waited = 0; unread && !counted && waited < 20000; waited += 200) {
+        counted = read_gauge(&it, port, "profiled_worker_lag", &lag) &&
+                  read_gauge(&it, port, "profiled_worker_lag_from_kafka_offsets", &source) &&
+                  lag.count == it.partitions && lag.nan == 0 && lag.sum == SECOND &&
+                  source.one == it.partitions;
+        if (!counted)
+            nap_ms(200);
+    }
+    ck_assert_msg(read_gauge(&it, port, "profiled_worker_oldest_unapplied_age_seconds", &oldest),
+                  "no /metrics");
+    fprintf(stderr, "PostgreSQL down at assignment: lag %.0f (NaN on %d of %d), from Kafka's offsets on %d\n",
+            lag.sum, lag.nan, lag.count, source.one);
+    it_stack(&it, "start", "postgres");
+    PQreset(it.pg);
+    ck_assert_msg(unread, "the worker was not assigned partitions while PostgreSQL was down");
+    ck_assert_msg(counted, "lag %.0f (NaN on %d partitions, from Kafka's offsets on %d of %d), expected %d",
+                  lag.sum, lag.nan, source.one, it.partitions, SECOND);
+    ck_assert_int_eq(oldest.nan, it.partitions); /* no position: no command known to be the oldest */
+
+    expect_caught_up(&it);
+    bool settled = false;
+    for (int waited = 0; !settled && waited < 20000; waited += 200) {
+        settled = read_gauge(&it, port, "profiled_worker_lag", &lag) &&
+                  read_gauge(&it, port, "profiled_worker_lag_from_kafka_offsets", &source) &&
+                  read_gauge(&it, port, "profiled_worker_oldest_unapplied_age_seconds", &oldest) &&
+                  lag.sum == 0 && lag.nan == 0 && source.zero == it.partitions &&
+                  oldest.zero == it.partitions;
+        if (!settled)
+            nap_ms(200);
+    }
+    ck_assert_msg(settled, "after catching up: lag %.0f, from PostgreSQL on %d, oldest age 0 on %d of %d",
+                  lag.sum, source.zero, oldest.zero, it.partitions);
+
+    /* A batch that cannot commit (its positions locked here, as a stalled PostgreSQL
+     * would): the command at the position was fetched, its age grows. */
+    it_exec(&it, "BEGIN; LOCK TABLE kafka_positions IN ACCESS EXCLUSIVE MODE");
+    for (int i = 0; i < THIRD; i++, seq++)
+        it_produce(&it, "lagfb-old", seq, false, 0, 0);
+    it_flush(&it);
+    bool aged = false;
+    for (int waited = 0; !aged && waited < 20000; waited += 200) {
+        aged = read_gauge(&it, port, "profiled_worker_oldest_unapplied_age_seconds", &oldest) &&
+               oldest.count == it.partitions && oldest.nan == 0 && oldest.sum >= 3.0;
+        if (!aged)
+            nap_ms(200);
+    }
+    it_exec(&it, "ROLLBACK");
+    ck_assert_msg(aged, "oldest unapplied age %.1f s (NaN on %d) while the batch was held", oldest.sum,
+                  oldest.nan);
+    expect_caught_up(&it);
+    expect_stops_cleanly(&it, pid);
+    it_teardown(&it);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ main */
 
 static Suite *worker_suite(void)
@@ -1267,6 +1400,7 @@ static Suite *worker_suite(void)
         {"same_tx", rows_ids_and_positions_share_one_transaction, 120},
         {"replay", a_replay_without_ids_leaves_the_rows_exact, 120},
         {"committed", kafka_committed_offsets_equal_the_positions_when_idle, 120},
+        {"lag_fallback", lag_counts_from_kafka_offsets_while_positions_are_unknown, 170},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *t = tcase_create(cases[i].name);

@@ -26,6 +26,7 @@
  */
 #include "http_server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -33,6 +34,7 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 #include <http_parser.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1113,6 +1115,19 @@ int http_server_listen(http_server_t *server, const struct sockaddr *sa, int sa_
     }
     evconnlistener_set_error_cb(server->listener, http_server_accept_error_cb);
     return 0;
+}
+
+int http_server_port(const http_server_t *server)
+{
+    if (!server->listener)
+        return -1;
+    struct sockaddr_storage ss;
+    socklen_t ss_len = sizeof(ss);
+    if (getsockname(evconnlistener_get_fd(server->listener), (struct sockaddr *)&ss, &ss_len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
 void http_server_stop_listening(http_server_t *server)

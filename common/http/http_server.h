@@ -113,6 +113,8 @@ void http_server_free(http_server_t *server);
 /* Listens on `sa` (SO_REUSEADDR, and SO_REUSEPORT when reuse_port). */
 int http_server_listen(http_server_t *server, const struct sockaddr *sa, int sa_len, bool reuse_port,
                        char *errstr, size_t errstr_size) __attribute__((warn_unused_result));
+/* The port the listener is bound to (after http_server_listen with port 0: the one chosen), or -1. */
+int http_server_port(const http_server_t *server);
 /* Closes the listener; open connections are still served. */
 void http_server_stop_listening(http_server_t *server);
 

@@ -15,6 +15,7 @@
 
 #include "buf.h"
 #include "cfg.h"
+#include "http_etag.h"
 #include "log.h"
 #include "log_limit.h"
 #include "metrics.h"
@@ -398,6 +399,44 @@ START_TEST(ops_http_serves_probes_strictly)
 }
 END_TEST
 
+/* If-None-Match, RFC 9110 13.1.2: "*", lists with OWS and empty elements, weak comparison; a garbled
+ * field is ignored (no match) rather than risking a wrong 304. */
+START_TEST(http_etag_matches_if_none_match)
+{
+    static const char etag[] = "\"3.7.ab\"";
+    static const struct {
+        const char *field;
+        bool match;
+    } cases[] = {
+        {"\"3.7.ab\"", true},
+        {"W/\"3.7.ab\"", true},
+        {"*", true},
+        {"  *\t", true},
+        {"\"x\", \"3.7.ab\"", true},
+        {"\"x\",W/\"3.7.ab\" , \"y\"", true},
+        {", ,\"3.7.ab\",", true},
+        {"\"3.7.a\"", false},
+        {"\"3.7.abc\"", false},
+        {"3.7.ab", false},           /* not quoted */
+        {"w/\"3.7.ab\"", false},     /* W/ is case-sensitive */
+        {"\"3.7.ab\" \"x\"", false}, /* two tags without a comma: invalid, ignored */
+        {"\"3.7.ab\", *", false},    /* "*" is only valid alone */
+        {"\"3.7.ab\", junk", false}, /* garbage after a match */
+        {"\"3.7.ab", false},         /* unterminated */
+        {"\"3.7 .ab\"", false},      /* space is not etagc */
+        {"", false},
+        {",", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        ck_assert_msg(http_etag_matches(cases[i].field, strlen(cases[i].field), etag, sizeof(etag) - 1) ==
+                          cases[i].match,
+                      "If-None-Match: %s", cases[i].field);
+    /* our side weak too; the field is not read past its length */
+    ck_assert(http_etag_matches("\"3.7.ab\"", 8, "W/\"3.7.ab\"", 10));
+    ck_assert(!http_etag_matches("\"3.7.ab\"XYZ", 7, etag, sizeof(etag) - 1));
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("common");
@@ -411,6 +450,7 @@ int main(void)
     tcase_add_test(tcase, metrics_render_prometheus_text);
     tcase_add_test(tcase, ops_http_stops_right_after_start);
     tcase_add_test(tcase, log_limit_bucket_per_reason);
+    tcase_add_test(tcase, http_etag_matches_if_none_match);
     tcase_add_test(tcase, ops_http_serves_probes_strictly);
     suite_add_tcase(suite, tcase);
     SRunner *runner = srunner_create(suite);

@@ -9,6 +9,9 @@
  *   BODY      body arriving; reading; body-progress timer (408)
  *   HANDLING  the request is with the handler; input left unparsed; no timer
  *   WRITING   an answer is queued; input left unparsed; idle timer (close)
+ *   DRAIN     the answer went out before the request's body was read: the
+ *             body (Content-Length framed, small) is read and dropped, then
+ *             the connection goes on; body-progress timer (close)
  *   LINGER    answer written, write side shut; reading and dropping input
  *             until EOF; linger timer (close)
  *
@@ -26,6 +29,7 @@
  */
 #include "http_server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -33,6 +37,7 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 #include <http_parser.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +58,7 @@
 #define HTTP_BACKOFF_MIN_MS   10
 #define HTTP_BACKOFF_MAX_MS   1000
 #define HTTP_BODY_KEEP_BYTES  (64 * 1024) /* a body buffer larger than this is freed between requests */
+#define HTTP_DRAIN_MAX_BYTES  (64 * 1024) /* an unread body up to this (and max_body_bytes) is drained */
 
 typedef enum http_conn_state {
     HTTP_CONN_IDLE,
@@ -60,6 +66,7 @@ typedef enum http_conn_state {
     HTTP_CONN_BODY,
     HTTP_CONN_HANDLING,
     HTTP_CONN_WRITING,
+    HTTP_CONN_DRAIN,
     HTTP_CONN_LINGER,
 } http_conn_state_t;
 
@@ -83,8 +90,11 @@ typedef struct http_conn {
     bool body_too_large;
     bool too_many_headers;
     bool in_head_hook;
-    bool in_process;  /* http_conn_process is on the stack: an answer sent at once is finished there */
-    bool answer_sent; /* WRITING, and the answer is all in the socket */
+    bool in_process;      /* http_conn_process is on the stack: an answer sent at once is finished there */
+    bool answer_sent;     /* WRITING, and the answer is all in the socket */
+    bool head_parsed;     /* the head of the current request passed every check: its framing is known */
+    bool expect_continue; /* the client waits for 100 Continue before it sends the body */
+    uint64_t drain_left;  /* body bytes to drop before the next request (DRAIN) */
 
     /* byte-by-byte check of the head as it arrives */
     size_t scan_pos;   /* bytes of the input checked so far */
@@ -200,9 +210,19 @@ static void http_conn_write_answer_parts(http_conn_t *conn, int status, const ch
     http_server_t *server = conn->server;
     struct evbuffer *out = bufferevent_get_output(conn->bev);
     buf_t *head = &server->scratch;
-    /* A request whose body was never read leaves the connection unusable. */
-    if (conn->state == HTTP_CONN_HEAD && !conn->message_complete)
-        conn->close_after = true;
+    /* Answered before its body was read: a small Content-Length body, sent already (no 100-continue
+     * wait), is drained after the answer and the connection kept; any other body (chunked, larger,
+     * or maybe never sent) leaves the connection unusable. */
+    if (conn->state == HTTP_CONN_HEAD && !conn->message_complete && !conn->close_after) {
+        size_t bound = conn->server->config.max_body_bytes < HTTP_DRAIN_MAX_BYTES
+                           ? conn->server->config.max_body_bytes
+                           : HTTP_DRAIN_MAX_BYTES;
+        if (conn->head_parsed && !(conn->parser.flags & F_CHUNKED) && !conn->expect_continue &&
+            conn->parser.content_length <= bound)
+            conn->drain_left = conn->parser.content_length;
+        else
+            conn->close_after = true;
+    }
     buf_reset(head);
     buf_appendf(head, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, http_status_reason(status),
                 http_date(server));
@@ -277,6 +297,20 @@ static void http_conn_fail(http_conn_t *conn, int status, const char *message)
     buf_reset(&conn->out_headers);
     if (status == 503)
         buf_append_str(&conn->out_headers, "Retry-After: 1\r\n");
+    http_conn_write_answer(conn, status, "application/json", body.data, body.len);
+    buf_free(&body);
+    if (server->hooks.refused)
+        server->hooks.refused(server->arg, status, message);
+}
+
+/* A refusal that does not break the framing (417): the connection may go on (after draining a small
+ * body, see http_conn_write_answer_parts). */
+static void http_conn_refuse(http_conn_t *conn, int status, const char *message)
+{
+    http_server_t *server = conn->server;
+    buf_t body = {0};
+    http_error_body(&body, status, message);
+    buf_reset(&conn->out_headers);
     http_conn_write_answer(conn, status, "application/json", body.data, body.len);
     buf_free(&body);
     if (server->hooks.refused)
@@ -533,6 +567,41 @@ static int http_headers_check(http_conn_t *conn, bool complete, char *message, s
     return 0;
 }
 
+/* RFC 9110 §10.1.1: Expect is a list; 100-continue is the only expectation defined. Returns false,
+ * with the member named in message, when another one is asked for (417); sets expect_continue. */
+static bool http_expect_check(http_conn_t *conn, char *message, size_t message_size)
+{
+    const http_header_t *headers = http_conn_headers(conn);
+    for (size_t i = 0; i < conn->header_count; i++) {
+        if (!http_name_is(conn, &headers[i], "Expect"))
+            continue;
+        const char *p = (const char *)conn->head.data + headers[i].value;
+        const char *end = p + headers[i].value_len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+                p++;
+            const char *member = p;
+            while (p < end && *p != ',')
+                p++;
+            const char *member_end = p;
+            while (member_end > member && (member_end[-1] == ' ' || member_end[-1] == '\t'))
+                member_end--;
+            size_t len = (size_t)(member_end - member);
+            if (len == 0)
+                continue;
+            if (len == 12 && strncasecmp(member, "100-continue", 12) == 0) {
+                conn->expect_continue = true;
+                continue;
+            }
+            snprintf(message, message_size,
+                     "Expect: %.*s cannot be met; the only expectation is 100-continue",
+                     (int)(len < 64 ? len : 64), member);
+            return false;
+        }
+    }
+    return true;
+}
+
 static http_req_method_t http_method_of(enum http_method method)
 {
     switch (method) {
@@ -657,8 +726,14 @@ static http_step_t http_conn_read_head(http_conn_t *conn)
     conn->req.method = http_method_of((enum http_method)conn->parser.method);
     if (!http_should_keep_alive(&conn->parser))
         conn->close_after = true;
+    conn->head_parsed = true;
 
     bool has_body = !conn->message_complete;
+    /* RFC 9110 §10.1.1: a 1.0 client's Expect is ignored. */
+    if (conn->req.version_minor == 1 && !http_expect_check(conn, message, sizeof(message))) {
+        http_conn_refuse(conn, 417, message);
+        return HTTP_STEP_DONE;
+    }
     conn->in_head_hook = true;
     bool go_on = server->hooks.head(server->arg, &conn->req);
     conn->in_head_hook = false;
@@ -682,8 +757,7 @@ static http_step_t http_conn_read_head(http_conn_t *conn)
         http_conn_dispatch(conn);
         return HTTP_STEP_DONE;
     }
-    const char *expect = http_req_header(&conn->req, "Expect");
-    if (expect && strcasecmp(expect, "100-continue") == 0 && conn->req.version_minor == 1) {
+    if (conn->expect_continue) {
         static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
         bufferevent_write(conn->bev, continue_line, sizeof(continue_line) - 1);
     }
@@ -765,6 +839,17 @@ static void http_conn_process(http_conn_t *conn)
             }
             http_conn_next(conn);
             break;
+        case HTTP_CONN_DRAIN: {
+            size_t available = evbuffer_get_length(input);
+            size_t n = available < conn->drain_left ? available : (size_t)conn->drain_left;
+            evbuffer_drain(input, n);
+            conn->drain_left -= n;
+            if (conn->drain_left > 0)
+                goto done;
+            conn->state = HTTP_CONN_IDLE;
+            http_conn_arm(conn, conn->server->tv_idle);
+            break;
+        }
         case HTTP_CONN_HANDLING:
         case HTTP_CONN_LINGER:
             goto done;
@@ -791,6 +876,7 @@ static void http_conn_reset(http_conn_t *conn)
     buf_reset(&conn->out_headers);
     conn->req = (http_req_t){0};
     conn->message_complete = conn->body_too_large = conn->too_many_headers = false;
+    conn->head_parsed = conn->expect_continue = false;
     conn->scan_pos = conn->line_len = 0;
     conn->line_no = 0;
     conn->prev_byte = 0;
@@ -822,15 +908,20 @@ static void http_conn_read_cb(struct bufferevent *bev, void *arg)
             http_conn_free(conn);
         return;
     }
-    if (conn->state == HTTP_CONN_BODY)
+    if (conn->state == HTTP_CONN_BODY || conn->state == HTTP_CONN_DRAIN)
         http_conn_arm(conn, conn->server->tv_body); /* progress */
     http_conn_process(conn);
 }
 
-/* Ready for the next request on a kept-alive connection. */
+/* Ready for the next request on a kept-alive connection (after the unread body of this one, if any). */
 static void http_conn_next(http_conn_t *conn)
 {
     http_conn_reset(conn);
+    if (conn->drain_left > 0) {
+        conn->state = HTTP_CONN_DRAIN;
+        http_conn_arm(conn, conn->server->tv_body);
+        return;
+    }
     conn->state = HTTP_CONN_IDLE;
     http_conn_arm(conn, conn->server->tv_idle);
 }
@@ -891,6 +982,7 @@ static void http_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     case HTTP_CONN_IDLE:    /* keep-alive wait over: close quietly */
     case HTTP_CONN_WRITING: /* the peer does not read its answer */
+    case HTTP_CONN_DRAIN:   /* the unread body stalled: its answer is out already */
     case HTTP_CONN_LINGER:
         http_conn_free(conn);
         return;
@@ -1113,6 +1205,19 @@ int http_server_listen(http_server_t *server, const struct sockaddr *sa, int sa_
     }
     evconnlistener_set_error_cb(server->listener, http_server_accept_error_cb);
     return 0;
+}
+
+int http_server_port(const http_server_t *server)
+{
+    if (!server->listener)
+        return -1;
+    struct sockaddr_storage ss;
+    socklen_t ss_len = sizeof(ss);
+    if (getsockname(evconnlistener_get_fd(server->listener), (struct sockaddr *)&ss, &ss_len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
 void http_server_stop_listening(http_server_t *server)

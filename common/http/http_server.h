@@ -35,6 +35,11 @@
  *     beyond max_header_bytes + 4 KiB waits in the socket). HTTP/1.0 (keep-alive only when asked) and
  * Connection: close are honoured. `Expect: 100-continue` gets its 100 only after the head hook accepted the
  * request; otherwise the final answer goes at once and the connection closes without reading the body.
+ * Any other expectation in an HTTP/1.1 request is answered 417 (RFC 9110 §10.1.1) before the head hook.
+ *   - A request answered before its body was read (by the head hook, or 417) keeps its connection when
+ *     the body is framed by Content-Length, at most min(max_body_bytes, 64 KiB), and not held back by
+ *     100-continue: the body is read and dropped after the answer (body_timeout between reads; a stall
+ *     closes), then the next request is served. Otherwise (chunked, larger) the connection closes.
  *   - Every answer of the layer itself is JSON {"message","type"}
  *     (http_error.h), the message naming what was wrong.
  *   - A connection closed after an answer closes gracefully: write side
@@ -89,7 +94,9 @@ typedef struct http_server_hooks {
     bool (*head)(void *arg, http_req_t *req);
     /* The whole request is in. The handler must answer with http_req_respond, now or later. */
     void (*request)(void *arg, http_req_t *req);
-    /* The layer answered by itself (400, 408, 413, 431, 501, 503): for logs and metrics. */
+    /* The layer answered by itself (400, 408, 413, 417, 431, 501, 503): for logs and metrics. Called once
+     * per refusal: a flood of bad requests calls it as often, so its log lines should be rate-limited
+     * (log_limit.h). */
     void (*refused)(void *arg, int status, const char *message);
     /* accept() failed for want of descriptors or memory; accepting pauses for backoff_ms. */
     void (*accept_paused)(void *arg, int error, int64_t backoff_ms);
@@ -113,6 +120,8 @@ void http_server_free(http_server_t *server);
 /* Listens on `sa` (SO_REUSEADDR, and SO_REUSEPORT when reuse_port). */
 int http_server_listen(http_server_t *server, const struct sockaddr *sa, int sa_len, bool reuse_port,
                        char *errstr, size_t errstr_size) __attribute__((warn_unused_result));
+/* The port the listener is bound to (after http_server_listen with port 0: the one chosen), or -1. */
+int http_server_port(const http_server_t *server);
 /* Closes the listener; open connections are still served. */
 void http_server_stop_listening(http_server_t *server);
 

@@ -89,7 +89,7 @@ typedef enum api_route {
 } api_route_t;
 
 /* Statuses the api answers; the last slot counts any other. */
-#define API_STATUS_SLOTS 12
+#define API_STATUS_SLOTS 14
 
 typedef struct api_metrics {
     metrics_counter_t *requests[API_ROUTE__COUNT][API_STATUS_SLOTS];

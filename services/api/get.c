@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http_etag.h"
 #include "log.h"
 #include "pg_notice.h"
 #include "reply.h"
@@ -107,35 +108,6 @@ static void api_get_detach(void *arg)
     get->req = NULL;
 }
 
-/* If-None-Match (RFC 9110 13.1.2): "*", or a list of entity tags compared weakly (W/ ignored). */
-static bool api_get_etag_matches(const char *if_none_match, const char *etag, size_t etag_len)
-{
-    const char *p = if_none_match;
-    for (;;) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        if (!*p)
-            return false;
-        if (*p == '*')
-            return true;
-        if (p[0] == 'W' && p[1] == '/')
-            p += 2;
-        const char *end = p;
-        if (*p == '"') {
-            end = strchr(p + 1, '"');
-            if (!end)
-                return false;
-            end++;
-        } else {
-            while (*end && *end != ',')
-                end++;
-        }
-        if ((size_t)(end - p) == etag_len && memcmp(p, etag, etag_len) == 0)
-            return true;
-        p = end;
-    }
-}
-
 /* Answers a GET that is still waiting; a no-op for one answered by its deadline. */
 static void api_get_answer(api_loop_t *loop, api_get_t *get, int status, const char *message,
                            const char *profile, size_t len, const char *version)
@@ -148,7 +120,8 @@ static void api_get_answer(api_loop_t *loop, api_get_t *get, int status, const c
         int etag_len = snprintf(etag, sizeof(etag), "\"%s\"", version);
         if (etag_len > 0 && (size_t)etag_len < sizeof(etag)) {
             http_req_add_header(get->req, "ETag", etag);
-            if (get->if_none_match && api_get_etag_matches(get->if_none_match, etag, (size_t)etag_len))
+            if (get->if_none_match &&
+                http_etag_matches(get->if_none_match, strlen(get->if_none_match), etag, (size_t)etag_len))
                 status = 304; /* the same parts: Content-Length as for 200, no body */
         }
         /* The stored text as PostgreSQL sent it, between two constants: no parse, and no copy

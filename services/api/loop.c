@@ -117,17 +117,15 @@ static void api_request_cb(void *arg, http_req_t *req)
         api_get_handle(loop, req, recipient_id, recipient_id_len, started, seq);
 }
 
-/* The HTTP layer answered by itself (400, 408, 413, 431, 501, or 503 over PROFILED_HTTP_MAX_CONNECTIONS). */
+/* The HTTP layer answered by itself (400, 408, 413, 417, 431, 501, or 503 over
+ * PROFILED_HTTP_MAX_CONNECTIONS). */
 static void api_refused_cb(void *arg, int status, const char *message)
 {
     api_loop_t *loop = arg;
     api_count_answer(loop, API_ROUTE_OTHER, status, api_now_us());
     if (status == 503)
         metrics_counter_add(loop->api->m.connections_refused, 1);
-    log_fields_t fields = LOG_FIELDS_INIT;
-    log_field_int(&fields, "status", status);
-    log_field_str(&fields, "type", http_error_type(status));
-    log_info(&fields, "%s", message);
+    api_log_refusal(status, NULL, message);
 }
 
 static void api_accept_paused_cb(void *arg, int error, int64_t backoff_ms)

@@ -21,8 +21,8 @@ static const char *const api_route_labels[API_ROUTE__COUNT] = {
 };
 
 /* Matches api_status_slot in reply.c: the last slot is "other". */
-static const char *const api_status_labels[API_STATUS_SLOTS] = {"200", "400", "401", "404", "405", "413",
-                                                                "500", "503", "408", "431", "501", "other"};
+static const char *const api_status_labels[API_STATUS_SLOTS] = {
+    "200", "400", "401", "404", "405", "413", "500", "503", "408", "431", "501", "304", "417", "other"};
 
 static double api_in_flight(void *arg)
 {

@@ -10,6 +10,7 @@
 
 #include "http_error.h"
 #include "log.h"
+#include "log_limit.h"
 
 int64_t api_now_us(void)
 {
@@ -21,7 +22,8 @@ int64_t api_now_us(void)
 /* Matches api_status_labels in ops.c: the last slot is "other". */
 static int api_status_slot(int status)
 {
-    static const int statuses[API_STATUS_SLOTS - 1] = {200, 400, 401, 404, 405, 413, 500, 503, 408, 431, 501};
+    static const int statuses[API_STATUS_SLOTS - 1] = {200, 400, 401, 404, 405, 413, 500,
+                                                       503, 408, 431, 501, 304, 417};
     for (int i = 0; i < API_STATUS_SLOTS - 1; i++)
         if (statuses[i] == status)
             return i;
@@ -64,10 +66,25 @@ void api_reply_error(api_loop_t *loop, http_req_t *req, api_route_t route, int s
     http_error_body(&loop->scratch, status, message);
     api_reply(loop, req, route, status, started_us, NULL, loop->scratch.data, loop->scratch.len);
 
+    api_log_refusal(status, request_id, message);
+}
+
+/* One limiter per loop thread (the loops share nothing): a thread-local, so that neither the loop
+ * struct nor its users change for a log concern. */
+static _Thread_local log_limit_t api_refusal_limit = LOG_LIMIT_REFUSALS;
+
+void api_log_refusal(int status, const char *request_id, const char *message)
+{
+    uint64_t suppressed = 0;
+    if (!log_limit_take(&api_refusal_limit, status, api_now_us(), &suppressed))
+        return;
     log_fields_t fields = LOG_FIELDS_INIT;
-    log_field_str(&fields, "request_id", request_id);
+    if (request_id)
+        log_field_str(&fields, "request_id", request_id);
     log_field_int(&fields, "status", status);
     log_field_str(&fields, "type", http_error_type(status));
+    if (suppressed)
+        log_field_int(&fields, "suppressed", (int64_t)suppressed);
     if (status >= 500)
         log_warn(&fields, "%s", message);
     else

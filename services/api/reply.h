@@ -29,9 +29,12 @@ void api_reply(api_loop_t *loop, http_req_t *req, api_route_t route, int status,
 void api_reply_parts(api_loop_t *loop, http_req_t *req, api_route_t route, int status, int64_t started_us,
                      const struct iovec *parts, int part_count);
 /* Answers req with the error body for status (http_error.h), X-Request-Id, Retry-After on 503,
- * WWW-Authenticate on 401, and logs one line. */
+ * WWW-Authenticate on 401, and logs one line (api_log_refusal). */
 void api_reply_error(api_loop_t *loop, http_req_t *req, api_route_t route, int status, int64_t started_us,
                      uint64_t request_seq, const char *message);
+/* Logs one refusal line (request_id may be NULL), rate-limited per status and loop thread
+ * (log_limit.h): a flood of bad requests writes a few lines, the next one carrying "suppressed". */
+void api_log_refusal(int status, const char *request_id, const char *message);
 /* Counts an answer the HTTP layer gave by itself (route "other"). */
 void api_count_answer(api_loop_t *loop, api_route_t route, int status, int64_t started_us);
 

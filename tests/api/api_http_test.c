@@ -12,7 +12,11 @@
  *   - PROFILED_HTTP_MAX_CONNECTIONS counting idle sockets;
  *   - descriptor exhaustion (the api's RLIMIT_NOFILE lowered with prlimit):
  *     accepting pauses, log lines stay few and JSON, open connections are
- *     served, and new ones are served again once descriptors are back.
+ *     served, and new ones are served again once descriptors are back;
+ *   - Expect other than 100-continue (417), and a refused request's small
+ *     body drained so that the connection goes on (in the table and the
+ *     timeouts);
+ *   - refusal log lines rate-limited, with the count of those suppressed.
  *
  * usage: api_http_test <path of profiled-api>
  */
@@ -163,6 +167,27 @@ static const http_case_t http_cases[] = {
     OK("PUT chunked, tab as OWS", PUT_U1 "Transfer-Encoding:\tchunked\r\n\r\ne\r\n" BODY14 "\r\n0\r\n\r\n",
        200),
     OK("Expect: 100-continue", PUT_U1 "Expect: 100-continue\r\nContent-Length: 14\r\n\r\n" BODY14, 100, 200),
+    OK("Expect: 100-Continue (case-insensitive)",
+       PUT_U1 "Expect: 100-Continue\r\nContent-Length: 14\r\n\r\n" BODY14, 100, 200),
+    OK("Expect: 100-continue without a body: no 100",
+       "GET /healthz HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n\r\n", 200),
+    /* RFC 9110 §10.1.1: an expectation we cannot meet is 417; the small body is drained, kept alive */
+    OK("Expect: something else: 417, body drained",
+       PUT_U1 "Expect: fast\r\nContent-Length: 14\r\n\r\n" BODY14, 417),
+    OK("Expect: something else, no body: 417", "GET /healthz HTTP/1.1\r\nHost: t\r\nExpect: x=1\r\n\r\n",
+       417),
+    OK("Expect in HTTP/1.0 is ignored",
+       "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\nExpect: x\r\n\r\n", 200),
+    /* a refused request's small framed body is drained: the connection goes on */
+    OK("401 with a small body unread: drained, kept alive",
+       "PUT /profiles/u1 HTTP/1.1\r\nHost: t\r\nContent-Length: 14\r\n\r\n" BODY14, 401),
+    OK("pipelined 404 with a body, then GET",
+       "POST /nope HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
+       "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+       404, 200),
+    OK("405 with a body that looks like a request: drained, not parsed",
+       "POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 31\r\n\r\nDELETE /x HTTP/1.1\r\nHost: t\r\n\r\n",
+       405),
     OK("lower-case header names",
        "PUT /profiles/u1 HTTP/1.1\r\nhost: t\r\nauthorization: Bearer " HARNESS_API_KEY
        "\r\ncontent-length: 14\r\n\r\n" BODY14,
@@ -188,8 +213,14 @@ static const http_case_t http_cases[] = {
     /* valid requests, then closed as asked */
     CLOSED("HTTP/1.0 closes by default", "GET /healthz HTTP/1.0\r\n\r\n", 200),
     CLOSED("Connection: close", "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 200),
-    CLOSED("401 with a body unread closes",
-           "PUT /profiles/u1 HTTP/1.1\r\nHost: t\r\nContent-Length: 14\r\n\r\n" BODY14, 401),
+    CLOSED("401 with a body over the drain bound closes",
+           "PUT /profiles/u1 HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n" BODY14, 401),
+    CLOSED("401 with a chunked body unread closes",
+           "PUT /profiles/u1 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\ne\r\n" BODY14
+           "\r\n0\r\n\r\n",
+           401),
+    CLOSED("Expect: 100-continue and another: 417, closed (the body may never come)",
+           PUT_U1 "Expect: 100-continue, fast\r\nContent-Length: 14\r\n\r\n", 417),
     CLOSED("Expect without a key: 401, no 100",
            "PUT /profiles/u1 HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
            "Content-Length: 14\r\n\r\n",
@@ -363,6 +394,21 @@ START_TEST(test_timeouts)
                   "stalled body: %.*s", (int)out.len, out.data);
     ck_assert_msg(took >= 900 && took < 3000, "stalled body answered after %lld ms", (long long)took);
 
+    /* A refused request whose small body stops midway: answered at once, then closed after the
+     * body-progress timeout (the drain waits no longer), with no second answer. */
+    buf_reset(&out);
+    fd = raw_connect(api.port);
+    const char refused_partial[] = "PUT /profiles/u1 HTTP/1.1\r\nHost: t\r\nContent-Length: 14\r\n\r\n{\"pro";
+    start = now_ms();
+    ck_assert_int_eq(send(fd, refused_partial, sizeof(refused_partial) - 1, MSG_NOSIGNAL),
+                     (ssize_t)sizeof(refused_partial) - 1);
+    eof = raw_read(fd, &out, 5000);
+    took = now_ms() - start;
+    close(fd);
+    ck_assert_msg(eof && parse_answers(&out, answers, 2, false) == 1 && answers[0].status == 401,
+                  "stalled drain: %.*s", (int)out.len, out.data);
+    ck_assert_msg(took >= 900 && took < 3000, "stalled drain closed after %lld ms", (long long)took);
+
     /* A connection that sends nothing is closed after the idle timeout, without an answer. */
     buf_reset(&out);
     fd = raw_connect(api.port);
@@ -516,6 +562,101 @@ START_TEST(test_descriptor_exhaustion)
 }
 END_TEST
 
+/* ---- refusal log lines are rate-limited --------------------------------------------------- */
+
+/* The last line of the log holding `needle`, into out ("" when none). */
+static void last_line(const char *path, const char *needle, char *out, size_t out_size)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[4096];
+    out[0] = '\0';
+    while (fgets(line, sizeof(line), f))
+        if (strstr(line, needle))
+            snprintf(out, out_size, "%s", line);
+    fclose(f);
+}
+
+/* A flood of bad requests (the api's own 404s, pipelined, and the layer's 400s, each on its own
+ * connection) writes a bounded number of lines; every one is still answered and counted; and the
+ * first line after the flood says how many were suppressed. */
+START_TEST(test_refusal_log_limit)
+{
+    static const char *const overrides[] = {"PROFILED_HTTP_THREADS=1", NULL};
+    harness_api_t api;
+    harness_api_start(&api, overrides);
+    enum { FLOOD = 300, BAD_CONNS = 60 };
+    int64_t start = now_ms();
+    static const char nope[] = "GET /nope-flood HTTP/1.1\r\nHost: t\r\n\r\n";
+    buf_t raw = {0};
+    for (int i = 0; i < FLOOD; i++)
+        buf_append(&raw, nope, sizeof(nope) - 1);
+    buf_append(&raw, CLOSER, strlen(CLOSER));
+    int fd = raw_connect(api.port);
+    ck_assert_int_eq(send(fd, raw.data, raw.len, MSG_NOSIGNAL), (ssize_t)raw.len);
+    buf_t out = {0};
+    ck_assert(raw_read(fd, &out, 10000));
+    close(fd);
+    answer_t answers[FLOOD + 1];
+    ck_assert_int_eq(parse_answers(&out, answers, FLOOD + 1, false), FLOOD + 1);
+    ck_assert_int_eq(answers[FLOOD - 1].status, 404);
+    static const char bare_lf[] = "GET /healthz HTTP/1.1\nHost: t\n\n";
+    for (int i = 0; i < BAD_CONNS; i++) {
+        buf_reset(&out);
+        fd = raw_connect(api.port);
+        ck_assert_int_eq(send(fd, bare_lf, sizeof(bare_lf) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(bare_lf) - 1);
+        ck_assert(raw_read(fd, &out, 5000));
+        close(fd);
+        ck_assert_int_eq(parse_answers(&out, answers, 2, false), 1);
+        ck_assert_int_eq(answers[0].status, 400);
+    }
+    int64_t elapsed_s = (now_ms() - start) / 1000 + 1;
+    usleep(200 * 1000);
+    bool all_json;
+    int lines_404 = count_lines(api.log_path, "no such resource: GET /nope-flood", &all_json);
+    int lines_400 = count_lines(api.log_path, "bare LF in the request head", &all_json);
+    ck_assert_msg(all_json, "a log line is not JSON");
+    /* 10 at once, then 5 a second (LOG_LIMIT_REFUSALS) */
+    int64_t bound = 10 + 5 * elapsed_s;
+    ck_assert_msg(lines_404 >= 1 && lines_404 <= bound, "%d lines for %d 404s in %lld s", lines_404, FLOOD,
+                  (long long)elapsed_s);
+    ck_assert_msg(lines_400 >= 1 && lines_400 <= bound, "%d lines for %d 400s in %lld s", lines_400,
+                  BAD_CONNS, (long long)elapsed_s);
+
+    /* Every refusal is still counted. */
+    harness_response_t response = {0};
+    ck_assert_int_eq(harness_raw(api.port, "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                                 strlen("GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+                                 &response),
+                     0);
+    const char *metrics = (const char *)response.body.data;
+    const char *c404 = strstr(metrics, "profiled_api_requests_total{route=\"other\",status=\"404\"} ");
+    const char *c400 = strstr(metrics, "profiled_api_requests_total{route=\"other\",status=\"400\"} ");
+    ck_assert_msg(c404 && atol(strchr(c404, '}') + 2) == FLOOD, "404s counted: %.80s", c404 ? c404 : "none");
+    ck_assert_msg(c400 && atol(strchr(c400, '}') + 2) == BAD_CONNS, "400s counted: %.80s",
+                  c400 ? c400 : "none");
+    harness_response_free(&response);
+
+    /* After a pause, the next line for the reason carries the count of those dropped. */
+    usleep(1200 * 1000);
+    ck_assert_int_eq(harness_raw(api.port, "GET /nope-after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                                 strlen("GET /nope-after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+                                 &response),
+                     0);
+    ck_assert_int_eq(response.status, 404);
+    harness_response_free(&response);
+    usleep(200 * 1000);
+    char line[4096];
+    last_line(api.log_path, "no such resource: GET /nope-after", line, sizeof(line));
+    const char *suppressed = strstr(line, "\"suppressed\":");
+    ck_assert_msg(suppressed && atol(suppressed + 13) == FLOOD - lines_404, "after the flood: %s (%d lines)",
+                  line, lines_404);
+    buf_free(&raw);
+    buf_free(&out);
+    ck_assert_int_eq(harness_api_stop(&api, SIGTERM, 30000), 0);
+}
+END_TEST
+
 static Suite *api_http_suite(void)
 {
     Suite *suite = suite_create("api_http");
@@ -525,6 +666,7 @@ static Suite *api_http_suite(void)
     tcase_add_test(tc, test_timeouts);
     tcase_add_test(tc, test_max_connections_idle);
     tcase_add_test(tc, test_descriptor_exhaustion);
+    tcase_add_test(tc, test_refusal_log_limit);
     suite_add_tcase(suite, tc);
     return suite;
 }

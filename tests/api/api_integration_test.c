@@ -618,6 +618,10 @@ START_TEST(test_get_etag)
     get_conditional(&client, "GET", "\"0.0.01\"", &response);
     ck_assert_int_eq(response.status, 200);
     ck_assert_uint_eq(response.body.len, body_len);
+    /* A garbled field is ignored (a full answer), even when it holds the tag. */
+    get_conditional(&client, "GET", "\"0.0.00\" \"x\"", &response);
+    ck_assert_int_eq(response.status, 200);
+    ck_assert_uint_eq(response.body.len, body_len);
 
     /* HEAD: the headers of the GET, no body. */
     get_conditional(&client, "HEAD", NULL, &response);
@@ -644,6 +648,12 @@ START_TEST(test_get_etag)
                                      0, &response),
                      0);
     ck_assert_int_eq(response.status, 404);
+
+    /* The 304s are counted under their own status, not "other". */
+    ck_assert_int_eq(harness_request(&client, "GET", "/metrics", NULL, NULL, 0, &response), 0);
+    const char *series = "profiled_api_requests_total{route=\"get_profile\",status=\"304\"} ";
+    const char *count = strstr((const char *)response.body.data, series);
+    ck_assert_msg(count && atol(count + strlen(series)) == 4, "304s counted: %.100s", count ? count : "none");
     harness_response_free(&response);
     harness_client_close(&client);
     ck_assert_int_eq(harness_api_stop(&api, SIGTERM, 30000), 0);

@@ -500,7 +500,10 @@ class Chaos:
             out.append(r)
         return out
 
-    def worker_lag(self):
+    def worker_lag(self, every_partition=False):
+        """The worker's summed lag; None while unknown. With every_partition, also None
+        until every partition of the topic reports one: mid-rebalance the worker
+        exports only the partitions it holds, and their 0 says nothing of the rest."""
         status, text = http_get(self.worker.ops_url + "/metrics", 2)
         if status != 200:
             return None
@@ -511,7 +514,9 @@ class Chaos:
                 if v != "NaN":
                     total += float(v)
                     known += 1
-        return total if known else None
+        if not known or (every_partition and known < self.a.partitions):
+            return None
+        return total
 
     # ---- faults
 
@@ -767,7 +772,7 @@ class Chaos:
         deadline = now() + 180
         zeros = 0
         while now() < deadline:
-            zeros = zeros + 1 if self.worker_lag() == 0 else 0
+            zeros = zeros + 1 if self.worker_lag(every_partition=True) == 0 else 0
             if zeros >= 2:
                 return True
             time.sleep(1)

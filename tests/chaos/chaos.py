@@ -500,22 +500,28 @@ class Chaos:
             out.append(r)
         return out
 
-    def worker_lag(self, every_partition=False):
+    def worker_lag(self, every_partition=False, max_end_age=None):
         """The worker's summed lag; None while unknown. With every_partition, also None
         until every partition of the topic reports one: mid-rebalance the worker
-        exports only the partitions it holds, and their 0 says nothing of the rest."""
+        exports only the partitions it holds, and their 0 says nothing of the rest.
+        With max_end_age, also None while an end offset is that old or older."""
         status, text = http_get(self.worker.ops_url + "/metrics", 2)
         if status != 200:
             return None
-        total, known = 0.0, 0
+        total, known, end_age = 0.0, 0, 0.0
         for line in text.splitlines():
             if line.startswith("profiled_worker_lag{"):
                 v = line.rsplit(" ", 1)[1]
                 if v != "NaN":
                     total += float(v)
                     known += 1
+            elif line.startswith("profiled_worker_end_offset_age_seconds{"):
+                v = line.rsplit(" ", 1)[1]
+                end_age = max(end_age, float("inf") if v == "NaN" else float(v))
         if not known or (every_partition and known < self.a.partitions):
             return None
+        if max_end_age is not None and end_age >= max_end_age:
+            return None  # an end offset read before the last command was produced
         return total
 
     # ---- faults
@@ -768,11 +774,14 @@ class Chaos:
     # ---- verification
 
     def drain(self):
-        """Waits until the worker's lag is 0 twice in a row (bounded)."""
-        deadline = now() + 180
+        """Waits until the lag is 0 twice in a row, on every partition, from end offsets
+        read after the load stopped (bounded)."""
+        start = now()
+        deadline = start + 180
         zeros = 0
         while now() < deadline:
-            zeros = zeros + 1 if self.worker_lag(every_partition=True) == 0 else 0
+            lag = self.worker_lag(every_partition=True, max_end_age=now() - start)
+            zeros = zeros + 1 if lag == 0 else 0
             if zeros >= 2:
                 return True
             time.sleep(1)

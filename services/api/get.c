@@ -38,7 +38,7 @@
  * command, one position), so it changes with every applied write and never repeats. */
 static const char api_get_query[] = "SELECT profile::text, kafka_partition::text || '.' || "
                                     "kafka_offset::text || '.' || encode(command_id, 'hex') "
-                                    "FROM profiles WHERE recipient_id = $1";
+                                    "FROM profiles WHERE recipient_id = $1 AND profile IS NOT NULL";
 static const char api_get_statement[] = "profiled_get";
 
 static void api_pg_socket_cb(evutil_socket_t fd, short what, void *arg);

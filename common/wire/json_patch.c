@@ -283,3 +283,56 @@ void jpatch_write_canonical(const uint8_t *bytes, size_t len, buf_t *out)
         }
     }
 }
+
+int jpatch_request(const uint8_t *body, size_t len, const limits_t *limits, buf_t *out,
+                   transcode_error_t *error)
+{
+    int rc = -1;
+    buf_t value = {0}, scratch = {0};
+    limits_t wrapped = *limits;
+    wrapped.max_depth += 3; /* {"patch": [ {op} ]} around each value */
+    memset(error, 0, sizeof(*error));
+    if (transcode_value(body, len, &wrapped, &value, error) < 0)
+        goto cleanup;
+    error->status = TRANSCODE_ERR_SCHEMA;
+    mp_item_t top;
+    (void)mp_read(value.data, value.len, &top);
+    if (top.type != MP_MAP) {
+        snprintf(error->message, sizeof(error->message), "body: must be an object {\"patch\": [...]}");
+        goto cleanup;
+    }
+    const uint8_t *patch = NULL;
+    size_t pos = top.size, patch_len = 0;
+    for (uint32_t i = 0; i < top.len; i++) {
+        mp_item_t key;
+        size_t used = 0;
+        (void)mp_read(value.data + pos, value.len - pos, &key);
+        pos += key.size;
+        if (mp_skip(value.data + pos, value.len - pos, &used) != 0)
+            goto cleanup; /* the transcoder wrote it: cannot happen */
+        if (key.type == MP_STR && key.len == 5 && memcmp(key.data, "patch", 5) == 0) {
+            patch = value.data + pos;
+            patch_len = used;
+        }
+        pos += used;
+    }
+    if (!patch) {
+        snprintf(error->message, sizeof(error->message),
+                 "patch: required (an array of JSON Patch operations)");
+        goto cleanup;
+    }
+    size_t consumed = 0;
+    codec_failure_t failure;
+    if (jpatch_check(patch, patch_len, limits, &consumed, &scratch, &failure) < 0) {
+        error->status = failure.code == CODEC_ERR_LIMIT ? TRANSCODE_ERR_LIMIT : TRANSCODE_ERR_SCHEMA;
+        snprintf(error->message, sizeof(error->message), "%s", failure.message);
+        goto cleanup;
+    }
+    jpatch_write_canonical(patch, patch_len, out);
+    error->status = TRANSCODE_OK;
+    rc = 0;
+cleanup:
+    buf_free(&value);
+    buf_free(&scratch);
+    return rc;
+}

@@ -20,6 +20,7 @@
 
 #include "buf.h"
 #include "codec.h"
+#include "json_transcode.h"
 #include "profile_limits.h"
 
 typedef enum jpatch_op {
@@ -78,5 +79,15 @@ bool jpatch_next(const uint8_t *bytes, size_t len, size_t *pos, jpatch_item_t *i
  * of "op", "path", "from" (move, copy), "value" (add, replace, test), in that
  * order, other members dropped; values copied as they are. */
 void jpatch_write_canonical(const uint8_t *bytes, size_t len, buf_t *out);
+
+/*
+ * A PATCH /profiles body, {"patch": [...]}, strict JSON as for PUT (the
+ * transcoder's grammar and limits; the wrapper, the array and the operation
+ * maps do not count towards the depth of a value). Appends the canonical patch
+ * (jpatch_write_canonical) to `out`. Other top-level members are ignored.
+ * Returns 0, or -1 with `error` filled (status TOO_LARGE for 413, else 400).
+ */
+int jpatch_request(const uint8_t *body, size_t len, const limits_t *limits, buf_t *out,
+                   transcode_error_t *error) __attribute__((warn_unused_result));
 
 #endif

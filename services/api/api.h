@@ -72,6 +72,9 @@ typedef struct api_config {
 typedef enum api_route {
     API_ROUTE_PUT_PROFILE,
     API_ROUTE_GET_PROFILE,
+    API_ROUTE_POST_PROFILE,
+    API_ROUTE_PATCH_PROFILE,
+    API_ROUTE_DELETE_PROFILE,
     API_ROUTE_HEALTHZ,
     API_ROUTE_READYZ,
     API_ROUTE_METRICS,
@@ -120,6 +123,7 @@ typedef struct api_put {
     api_put_state_t state;
     int64_t started_us;
     uint64_t request_seq;
+    api_route_t route; /* PUT, POST, PATCH or DELETE: the metric, and the answer (DELETE: 204) */
     uint8_t command_id[HTTP_COMMAND_ID_BYTES];
     struct api_put *free_next; /* on the loop's free list */
 } api_put_t;

@@ -198,8 +198,14 @@ START_TEST(stale_version_is_skipped)
     ck_assert_int_eq(rows_not_last(&it, "stale", last, 2), 0);
     ck_assert_int_eq(it_int(&it, "SELECT version FROM profiles WHERE recipient_id = 'stale0'"), 6);
     ck_assert_int_eq(it_int(&it, "SELECT version FROM profiles WHERE recipient_id = 'stale1'"), 2);
-    /* applied: 1, 3, 5, 10, 12 (2, 4 and 11 were stale) */
-    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 5);
+    /* applied: 1, 3, 5, 10, 12; stale, and recorded as processed (proto §6): 2, 4 and 11 */
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands WHERE outcome IS NULL"), 5);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands WHERE outcome = 'stale'"), 3);
+    /* a copy of a stale command is a duplicate now, not judged again */
+    it_produce(&it, "stale1", 11, true, 1, 0);
+    it_flush(&it);
+    expect_caught_up(&it);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 8);
     expect_stops_cleanly(&it, pid);
     it_teardown(&it);
 }
@@ -694,7 +700,8 @@ START_TEST(ops_listener_metrics_purge_and_readiness)
             nap_ms(100);
     }
     ck_assert_msg(purged, "the old applied id was not purged");
-    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 3); /* fresh + 2 applied */
+    /* fresh + 2 applied + 1 stale (recorded as processed) */
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 4);
 
     /* readiness follows PostgreSQL */
     it_stack(&it, "stop", "postgres");

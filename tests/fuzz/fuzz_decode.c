@@ -94,7 +94,7 @@ static void fuzz_check(const uint8_t *data, size_t size, const uint8_t *key, siz
         abort();
     if (codec_decode(again.data, again.len, key, key_len, limits, &command2, &json2, &failure) != 0)
         abort();
-    if (json2.len != json.len - 1 || memcmp(json2.data, json.data + 1, json2.len) != 0 ||
+    if (json2.len != json.len - 1 || (json2.len > 0 && memcmp(json2.data, json.data + 1, json2.len) != 0) ||
         memcmp(command2.command_id, command.command_id, CODEC_COMMAND_ID_BYTES) != 0 ||
         command2.accepted_at_us != command.accepted_at_us || command2.has_version != command.has_version ||
         command2.version != command.version || (command2.source == NULL) != (command.source == NULL) ||

@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "codec.h"
+
 typedef struct it {
     char topic[160];
     char dlq_topic[160];

@@ -20,6 +20,7 @@
 #include "buf.h"
 #include "codec.h"
 #include "it_common.h"
+#include "mp.h"
 #include "profile_limits.h"
 
 #define CATCH_UP_MS 90000

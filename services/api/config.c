@@ -64,6 +64,13 @@ static const cfg_entry_t api_config_table[] = {
      "Longest object key in a profile, in bytes."},
     {"PROFILED_MAX_STRING_BYTES", CFG_SIZE, API_CFG(max_string_bytes), "64KiB", 1, 64 << 20, false,
      "Longest string in a profile, in bytes."},
+    {"PROFILED_PUT_ACK", CFG_STRING, API_CFG(put_ack), "applied", 0, 0, false,
+     "When a PUT is answered 200: applied (once Kafka acknowledged it and the worker applied it, so a "
+     "GET on any replica sees it; see PROFILED_APPLY_WAIT) or kafka (once Kafka acknowledged it). A "
+     "request overrides it with `Prefer: profiled-ack=kafka` or `=applied`."},
+    {"PROFILED_APPLY_WAIT", CFG_DURATION, API_CFG(apply_wait_ms), "2s", 1, 60000, false,
+     "In applied mode, the longest a PUT acknowledged by Kafka waits for the worker; then it is answered "
+     "200 with `X-Profiled-Visibility: pending` (never 503: the command is durable and will apply)."},
     {"PROFILED_MAX_KEYS", CFG_INT, API_CFG(max_keys), "1000", 1, 1000000, false,
      "Most entries of one object, and elements of one array, in a profile."},
 };

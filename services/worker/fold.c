@@ -137,6 +137,14 @@ static void fold_table_free(fold_table_t *table)
 void fold_plan(const fold_command_t *commands, size_t command_count, const uint8_t *applied_ids,
                size_t applied_count, bool *read)
 {
+    /* A batch of replaces and deletes (the bulk workload) needs no stored profile: no table. */
+    bool builds = false;
+    for (size_t i = 0; i < command_count; i++) {
+        read[i] = false;
+        builds |= commands[i].op == CODEC_OP_MERGE || commands[i].op == CODEC_OP_PATCH;
+    }
+    if (!builds)
+        return;
     fold_table_t table;
     fold_table_init(&table, commands, command_count, applied_ids, applied_count);
     for (size_t i = 0; i < command_count; i++) {
@@ -221,17 +229,22 @@ void fold_run(const fold_command_t *commands, size_t command_count, const fold_r
     buf_reset(&out->docs);
     buf_reset(&out->reasons);
 
-    /* Which recipients' profiles were read (fold_plan, with the same inputs). */
-    bool *read = fold_calloc(command_count ? command_count : 1, sizeof(*read));
-    fold_plan(commands, command_count, applied_ids, applied_count, read);
     fold_table_init(&table, commands, command_count, applied_ids, applied_count);
-    for (size_t i = 0; i < command_count; i++) {
-        fold_recipient_t *r =
-            fold_recipient(&table, commands[i].recipient_id, commands[i].recipient_id_len, false);
-        if (read[i])
-            r->doc = FOLD_DOC_NONE; /* read: a recipient without a row has no profile */
+    bool builds = false;
+    for (size_t i = 0; i < command_count; i++)
+        builds |= commands[i].op == CODEC_OP_MERGE || commands[i].op == CODEC_OP_PATCH;
+    if (builds) {
+        /* Which recipients' profiles were read (fold_plan, with the same inputs). */
+        bool *read = fold_calloc(command_count, sizeof(*read));
+        fold_plan(commands, command_count, applied_ids, applied_count, read);
+        for (size_t i = 0; i < command_count; i++) {
+            fold_recipient_t *r =
+                fold_recipient(&table, commands[i].recipient_id, commands[i].recipient_id_len, false);
+            if (read[i])
+                r->doc = FOLD_DOC_NONE; /* read: a recipient without a row has no profile */
+        }
+        free(read);
     }
-    free(read);
     for (size_t i = 0; i < row_count; i++) {
         fold_recipient_t *r = fold_recipient(&table, rows[i].recipient_id, rows[i].recipient_id_len, false);
         if (!r)

@@ -271,7 +271,8 @@ static int doc_edit_at(doc_ctx_t *ctx, const msgpack_object *node, const char *p
                 memset(&key, 0, sizeof(key));
                 key.type = MSGPACK_OBJECT_STR;
                 char *name = doc_alloc(ctx->zone, ctx->token.len);
-                memcpy(name, ctx->token.data, ctx->token.len);
+                if (ctx->token.len) /* the empty key "" (path "/") has no bytes */
+                    memcpy(name, ctx->token.data, ctx->token.len);
                 key.via.str.ptr = name;
                 key.via.str.size = (uint32_t)ctx->token.len;
                 copy.via.map.ptr[copy.via.map.size].key = key;

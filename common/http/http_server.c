@@ -226,9 +226,11 @@ static void http_conn_write_answer_parts(http_conn_t *conn, int status, const ch
     buf_reset(head);
     buf_appendf(head, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, http_status_reason(status),
                 http_date(server));
-    if (content_type)
+    /* A 204 has neither (RFC 9110 8.6: no Content-Length in a 204). */
+    if (content_type && status != 204)
         buf_appendf(head, "Content-Type: %s\r\n", content_type);
-    buf_appendf(head, "Content-Length: %zu\r\n", body_len);
+    if (status != 204)
+        buf_appendf(head, "Content-Length: %zu\r\n", body_len);
     if (conn->close_after)
         buf_append_str(head, "Connection: close\r\n");
     else if (conn->req.version_minor == 0)

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "json_patch.h"
 #include "json_write.h"
 #include "mp.h"
 #include "utf8.h"
@@ -31,6 +32,7 @@ typedef enum codec_field {
     CODEC_F_VERSION,
     CODEC_F_SOURCE,
     CODEC_F_PROFILE,
+    CODEC_F_PATCH,
     CODEC_F__COUNT
 } codec_field_t;
 
@@ -46,7 +48,23 @@ static const struct {
     [CODEC_F_VERSION] = {"version", 7},
     [CODEC_F_SOURCE] = {"source", 6},
     [CODEC_F_PROFILE] = {"profile", 7},
+    [CODEC_F_PATCH] = {"patch", 5},
 };
+
+static const struct {
+    const char *name;
+    size_t len;
+} codec_ops[CODEC_OP__COUNT] = {
+    [CODEC_OP_REPLACE] = {"replace", 7},
+    [CODEC_OP_MERGE] = {"merge", 5},
+    [CODEC_OP_PATCH] = {"patch", 5},
+    [CODEC_OP_DELETE] = {"delete", 6},
+};
+
+const char *codec_op_name(codec_op_t op)
+{
+    return (unsigned)op < CODEC_OP__COUNT ? codec_ops[op].name : "unknown";
+}
 
 static const char *const codec_error_names[CODEC_ERR__COUNT] = {
     [CODEC_OK] = "ok",
@@ -68,6 +86,7 @@ static const char *const codec_error_names[CODEC_ERR__COUNT] = {
     [CODEC_ERR_UNSUPPORTED_TYPE] = "unsupported_type",
     [CODEC_ERR_DUPLICATE_FIELD] = "duplicate_field",
     [CODEC_ERR_BAD_SOURCE] = "bad_source",
+    [CODEC_ERR_BAD_PATCH] = "bad_patch",
 };
 
 const char *codec_error_name(codec_error_t code)
@@ -124,20 +143,33 @@ int codec_encode(const codec_command_t *command, buf_t *out, char *errstr, size_
                  CODEC_MAX_SOURCE_BYTES);
         return -1;
     }
-    mp_item_t profile;
-    if (command->profile_msgpack_len == 0 ||
-        mp_read(command->profile_msgpack, command->profile_msgpack_len, &profile) != 0 ||
-        profile.type != MP_MAP) {
+    if ((unsigned)command->op >= CODEC_OP__COUNT) {
+        snprintf(errstr, errstr_size, "unknown command kind %d", (int)command->op);
+        return -1;
+    }
+    mp_item_t body;
+    bool has_profile = command->op == CODEC_OP_REPLACE || command->op == CODEC_OP_MERGE;
+    if (has_profile && (command->profile_msgpack_len == 0 ||
+                        mp_read(command->profile_msgpack, command->profile_msgpack_len, &body) != 0 ||
+                        body.type != MP_MAP)) {
         snprintf(errstr, errstr_size, "profile must be a msgpack map");
         return -1;
     }
+    if (command->op == CODEC_OP_PATCH &&
+        (command->patch_msgpack_len == 0 ||
+         mp_read(command->patch_msgpack, command->patch_msgpack_len, &body) != 0 || body.type != MP_ARRAY)) {
+        snprintf(errstr, errstr_size, "patch must be a msgpack array");
+        return -1;
+    }
 
-    uint32_t fields = 6 + (command->has_version ? 1 : 0) + (command->source ? 1 : 0);
+    /* A delete has no body field: 5 fields plus the optional ones. */
+    uint32_t fields =
+        (command->op == CODEC_OP_DELETE ? 5 : 6) + (command->has_version ? 1 : 0) + (command->source ? 1 : 0);
     mp_write_map_header(out, fields);
     mp_write_str(out, "schema", 6);
     mp_write_uint(out, CODEC_SCHEMA_VERSION);
     mp_write_str(out, "op", 2);
-    mp_write_str(out, "replace", 7);
+    mp_write_str(out, codec_ops[command->op].name, (uint32_t)codec_ops[command->op].len);
     mp_write_str(out, "command_id", 10);
     mp_write_bin(out, command->command_id, CODEC_COMMAND_ID_BYTES);
     mp_write_str(out, "recipient_id", 12);
@@ -152,8 +184,13 @@ int codec_encode(const codec_command_t *command, buf_t *out, char *errstr, size_
         mp_write_str(out, "source", 6);
         mp_write_str(out, command->source, (uint32_t)command->source_len);
     }
-    mp_write_str(out, "profile", 7);
-    buf_append(out, command->profile_msgpack, command->profile_msgpack_len);
+    if (has_profile) {
+        mp_write_str(out, "profile", 7);
+        buf_append(out, command->profile_msgpack, command->profile_msgpack_len);
+    } else if (command->op == CODEC_OP_PATCH) {
+        mp_write_str(out, "patch", 5);
+        buf_append(out, command->patch_msgpack, command->patch_msgpack_len);
+    }
     return 0;
 }
 
@@ -257,9 +294,13 @@ int codec_decode(const uint8_t *bytes, size_t len, const uint8_t *key, size_t ke
     v = &value[CODEC_F_OP];
     if (v->type != MP_STR)
         return codec_wrong_type(failure, CODEC_F_OP, "a str", v);
-    if (v->len != 7 || memcmp(v->data, "replace", 7) != 0)
+    command->op = CODEC_OP__COUNT;
+    for (int o = 0; o < CODEC_OP__COUNT; o++)
+        if (v->len == codec_ops[o].len && memcmp(v->data, codec_ops[o].name, v->len) == 0)
+            command->op = (codec_op_t)o;
+    if (command->op == CODEC_OP__COUNT)
         return codec_fail(failure, CODEC_ERR_UNKNOWN_OPERATION,
-                          "op: unknown operation; only \"replace\" exists");
+                          "op: unknown operation; one of \"replace\", \"merge\", \"patch\", \"delete\"");
 
     if (!at[CODEC_F_COMMAND_ID])
         return codec_fail(failure, CODEC_ERR_MISSING_FIELD, "%s: required field missing", "command_id");
@@ -322,7 +363,26 @@ int codec_decode(const uint8_t *bytes, size_t len, const uint8_t *key, size_t ke
         command->source_len = v->len;
     }
 
-    /* 12: the profile, validated by the same walk that writes its JSON. */
+    /* 12: the body of the kind: none for a delete (a profile or patch field
+     * there is ignored, like an unknown field); the operations of a patch;
+     * else the profile, validated by the same walk that writes its JSON. */
+    if (command->op == CODEC_OP_DELETE)
+        return 0;
+    if (command->op == CODEC_OP_PATCH) {
+        if (!at[CODEC_F_PATCH])
+            return codec_fail(failure, CODEC_ERR_MISSING_FIELD, "%s: required field missing", "patch");
+        v = &value[CODEC_F_PATCH];
+        if (v->type != MP_ARRAY)
+            return codec_wrong_type(failure, CODEC_F_PATCH, "an array", v);
+        size_t patch_len = 0;
+        const uint8_t *patch = at[CODEC_F_PATCH];
+        if (jpatch_check(patch, (size_t)(bytes + len - patch), limits, &patch_len, profile_json, failure) !=
+            0)
+            return -1;
+        command->patch_msgpack = patch;
+        command->patch_msgpack_len = patch_len;
+        return 0;
+    }
     if (!at[CODEC_F_PROFILE])
         return codec_fail(failure, CODEC_ERR_MISSING_FIELD, "%s: required field missing", "profile");
     v = &value[CODEC_F_PROFILE];

@@ -21,8 +21,21 @@
 #define CODEC_SCHEMA_VERSION   1
 #define CODEC_COMMAND_ID_BYTES 16
 
+/* The command kinds (proto/README.md §1, "op"). */
+typedef enum codec_op {
+    CODEC_OP_REPLACE = 0, /* profile: the whole new profile */
+    CODEC_OP_MERGE,       /* profile: merged into the stored one (RFC 7396) */
+    CODEC_OP_PATCH,       /* patch: JSON Patch operations (RFC 6902) */
+    CODEC_OP_DELETE,      /* no body: the profile is removed */
+    CODEC_OP__COUNT
+} codec_op_t;
+
+/* "replace", "merge", "patch", "delete". */
+const char *codec_op_name(codec_op_t op);
+
 typedef struct codec_command {
     uint32_t schema_version;
+    codec_op_t op;
     uint8_t command_id[CODEC_COMMAND_ID_BYTES];
     const char *recipient_id; /* UTF-8, not NUL-terminated */
     size_t recipient_id_len;
@@ -31,8 +44,10 @@ typedef struct codec_command {
     uint64_t version;
     const char *source; /* optional tag; NULL when absent */
     size_t source_len;
-    const uint8_t *profile_msgpack; /* the profile, one msgpack map, canonical on encode */
+    const uint8_t *profile_msgpack; /* replace, merge: one msgpack map, canonical on encode */
     size_t profile_msgpack_len;
+    const uint8_t *patch_msgpack; /* patch: the operations, one msgpack array (json_patch.h) */
+    size_t patch_msgpack_len;
 } codec_command_t;
 
 /* Stable error codes: their names (codec_error_name) appear in the dead-letter
@@ -57,6 +72,7 @@ typedef enum codec_error {
     CODEC_ERR_UNSUPPORTED_TYPE,       /* bin or ext inside the profile */
     CODEC_ERR_DUPLICATE_FIELD,        /* a known command field appears twice in the command map */
     CODEC_ERR_BAD_SOURCE,             /* source over 128 bytes, not UTF-8, or holding U+0000 */
+    CODEC_ERR_BAD_PATCH,              /* a patch operation malformed: op, path, from, value */
     CODEC_ERR__COUNT
 } codec_error_t;
 
@@ -70,8 +86,9 @@ const char *codec_error_name(codec_error_t code);
 
 /*
  * Appends the canonical encoding of `command` to `out` (proto/README.md,
- * "Canonical encoding"). command->profile_msgpack is copied as given: the
- * transcoder already wrote it canonically. command->schema_version is not
+ * "Canonical encoding"). command->profile_msgpack (replace, merge) or
+ * patch_msgpack (patch) is copied as given: the transcoder already wrote it
+ * canonically; a delete carries neither. command->schema_version is not
  * read: the encoder writes the version it implements (CODEC_SCHEMA_VERSION).
  * Fails only on a command the decoder would reject for its envelope (bad
  * recipient id, all-zero command id, bad source, profile not starting with a
@@ -86,8 +103,9 @@ int codec_encode(const codec_command_t *command, buf_t *out, char *errstr, size_
  * proto/README.md "Validation order", so the code for an input that breaks
  * several rules is the one the golden vectors name. `key` is the Kafka message key (NULL
  * when the record had none, which fails with KEY_MISMATCH). On success fills
- * `command` (borrowing from `bytes`), appends the profile as JSON text to
- * `profile_json` (the form PostgreSQL jsonb stores), and returns 0. On any
+ * `command` (borrowing from `bytes`), appends the profile (replace, merge)
+ * as JSON text to `profile_json` (the form PostgreSQL jsonb stores; nothing
+ * for a patch or a delete), and returns 0. On any
  * invalid input returns -1 with `failure` filled and `profile_json` as it
  * was; never reads past len. Optional fields sent as nil read as absent.
  */

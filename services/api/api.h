@@ -81,6 +81,9 @@ typedef enum api_ack {
 typedef enum api_route {
     API_ROUTE_PUT_PROFILE,
     API_ROUTE_GET_PROFILE,
+    API_ROUTE_POST_PROFILE,
+    API_ROUTE_PATCH_PROFILE,
+    API_ROUTE_DELETE_PROFILE,
     API_ROUTE_HEALTHZ,
     API_ROUTE_READYZ,
     API_ROUTE_METRICS,
@@ -133,6 +136,7 @@ typedef struct api_put {
     api_put_state_t state;
     int64_t started_us;
     uint64_t request_seq;
+    api_route_t route; /* PUT, POST, PATCH or DELETE: the metric, and the answer (DELETE: 204) */
     api_ack_t ack;
     bool prefer_given; /* the request carried a profiled-ack preference: answer Preference-Applied */
     api_applied_wait_t applied;

@@ -42,7 +42,7 @@
  * command, one position), so it changes with every applied write and never repeats. */
 static const char api_get_query[] = "SELECT profile::text, kafka_partition::text || '.' || "
                                     "kafka_offset::text || '.' || encode(command_id, 'hex') "
-                                    "FROM profiles WHERE recipient_id = $1";
+                                    "FROM profiles WHERE recipient_id = $1 AND profile IS NOT NULL";
 static const char api_get_statement[] = "profiled_get";
 /* Every group's positions for the topic: the NOTIFY payload names no group either (one worker
  * group per topic; README "Read your writes"). */

@@ -28,6 +28,25 @@
 
 /* ---- dispatch ---------------------------------------------------------- */
 
+/* The metric route of a method on /profiles/{id}; API_ROUTE_OTHER for a method not allowed there. */
+static api_route_t api_profile_route(const http_req_t *req)
+{
+    switch (req->method) {
+    case HTTP_METHOD_GET:
+    case HTTP_METHOD_HEAD:
+        return API_ROUTE_GET_PROFILE;
+    case HTTP_METHOD_PUT:
+        return API_ROUTE_PUT_PROFILE;
+    case HTTP_METHOD_POST:
+        return API_ROUTE_POST_PROFILE;
+    case HTTP_METHOD_DELETE:
+        return API_ROUTE_DELETE_PROFILE;
+    default:
+        return req->method_name && strcmp(req->method_name, "PATCH") == 0 ? API_ROUTE_PATCH_PROFILE
+                                                                          : API_ROUTE_OTHER;
+    }
+}
+
 static bool api_head_cb(void *arg, http_req_t *req)
 {
     api_loop_t *loop = arg;
@@ -70,15 +89,17 @@ static bool api_head_cb(void *arg, http_req_t *req)
         abort();
     }
 
-    if (req->method != HTTP_METHOD_PUT && req->method != HTTP_METHOD_GET && req->method != HTTP_METHOD_HEAD) {
-        http_req_add_header(req, "Allow", "GET, HEAD, PUT");
-        snprintf(message, sizeof(message),
-                 "method %s is not allowed on /profiles/{recipient_id}; allowed: GET, HEAD, PUT",
-                 req->method_name);
+    api_route_t metric_route = api_profile_route(req);
+    if (metric_route == API_ROUTE_OTHER) {
+        http_req_add_header(req, "Allow", "GET, HEAD, PUT, POST, PATCH, DELETE");
+        snprintf(
+            message, sizeof(message),
+            "method %s is not allowed on /profiles/{recipient_id}; allowed: GET, HEAD, PUT, POST, PATCH, "
+            "DELETE",
+            req->method_name);
         api_reply_error(loop, req, API_ROUTE_OTHER, 405, started, seq, message);
         return false;
     }
-    api_route_t metric_route = req->method == HTTP_METHOD_PUT ? API_ROUTE_PUT_PROFILE : API_ROUTE_GET_PROFILE;
     const char *authorization = http_req_header(req, "Authorization");
     if (!http_keys_check_authorization(api->keys, authorization)) {
         api_reply_error(loop, req, metric_route, 401, started, seq,
@@ -103,7 +124,7 @@ static void api_request_cb(void *arg, http_req_t *req)
         api_ops_handle(loop, req, route, started);
         return;
     }
-    api_route_t metric_route = req->method == HTTP_METHOD_PUT ? API_ROUTE_PUT_PROFILE : API_ROUTE_GET_PROFILE;
+    api_route_t metric_route = api_profile_route(req);
     char recipient_id[HTTP_RECIPIENT_ID_CAP];
     size_t recipient_id_len = 0;
     if (http_recipient_id_decode(segment, segment_len, recipient_id, &recipient_id_len, message,
@@ -111,10 +132,10 @@ static void api_request_cb(void *arg, http_req_t *req)
         api_reply_error(loop, req, metric_route, 400, started, seq, message);
         return;
     }
-    if (req->method == HTTP_METHOD_PUT)
-        api_put_handle(loop, req, recipient_id, recipient_id_len, started, seq);
-    else
+    if (metric_route == API_ROUTE_GET_PROFILE)
         api_get_handle(loop, req, recipient_id, recipient_id_len, started, seq);
+    else /* the writes: one command each, on the same topic and key */
+        api_put_handle(loop, req, metric_route, recipient_id, recipient_id_len, started, seq);
 }
 
 /* The HTTP layer answered by itself (400, 408, 413, 417, 431, 501, or 503 over

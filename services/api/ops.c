@@ -15,9 +15,15 @@
 #include "reply.h"
 
 static const char *const api_route_labels[API_ROUTE__COUNT] = {
-    [API_ROUTE_PUT_PROFILE] = "put_profile", [API_ROUTE_GET_PROFILE] = "get_profile",
-    [API_ROUTE_HEALTHZ] = "healthz",         [API_ROUTE_READYZ] = "readyz",
-    [API_ROUTE_METRICS] = "metrics",         [API_ROUTE_OTHER] = "other",
+    [API_ROUTE_PUT_PROFILE] = "put_profile",
+    [API_ROUTE_GET_PROFILE] = "get_profile",
+    [API_ROUTE_POST_PROFILE] = "post_profile",
+    [API_ROUTE_PATCH_PROFILE] = "patch_profile",
+    [API_ROUTE_DELETE_PROFILE] = "delete_profile",
+    [API_ROUTE_HEALTHZ] = "healthz",
+    [API_ROUTE_READYZ] = "readyz",
+    [API_ROUTE_METRICS] = "metrics",
+    [API_ROUTE_OTHER] = "other",
 };
 
 /* Matches api_status_slot in reply.c: the last slot is "other". */

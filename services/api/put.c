@@ -1,14 +1,18 @@
 /*
- * put: PUT /profiles/{recipient_id}: authentication and routing are done
- * (loop.c); here the Idempotency-Key, the body through the transcoder, the
- * command, the produce, and the answer when the delivery report arrives
- * (producer.h serves the reports on the loop thread). A full producer queue
- * is a 503 at once.
+ * put: the writes to /profiles/{recipient_id}, each one command on the same
+ * topic and key: PUT (replace), POST (merge), PATCH (patch) and DELETE
+ * (delete). Authentication and routing are done (loop.c); here the
+ * Idempotency-Key, the body through the transcoder (json_patch.h for PATCH),
+ * the command, the produce, and the answer when the delivery report arrives
+ * (producer.h serves the reports on the loop thread): 200 {"status":"SUCCESS"},
+ * or 204 for a DELETE. A full producer queue is a 503 at once.
  *
  * In applied mode (PROFILED_PUT_ACK, or the request's `Prefer:
- * profiled-ack=`), an acknowledged command is held once more, until the
- * worker applied its position (applied.h) or PROFILED_APPLY_WAIT passed;
- * both answer 200, saying which in X-Profiled-Visibility.
+ * profiled-ack=`), an acknowledged command of any kind is held once more,
+ * until the worker applied its position (applied.h) or PROFILED_APPLY_WAIT
+ * passed; both answer as above, saying which in X-Profiled-Visibility. (A
+ * PATCH the worker refused is answered like an applied one: its outcome is
+ * not read back yet; README "Every write".)
  */
 #include "put.h"
 
@@ -22,6 +26,7 @@
 #include <time.h>
 
 #include "codec.h"
+#include "json_patch.h"
 #include "json_transcode.h"
 #include "log.h"
 #include "prefer.h"
@@ -68,7 +73,7 @@ static void api_put_expire(api_held_t *held)
              "Kafka did not acknowledge the command within %" PRId64
              " ms; it may still be applied. Retry, with the same Idempotency-Key to have it applied once",
              loop->api->config.request_deadline_ms);
-    api_reply_error(loop, put->req, API_ROUTE_PUT_PROFILE, 503, put->started_us, put->request_seq, message);
+    api_reply_error(loop, put->req, put->route, 503, put->started_us, put->request_seq, message);
     put->req = NULL;
     put->state = API_PUT_ANSWERED;
 }
@@ -91,7 +96,8 @@ static void api_put_detach(void *arg)
     put->state = API_PUT_ANSWERED;
 }
 
-/* The 200 of an acknowledged command; `visible`: the worker applied it (applied mode). */
+/* The answer of an acknowledged command; `visibility`: whether the worker applied it (applied mode).
+ * 200 {"status":"SUCCESS"}, or 204 without a body for a DELETE (Courier's SDKs expect none). */
 static void api_put_answer(api_loop_t *loop, api_put_t *put, const char *visibility)
 {
     if (put->prefer_given)
@@ -99,8 +105,11 @@ static void api_put_answer(api_loop_t *loop, api_put_t *put, const char *visibil
                             put->ack == API_ACK_APPLIED ? "profiled-ack=applied" : "profiled-ack=kafka");
     if (visibility)
         http_req_add_header(put->req, "X-Profiled-Visibility", visibility);
-    api_reply(loop, put->req, API_ROUTE_PUT_PROFILE, 200, put->started_us, NULL, api_put_success,
-              sizeof(api_put_success) - 1);
+    if (put->route == API_ROUTE_DELETE_PROFILE)
+        api_reply(loop, put->req, put->route, 204, put->started_us, NULL, NULL, 0);
+    else
+        api_reply(loop, put->req, put->route, 200, put->started_us, NULL, api_put_success,
+                  sizeof(api_put_success) - 1);
     put->req = NULL;
 }
 
@@ -117,9 +126,25 @@ static void api_put_applied(api_applied_wait_t *wait, bool applied)
     api_loop_check_drained(loop);
 }
 
-void api_put_handle(api_loop_t *loop, http_req_t *req, const char *recipient_id, size_t recipient_id_len,
-                    int64_t started_us, uint64_t request_seq)
+/* The command kind of a write route. */
+static codec_op_t api_put_op(api_route_t route)
 {
+    switch (route) {
+    case API_ROUTE_POST_PROFILE:
+        return CODEC_OP_MERGE;
+    case API_ROUTE_PATCH_PROFILE:
+        return CODEC_OP_PATCH;
+    case API_ROUTE_DELETE_PROFILE:
+        return CODEC_OP_DELETE;
+    default:
+        return CODEC_OP_REPLACE;
+    }
+}
+
+void api_put_handle(api_loop_t *loop, http_req_t *req, api_route_t route, const char *recipient_id,
+                    size_t recipient_id_len, int64_t started_us, uint64_t request_seq)
+{
+    codec_op_t op = api_put_op(route);
     api_t *api = loop->api;
     char message[512];
     uint8_t command_id[HTTP_COMMAND_ID_BYTES];
@@ -127,25 +152,31 @@ void api_put_handle(api_loop_t *loop, http_req_t *req, const char *recipient_id,
     const char *idempotency_key = http_req_header(req, "Idempotency-Key");
     if (idempotency_key) {
         if (http_idempotency_key_check(idempotency_key, message, sizeof(message)) < 0) {
-            api_reply_error(loop, req, API_ROUTE_PUT_PROFILE, 400, started_us, request_seq, message);
+            api_reply_error(loop, req, route, 400, started_us, request_seq, message);
             return;
         }
         http_command_id_from_key(idempotency_key, strlen(idempotency_key), recipient_id, recipient_id_len,
                                  command_id);
     } else if (http_command_id_random(command_id) < 0) {
         snprintf(message, sizeof(message), "cannot draw a random command id: %s", strerror(errno));
-        api_reply_error(loop, req, API_ROUTE_PUT_PROFILE, 500, started_us, request_seq, message);
+        api_reply_error(loop, req, route, 500, started_us, request_seq, message);
         return;
     }
 
-    /* 4. the body, through the transcoder: a 400 names the field and the rule. */
+    /* 4. the body, through the transcoder: a 400 names the field and the rule. A DELETE's body is not
+     * read; a PATCH's is {"patch": [...]}, checked by json_patch.h (operations and pointers). */
     size_t body_len = req->body_len;
     const uint8_t *body = req->body;
     transcode_error_t terror;
     buf_reset(&loop->profile);
-    if (transcode_profile_request(body, body_len, &api->limits, &loop->profile, &terror) < 0) {
+    int body_rc = 0;
+    if (op == CODEC_OP_PATCH)
+        body_rc = jpatch_request(body, body_len, &api->limits, &loop->profile, &terror);
+    else if (op != CODEC_OP_DELETE)
+        body_rc = transcode_profile_request(body, body_len, &api->limits, &loop->profile, &terror);
+    if (body_rc < 0) {
         int status = terror.status == TRANSCODE_ERR_TOO_LARGE ? 413 : 400;
-        api_reply_error(loop, req, API_ROUTE_PUT_PROFILE, status, started_us, request_seq, terror.message);
+        api_reply_error(loop, req, route, status, started_us, request_seq, terror.message);
         return;
     }
 
@@ -154,34 +185,39 @@ void api_put_handle(api_loop_t *loop, http_req_t *req, const char *recipient_id,
     clock_gettime(CLOCK_REALTIME, &wall);
     codec_command_t command = {
         .schema_version = CODEC_SCHEMA_VERSION,
+        .op = op,
         .recipient_id = recipient_id,
         .recipient_id_len = recipient_id_len,
         .accepted_at_us = (int64_t)wall.tv_sec * 1000000 + wall.tv_nsec / 1000,
         /* proto §1: the tag that tells the api's writes from bulk producers'. */
         .source = "api",
         .source_len = 3,
-        .profile_msgpack = loop->profile.data,
-        .profile_msgpack_len = loop->profile.len,
     };
+    if (op == CODEC_OP_PATCH) {
+        command.patch_msgpack = loop->profile.data;
+        command.patch_msgpack_len = loop->profile.len;
+    } else if (op != CODEC_OP_DELETE) {
+        command.profile_msgpack = loop->profile.data;
+        command.profile_msgpack_len = loop->profile.len;
+    }
     memcpy(command.command_id, command_id, sizeof(command_id));
     buf_reset(&loop->command);
     if (codec_encode(&command, &loop->command, message, sizeof(message)) < 0) {
-        api_reply_error(loop, req, API_ROUTE_PUT_PROFILE, 500, started_us, request_seq, message);
+        api_reply_error(loop, req, route, 500, started_us, request_seq, message);
         return;
     }
 
     /* 6. produce, keyed by the recipient id, and hold the request until the report. */
     if (atomic_load_explicit(&loop->kafka_fatal, memory_order_relaxed)) {
         metrics_counter_add(api->m.produce_errors_other, 1);
-        api_reply_error(loop, req, API_ROUTE_PUT_PROFILE, 503, started_us, request_seq,
+        api_reply_error(loop, req, route, 503, started_us, request_seq,
                         "the Kafka producer failed and cannot accept commands; retry");
         return;
     }
     /* Kafka known down: a prompt 503 rather than a request held to its deadline (README "Probes"). */
     if (atomic_load_explicit(&loop->kafka_down, memory_order_relaxed)) {
         metrics_counter_add(api->m.produce_errors_other, 1);
-        api_reply_error(loop, req, API_ROUTE_PUT_PROFILE, 503, started_us, request_seq,
-                        "Kafka is unreachable; retry");
+        api_reply_error(loop, req, route, 503, started_us, request_seq, "Kafka is unreachable; retry");
         return;
     }
     api_put_t *put = api_put_alloc(loop);
@@ -199,6 +235,7 @@ void api_put_handle(api_loop_t *loop, http_req_t *req, const char *recipient_id,
     put->state = API_PUT_HELD;
     put->started_us = started_us;
     put->request_seq = request_seq;
+    put->route = route;
     memcpy(put->command_id, command_id, sizeof(command_id));
     put->held.expire = api_put_expire;
     put->held.deadline_us = started_us + api->config.request_deadline_ms * 1000;
@@ -209,17 +246,17 @@ void api_put_handle(api_loop_t *loop, http_req_t *req, const char *recipient_id,
         api_put_free(loop, put);
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             metrics_counter_add(api->m.produce_errors_queue_full, 1);
-            api_reply_error(loop, req, API_ROUTE_PUT_PROFILE, 503, started_us, request_seq,
+            api_reply_error(loop, req, route, 503, started_us, request_seq,
                             "the Kafka producer queue is full (PROFILED_KAFKA_QUEUE_MAX); retry");
         } else if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
             metrics_counter_add(api->m.produce_errors_other, 1);
             snprintf(message, sizeof(message), "the command is %zu bytes, over Kafka's message.max.bytes",
                      loop->command.len);
-            api_reply_error(loop, req, API_ROUTE_PUT_PROFILE, 413, started_us, request_seq, message);
+            api_reply_error(loop, req, route, 413, started_us, request_seq, message);
         } else {
             metrics_counter_add(api->m.produce_errors_other, 1);
             snprintf(message, sizeof(message), "cannot produce to Kafka: %s; retry", rd_kafka_err2str(err));
-            api_reply_error(loop, req, API_ROUTE_PUT_PROFILE, 503, started_us, request_seq, message);
+            api_reply_error(loop, req, route, 503, started_us, request_seq, message);
         }
         return;
     }
@@ -280,8 +317,7 @@ void api_put_delivered(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage, void
             char message[300];
             snprintf(message, sizeof(message), "Kafka did not acknowledge the command: %s; retry",
                      rd_kafka_err2str(rkmessage->err));
-            api_reply_error(loop, put->req, API_ROUTE_PUT_PROFILE, 503, put->started_us, put->request_seq,
-                            message);
+            api_reply_error(loop, put->req, put->route, 503, put->started_us, put->request_seq, message);
         }
     } else {
         metrics_counter_add(api->m.delivery_late, 1);

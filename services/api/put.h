@@ -10,10 +10,10 @@
 #include "api.h"
 #include "http_server.h"
 
-/* Handles an authenticated PUT whose recipient id is decoded; answers now (400, 413, 503) or holds the
- * request until its delivery report or deadline. */
-void api_put_handle(api_loop_t *loop, http_req_t *req, const char *recipient_id, size_t recipient_id_len,
-                    int64_t started_us, uint64_t request_seq);
+/* Handles an authenticated write (route: PUT, POST, PATCH or DELETE) whose recipient id is decoded; answers
+ * now (400, 413, 503) or holds the request until its delivery report or deadline. */
+void api_put_handle(api_loop_t *loop, http_req_t *req, api_route_t route, const char *recipient_id,
+                    size_t recipient_id_len, int64_t started_us, uint64_t request_seq);
 
 /* The producer's delivery-report callback (producer.h's api_delivery_fn): answers the PUT, or counts
  * a late report. Frees the api_put_t. */

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "fold.h"
+#include "json_transcode.h"
 #include "json_write.h"
 #include "log.h"
 #include "pgconn.h"
@@ -15,10 +16,16 @@ struct apply_scratch {
     limits_t limits;
     buf_t recipients, profiles, ids, partitions, notify, hex; /* profiles: COPY rows */
     buf_t json;                                               /* one profile's JSON */
+    buf_t needs;                                              /* bool array: read the profile */
+    buf_t stored;                                             /* read profiles, as msgpack */
+    buf_t outcome_ids, outcome_names, outcome_reasons;        /* stale and refused commands */
+    fold_out_t out;
     fold_command_t *commands;
     fold_result_t *results;
     size_t *item_of; /* fold index -> batch index */
+    bool *read;      /* fold_plan */
     fold_row_t *rows;
+    size_t *stored_off; /* per row: offset of its profile in `stored`, or SIZE_MAX */
     uint8_t *applied;
     size_t cap, row_cap, applied_cap;
 };
@@ -43,6 +50,14 @@ void apply_scratch_destroy(apply_scratch_t *scratch)
     buf_free(&scratch->notify);
     buf_free(&scratch->hex);
     buf_free(&scratch->json);
+    buf_free(&scratch->needs);
+    buf_free(&scratch->stored);
+    buf_free(&scratch->outcome_ids);
+    buf_free(&scratch->outcome_names);
+    buf_free(&scratch->outcome_reasons);
+    fold_out_free(&scratch->out);
+    free(scratch->read);
+    free(scratch->stored_off);
     free(scratch->commands);
     free(scratch->results);
     free(scratch->item_of);
@@ -171,10 +186,11 @@ typedef struct apply_tx {
     size_t lo, hi;
     const apply_position_t *positions;
     size_t position_count;
-    size_t n, versioned;  /* commands of the range; of them, with an external version */
-    size_t row_count;     /* stored rows read for the fold */
-    size_t applied_count; /* ids recorded before */
-    size_t stale_to_delete;
+    size_t n, versioned;          /* commands of the range; of them, with an external version */
+    size_t to_read;               /* recipients whose row is read (versions, profiles) */
+    size_t row_count;             /* stored rows read for the fold */
+    size_t applied_count;         /* ids recorded before */
+    size_t outcomes;              /* stale and refused commands, whose outcome is recorded */
     PGresult *rows_res, *ids_res; /* the fold borrows the recipient ids of rows_res */
     apply_counts_t *counts;
     char *errstr;
@@ -221,8 +237,11 @@ static bool apply_exec_ok(apply_tx_t *tx, apply_step_t step, const char *what, c
     return ok;
 }
 
-static const char apply_sql_versions[] = "SELECT recipient_id, version::text FROM profiles "
-                                         "WHERE recipient_id = ANY($1::text[])";
+/* The rows the fold needs: versions of recipients with a versioned command,
+ * and the profile of those fold_plan marked ($2 true), in one statement. */
+static const char apply_sql_rows[] =
+    "SELECT u.r, p.version::text, CASE WHEN u.need THEN p.profile::text END, u.need "
+    "FROM unnest($1::text[], $2::bool[]) AS u(r, need) JOIN profiles p ON p.recipient_id = u.r";
 
 static const char apply_sql_fence[] =
     "SELECT partition, next_offset FROM kafka_positions "
@@ -231,9 +250,10 @@ static const char apply_sql_fence[] =
 
 /* Records every id of the range and answers the ones that were recorded
  * before (or twice in the range: those are folded as in-range duplicates).
- * One statement instead of "read ids, fold, insert ids": the ids of commands
- * the fold finds stale are deleted again afterwards (rare). The positions are
- * locked first, so no other worker inserts these ids meanwhile. */
+ * One statement instead of "read ids, fold, insert ids": every processed id is
+ * recorded (proto §6), applied ones with a NULL outcome; the fold's stale and
+ * refused ones get their outcome afterwards (apply_sql_outcomes). The positions
+ * are locked first, so no other worker inserts these ids meanwhile. */
 static const char apply_sql_applied[] =
     "WITH input AS (SELECT c, r FROM unnest($1::bytea[], $2::text[]) AS u(c, r)), "
     "ins AS (INSERT INTO applied_commands (command_id, recipient_id, applied_at) "
@@ -241,7 +261,11 @@ static const char apply_sql_applied[] =
     "SELECT DISTINCT encode(i.c, 'hex') FROM input i WHERE NOT EXISTS (SELECT 1 FROM ins WHERE "
     "ins.command_id = i.c)";
 
-static const char apply_sql_unrecord[] = "DELETE FROM applied_commands WHERE command_id = ANY($1::bytea[])";
+/* The api reads a command's outcome by id (its primary key): NULL applied,
+ * 'stale' or 'refused' with a reason. */
+static const char apply_sql_outcomes[] =
+    "UPDATE applied_commands a SET outcome = u.o, reason = u.r "
+    "FROM unnest($1::bytea[], $2::text[], $3::text[]) AS u(c, o, r) WHERE a.command_id = u.c";
 
 /*
  * The rows go in through COPY into a temporary table, then one INSERT ... ON
@@ -318,10 +342,10 @@ static void apply_collect(apply_tx_t *tx)
         s->commands = apply_grow(s->commands, s->cap, sizeof(*s->commands));
         s->results = apply_grow(s->results, s->cap, sizeof(*s->results));
         s->item_of = apply_grow(s->item_of, s->cap, sizeof(*s->item_of));
+        s->read = apply_grow(s->read, s->cap, sizeof(*s->read));
     }
-    arr_open(&s->recipients); /* of versioned commands */
-    arr_open(&s->ids);        /* every command's id ... */
-    arr_open(&s->hex);        /* ... and its recipient */
+    arr_open(&s->ids); /* every command's id ... */
+    arr_open(&s->hex); /* ... and its recipient */
     for (size_t i = tx->lo; i < tx->hi; i++) {
         const batch_item_t *item = &tx->batch->items[i];
         if (item->kind != BATCH_COMMAND)
@@ -332,18 +356,15 @@ static void apply_collect(apply_tx_t *tx)
         c->command_id = item->command.command_id;
         c->has_version = item->command.has_version;
         c->version = item->command.version;
+        c->op = item->command.op;
+        c->body = c->op == CODEC_OP_PATCH ? item->command.patch_msgpack : item->command.profile_msgpack;
+        c->body_len =
+            c->op == CODEC_OP_PATCH ? item->command.patch_msgpack_len : item->command.profile_msgpack_len;
         s->item_of[tx->n++] = i;
-        /* Stored versions matter only to versioned commands: a recipient with none
-         * in the range is folded as if it had no row, and the upsert keeps its
-         * stored version (COALESCE), which is what an unversioned command does. */
-        if (c->has_version) {
-            arr_quoted(&s->recipients, c->recipient_id, c->recipient_id_len);
-            tx->versioned++;
-        }
+        tx->versioned += c->has_version;
         arr_bytea(&s->ids, c->command_id, FOLD_ID_BYTES);
         arr_quoted(&s->hex, c->recipient_id, c->recipient_id_len);
     }
-    arr_close(&s->recipients);
     arr_close(&s->ids);
     arr_close(&s->hex);
 }
@@ -390,34 +411,25 @@ static bool apply_fence(apply_tx_t *tx)
     return ok;
 }
 
-/* Step "read": stored versions (of recipients with a versioned command), then
- * the ids recorded before (recording the range's ids in the same statement). */
+/* Permissive limits for reading back stored profiles: they were within the
+ * limits of the worker that wrote them, which may have been higher. */
+static const limits_t apply_read_limits = {.max_body_bytes = SIZE_MAX,
+                                           .max_depth = 1024,
+                                           .max_key_bytes = UINT32_MAX,
+                                           .max_string_bytes = UINT32_MAX,
+                                           .max_keys = UINT32_MAX};
+
+/* Step "read": first the ids recorded before (recording the range's ids in the
+ * same statement); then, in one statement, the rows the fold needs: the version
+ * of every recipient with a versioned command, and the profile of those
+ * fold_plan marks (a merge or patch that builds on the stored profile). A
+ * replace-only range without versions reads no row. */
 static bool apply_read_state(apply_tx_t *tx)
 {
     apply_scratch_t *s = tx->s;
-    if (tx->versioned > 0) {
-        const char *params[1] = {(const char *)s->recipients.data};
-        tx->rows_res =
-            apply_exec(tx, APPLY_STEP_READ, "read versions", apply_sql_versions, 1, params, PGRES_TUPLES_OK);
-        if (!tx->rows_res)
-            return false;
-        tx->row_count = (size_t)PQntuples(tx->rows_res);
-    }
-    if (s->row_cap < tx->row_count) {
-        s->row_cap = tx->row_count;
-        s->rows = apply_grow(s->rows, s->row_cap, sizeof(*s->rows));
-    }
-    for (size_t r = 0; r < tx->row_count; r++) {
-        fold_row_t *row = &s->rows[r];
-        row->recipient_id = PQgetvalue(tx->rows_res, (int)r, 0);
-        row->recipient_id_len = (size_t)PQgetlength(tx->rows_res, (int)r, 0);
-        row->has_version = !PQgetisnull(tx->rows_res, (int)r, 1);
-        row->version = row->has_version ? strtoull(PQgetvalue(tx->rows_res, (int)r, 1), NULL, 10) : 0;
-    }
-
-    const char *params[2] = {(const char *)s->ids.data, (const char *)s->hex.data};
-    tx->ids_res =
-        apply_exec(tx, APPLY_STEP_READ, "record applied ids", apply_sql_applied, 2, params, PGRES_TUPLES_OK);
+    const char *id_params[2] = {(const char *)s->ids.data, (const char *)s->hex.data};
+    tx->ids_res = apply_exec(tx, APPLY_STEP_READ, "record applied ids", apply_sql_applied, 2, id_params,
+                             PGRES_TUPLES_OK);
     if (!tx->ids_res)
         return false;
     tx->applied_count = (size_t)PQntuples(tx->ids_res);
@@ -432,27 +444,104 @@ static bool apply_read_state(apply_tx_t *tx)
             tx->status = APPLY_RETRY;
             return false;
         }
+
+    /* Which rows to read: a recipient once, its profile if any command needs it. */
+    fold_plan(s->commands, tx->n, s->applied, tx->applied_count, s->read);
+    arr_open(&s->recipients);
+    arr_open(&s->needs);
+    for (size_t k = 0; k < tx->n; k++) {
+        const fold_command_t *c = &s->commands[k];
+        if (!s->read[k] && !c->has_version)
+            continue;
+        /* a recipient listed twice is read twice; the fold keeps the last row, and both are equal */
+        arr_quoted(&s->recipients, c->recipient_id, c->recipient_id_len);
+        arr_raw(&s->needs, s->read[k] ? "t" : "f");
+        tx->to_read++;
+    }
+    arr_close(&s->recipients);
+    arr_close(&s->needs);
+    if (tx->to_read > 0) {
+        const char *params[2] = {(const char *)s->recipients.data, (const char *)s->needs.data};
+        tx->rows_res =
+            apply_exec(tx, APPLY_STEP_READ, "read rows", apply_sql_rows, 2, params, PGRES_TUPLES_OK);
+        if (!tx->rows_res)
+            return false;
+        tx->row_count = (size_t)PQntuples(tx->rows_res);
+    }
+    if (s->row_cap < tx->row_count) {
+        s->row_cap = tx->row_count;
+        s->rows = apply_grow(s->rows, s->row_cap, sizeof(*s->rows));
+        s->stored_off = apply_grow(s->stored_off, s->row_cap, sizeof(*s->stored_off));
+    }
+    buf_reset(&s->stored);
+    for (size_t r = 0; r < tx->row_count; r++) {
+        fold_row_t *row = &s->rows[r];
+        memset(row, 0, sizeof(*row));
+        row->recipient_id = PQgetvalue(tx->rows_res, (int)r, 0);
+        row->recipient_id_len = (size_t)PQgetlength(tx->rows_res, (int)r, 0);
+        row->has_version = !PQgetisnull(tx->rows_res, (int)r, 1);
+        row->version = row->has_version ? strtoull(PQgetvalue(tx->rows_res, (int)r, 1), NULL, 10) : 0;
+        row->profile_read = PQgetvalue(tx->rows_res, (int)r, 3)[0] == 't';
+        s->stored_off[r] = SIZE_MAX;
+        if (row->profile_read && !PQgetisnull(tx->rows_res, (int)r, 2)) {
+            const char *text = PQgetvalue(tx->rows_res, (int)r, 2);
+            transcode_error_t error;
+            s->stored_off[r] = s->stored.len;
+            if (transcode_value((const uint8_t *)text, (size_t)PQgetlength(tx->rows_res, (int)r, 2),
+                                &apply_read_limits, &s->stored, &error) < 0) {
+                snprintf(tx->errstr, tx->errstr_size, "read profile of a stored row: %s", error.message);
+                tx->status = APPLY_RETRY;
+                return false;
+            }
+        }
+    }
+    /* pointers into `stored` once it no longer grows */
+    for (size_t r = 0; r < tx->row_count; r++) {
+        if (s->stored_off[r] == SIZE_MAX)
+            continue;
+        size_t end = s->stored.len;
+        for (size_t q = r + 1; q < tx->row_count; q++)
+            if (s->stored_off[q] != SIZE_MAX) {
+                end = s->stored_off[q];
+                break;
+            }
+        s->rows[r].profile = s->stored.data + s->stored_off[r];
+        s->rows[r].profile_len = end - s->stored_off[r];
+    }
     return true;
 }
 
-/* One COPY row: recipient_id, profile, command_id, kafka_partition, kafka_offset, version. */
+/* One COPY row: recipient_id, profile, command_id, kafka_partition, kafka_offset, version.
+ * The profile is the replace's own, the one the fold built, or none (a delete:
+ * the row stays, without profile, so that its version still orders later
+ * versioned commands; GET answers 404 for it). */
 static void apply_copy_row(apply_scratch_t *s, const batch_item_t *item, const fold_result_t *result)
 {
     static const char hex[] = "0123456789abcdef";
     buf_t *row = &s->profiles;
     const codec_command_t *command = &item->command;
-    buf_reset(&s->json);
-    size_t consumed = 0;
-    codec_failure_t failure;
-    if (json_write_value(command->profile_msgpack, command->profile_msgpack_len, &s->limits, "profile",
-                         &consumed, &s->json, &failure) < 0) {
-        /* The decoder accepted this profile with the same walk and limits. */
-        log_error(NULL, "a decoded profile no longer writes as JSON: %s", failure.message);
-        abort();
-    }
     copy_field(row, command->recipient_id, command->recipient_id_len);
     buf_append_byte(row, '\t');
-    copy_field(row, (const char *)s->json.data, s->json.len);
+    if (result->write == FOLD_WRITE_DELETED) {
+        buf_append_str(row, "\\N");
+    } else {
+        const uint8_t *profile = command->profile_msgpack;
+        size_t profile_len = command->profile_msgpack_len;
+        if (result->write == FOLD_WRITE_DOC) {
+            profile = s->out.docs.data + result->doc_off;
+            profile_len = result->doc_len;
+        }
+        buf_reset(&s->json);
+        size_t consumed = 0;
+        codec_failure_t failure;
+        if (json_write_value(profile, profile_len, &s->limits, "profile", &consumed, &s->json, &failure) <
+            0) {
+            /* The decoder (or the fold's doc_check) accepted it with the same walk and limits. */
+            log_error(NULL, "a decoded profile no longer writes as JSON: %s", failure.message);
+            abort();
+        }
+        copy_field(row, (const char *)s->json.data, s->json.len);
+    }
     buf_append_str(row, "\t\\\\x");
     for (size_t b = 0; b < FOLD_ID_BYTES; b++) {
         buf_append_byte(row, (uint8_t)hex[command->command_id[b] >> 4]);
@@ -465,14 +554,17 @@ static void apply_copy_row(apply_scratch_t *s, const batch_item_t *item, const f
         buf_append_str(row, "\\N\n");
 }
 
-/* Step "fold": the outcome of each command, and the ids of stale ones (recorded
- * by the read step: to delete again). */
+/* Step "fold": the outcome of each command; the stale and refused ones are
+ * listed for apply_sql_outcomes (their ids were recorded by the read step). */
 static void apply_fold(apply_tx_t *tx)
 {
     apply_scratch_t *s = tx->s;
     double t0 = apply_ms();
-    fold_run(s->commands, tx->n, s->rows, tx->row_count, s->applied, tx->applied_count, s->results);
-    arr_open(&s->hex);
+    fold_run(s->commands, tx->n, s->rows, tx->row_count, s->applied, tx->applied_count, &s->limits, &s->out,
+             s->results);
+    arr_open(&s->outcome_ids);
+    arr_open(&s->outcome_names);
+    arr_open(&s->outcome_reasons);
     for (size_t k = 0; k < tx->n; k++) {
         const batch_item_t *item = &tx->batch->items[s->item_of[k]];
         const fold_result_t *result = &s->results[k];
@@ -488,18 +580,30 @@ static void apply_fold(apply_tx_t *tx)
             break;
         case FOLD_STALE:
             tx->counts->stale++;
-            /* unless another command of the range with this id applied
-             * (a producer reusing an id: rare, so a plain scan) */
-            bool applied_here = false;
-            for (size_t j = 0; j < tx->n && !applied_here; j++)
-                applied_here =
-                    (s->results[j].outcome == FOLD_WRITTEN || s->results[j].outcome == FOLD_SUPERSEDED) &&
-                    memcmp(s->commands[j].command_id, item->command.command_id, FOLD_ID_BYTES) == 0;
-            if (!applied_here) {
-                arr_bytea(&s->hex, item->command.command_id, FOLD_ID_BYTES);
-                tx->stale_to_delete++;
+            arr_bytea(&s->outcome_ids, item->command.command_id, FOLD_ID_BYTES);
+            arr_raw(&s->outcome_names, "stale");
+            arr_raw(&s->outcome_reasons, "NULL");
+            tx->outcomes++;
+            break;
+        case FOLD_REFUSED: {
+            tx->counts->refused++;
+            const char *reason = (const char *)s->out.reasons.data + result->reason_off;
+            arr_bytea(&s->outcome_ids, item->command.command_id, FOLD_ID_BYTES);
+            arr_raw(&s->outcome_names, "refused");
+            arr_quoted(&s->outcome_reasons, reason, result->reason_len);
+            tx->outcomes++;
+            if (log_level_min <= LOG_INFO) {
+                char id[2 * FOLD_ID_BYTES + 1];
+                for (size_t b = 0; b < FOLD_ID_BYTES; b++)
+                    snprintf(id + 2 * b, 3, "%02x", item->command.command_id[b]);
+                log_fields_t fields = LOG_FIELDS_INIT;
+                log_field_str(&fields, "command_id", id);
+                log_field_int(&fields, "partition", item->partition);
+                log_field_int(&fields, "offset", item->offset);
+                log_info(&fields, "command refused: %.*s", (int)result->reason_len, reason);
             }
             break;
+        }
         default:
             /* A broken fold: committing would move the position past a command
              * whose row was never written. */
@@ -507,11 +611,13 @@ static void apply_fold(apply_tx_t *tx)
             abort();
         }
     }
-    arr_close(&s->hex);
+    arr_close(&s->outcome_ids);
+    arr_close(&s->outcome_names);
+    arr_close(&s->outcome_reasons);
     tx->counts->ms[APPLY_STEP_FOLD] += apply_ms() - t0;
 }
 
-/* Step "write": the rows, then the stale ids unrecorded. */
+/* Step "write": the rows, then the outcomes of stale and refused commands. */
 static bool apply_write(apply_tx_t *tx)
 {
     if (tx->counts->written > 0) {
@@ -521,9 +627,11 @@ static bool apply_write(apply_tx_t *tx)
             !apply_exec_ok(tx, APPLY_STEP_WRITE, "upsert profiles", apply_sql_upsert, 1, params))
             return false;
     }
-    if (tx->stale_to_delete > 0) {
-        const char *params[1] = {(const char *)tx->s->hex.data};
-        if (!apply_exec_ok(tx, APPLY_STEP_WRITE, "unrecord stale ids", apply_sql_unrecord, 1, params))
+    if (tx->outcomes > 0) {
+        const char *params[3] = {(const char *)tx->s->outcome_ids.data,
+                                 (const char *)tx->s->outcome_names.data,
+                                 (const char *)tx->s->outcome_reasons.data};
+        if (!apply_exec_ok(tx, APPLY_STEP_WRITE, "record outcomes", apply_sql_outcomes, 3, params))
             return false;
     }
     return true;

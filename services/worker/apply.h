@@ -8,14 +8,17 @@
  *   fence      SELECT ... FOR UPDATE the range's positions and check that
  *              PostgreSQL holds the expected ones: otherwise APPLY_FENCED
  *              before anything is written
- *   read       the stored versions of recipients with a versioned command;
- *              record every id of the range (INSERT ... ON CONFLICT DO NOTHING)
- *              and read back the ones that were recorded before
+ *   read       record every id of the range (INSERT ... ON CONFLICT DO NOTHING)
+ *              and read back the ones that were recorded before; then one
+ *              statement for the rows the fold needs: versions of recipients
+ *              with a versioned command, profiles of those whose merge or
+ *              patch builds on the stored profile (fold_plan)
  *   fold       fold.h: the end state of one-at-a-time application
  *   write      COPY into a session temp table (the written commands' profiles
- *              as JSON, rendered from msgpack and sent 1 MiB at a time), one
- *              INSERT ... ON CONFLICT into profiles; ids of stale commands
- *              deleted again
+ *              as JSON, rendered from msgpack and sent 1 MiB at a time; NULL
+ *              for a delete), one INSERT ... ON CONFLICT into profiles; the
+ *              outcome ('stale', 'refused' and its reason) of those commands
+ *              set on their recorded ids
  *   positions  each partition's next_offset moved, fenced a second time by the
  *              UPDATE's `next_offset = expected` condition; NOTIFY
  *              profiled_applied '<topic>/<partition>/<next_offset>,...'
@@ -66,7 +69,8 @@ typedef struct apply_counts {
     uint64_t applied;    /* written + superseded */
     uint64_t written;    /* rows upserted */
     uint64_t duplicates; /* skipped: id applied before */
-    uint64_t stale;      /* skipped: external version not newer */
+    uint64_t stale;      /* skipped: external version not newer (id recorded, outcome 'stale') */
+    uint64_t refused;    /* merge/patch that cannot apply: id recorded, outcome 'refused' + reason */
     double ms[APPLY_STEP_COUNT];
 } apply_counts_t;
 

@@ -55,6 +55,7 @@ apply_status_t bisect_apply(bisect_t *b, batch_t *batch, size_t lo, size_t hi, c
         b->counts.written += counts.written;
         b->counts.duplicates += counts.duplicates;
         b->counts.stale += counts.stale;
+        b->counts.refused += counts.refused;
         for (int s = 0; s < APPLY_STEP_COUNT; s++)
             b->counts.ms[s] += counts.ms[s];
         for (size_t k = 0; k < count; k++)

@@ -77,6 +77,7 @@ static void lane_record(const lane_t *lane, const bisect_t *b, double seconds)
     metrics_counter_add(m->applied, b->counts.applied);
     metrics_counter_add(m->duplicates, b->counts.duplicates);
     metrics_counter_add(m->stale, b->counts.stale);
+    metrics_counter_add(m->refused, b->counts.refused);
     if (log_level_min > LOG_DEBUG)
         return;
     log_fields_t fields = LOG_FIELDS_INIT;
@@ -86,6 +87,7 @@ static void lane_record(const lane_t *lane, const bisect_t *b, double seconds)
     log_field_int(&fields, "rows", (int64_t)b->counts.written);
     log_field_int(&fields, "duplicates", (int64_t)b->counts.duplicates);
     log_field_int(&fields, "stale", (int64_t)b->counts.stale);
+    log_field_int(&fields, "refused", (int64_t)b->counts.refused);
     for (int s = 0; s < APPLY_STEP_COUNT; s++)
         log_field_int(&fields, apply_step_names[s], (int64_t)b->counts.ms[s]);
     log_debug(&fields, "batch applied");

@@ -32,7 +32,7 @@
 
 /* The metrics a lane updates (thread-safe counters of the worker's registry). */
 typedef struct lane_metrics {
-    metrics_counter_t *applied, *duplicates, *stale, *dead_lettered, *batches;
+    metrics_counter_t *applied, *duplicates, *stale, *refused, *dead_lettered, *batches;
     metrics_histogram_t *batch_size, *apply_seconds;
 } lane_metrics_t;
 

@@ -515,6 +515,10 @@ static void worker_metrics_init(worker_t *w)
                                            "Commands skipped, by reason", "reason=\"duplicate\"");
     w->m.lane.stale = metrics_counter(m, "profiled_worker_commands_skipped_total",
                                       "Commands skipped, by reason", "reason=\"stale_version\"");
+    w->m.lane.refused = metrics_counter(m, "profiled_worker_commands_refused_total",
+                                        "Merges and patches that could not apply to the stored profile "
+                                        "(recorded with a reason, not dead-lettered)",
+                                        NULL);
     w->m.lane.dead_lettered = metrics_counter(m, "profiled_worker_commands_dead_lettered_total",
                                               "Commands sent to the dead-letter topic", NULL);
     w->m.lane.batches = metrics_counter(m, "profiled_worker_batches_total", "Transactions committed", NULL);

@@ -196,9 +196,21 @@ static const bad_case_t bad_cases[] = {
     {"GET with a bad id", "GET", "/profiles/%C0%AF", NULL, NULL, 400, INVALID, "recipient_id"},
     {"bad Idempotency-Key", "PUT", "/profiles/u1", AUTH "Idempotency-Key: \x01\r\n", GOOD_BODY, 400, INVALID,
      "Idempotency-Key"},
-    {"DELETE: 405", "DELETE", "/profiles/u1", NULL, NULL, 405, INVALID, "DELETE"},
-    {"POST: 405", "POST", "/profiles/u1", NULL, GOOD_BODY, 405, INVALID, "POST"},
-    {"PATCH: 405", "PATCH", "/profiles/u1", NULL, GOOD_BODY, 405, INVALID, "PATCH"},
+    {"OPTIONS: 405", "OPTIONS", "/profiles/u1", NULL, NULL, 405, INVALID, "OPTIONS"},
+    {"POST with a bad profile", "POST", "/profiles/u1", NULL, "{\"profile\":[1]}", 400, INVALID, "profile"},
+    {"POST over PROFILED_MAX_DEPTH=4", "POST", "/profiles/u1", NULL,
+     "{\"profile\":{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{}}}}}}}", 400, INVALID, "PROFILED_MAX_DEPTH"},
+    {"PATCH without patch", "PATCH", "/profiles/u1", NULL, GOOD_BODY, 400, INVALID, "patch: required"},
+    {"PATCH with a bad op", "PATCH", "/profiles/u1", NULL, "{\"patch\":[{\"op\":\"inc\",\"path\":\"/a\"}]}",
+     400, INVALID, "patch[0].op"},
+    {"PATCH with a bad pointer", "PATCH", "/profiles/u1", NULL,
+     "{\"patch\":[{\"op\":\"remove\",\"path\":\"/a~2\"}]}", 400, INVALID, "patch[0].path"},
+    {"PATCH value over PROFILED_MAX_STRING_BYTES=64", "PATCH", "/profiles/u1", NULL,
+     "{\"patch\":[{\"op\":\"add\",\"path\":\"/s\",\"value\":"
+     "\"0123456789012345678901234567890123456789012345678901234567890123456789\"}]}",
+     400, INVALID, "PROFILED_MAX_STRING_BYTES"},
+    {"DELETE without a key: 401", "DELETE", "/profiles/u1", "", NULL, 401, "authentication_error",
+     "Authorization"},
     {"unknown path: 404", "GET", "/nope", NULL, NULL, 404, INVALID, "/nope"},
     {"sub-resource: 404", "GET", "/profiles/u1/lists", NULL, NULL, 404, INVALID, "/profiles/u1/lists"},
     {"collection: 404", "GET", "/profiles", NULL, NULL, 404, INVALID, "/profiles"},
@@ -234,7 +246,7 @@ START_TEST(test_bad_requests)
                           "%s: WWW-Authenticate", c->name);
         if (c->status == 405)
             ck_assert_msg(harness_header(&response, "Allow", value, sizeof(value)) &&
-                              strcmp(value, "GET, HEAD, PUT") == 0,
+                              strcmp(value, "GET, HEAD, PUT, POST, PATCH, DELETE") == 0,
                           "%s: Allow is \"%s\"", c->name, value);
         harness_response_free(&response);
     }

@@ -17,6 +17,8 @@
 #include <string.h>
 
 #include "codec.h"
+#include "json_patch.h"
+#include "json_write.h"
 #include "mp.h"
 
 static const char *gen_dir;
@@ -100,7 +102,7 @@ static void gen_meaningful(const char *sub, const char *name, const char *descri
     for (int i = 0; i < 16; i++)
         snprintf(hex + 2 * i, 3, "%02x", c.command_id[i]);
     json_object_set_new(cmd, "schema", json_integer(c.schema_version));
-    json_object_set_new(cmd, "op", json_string("replace"));
+    json_object_set_new(cmd, "op", json_string(codec_op_name(c.op)));
     json_object_set_new(cmd, "command_id", json_string(hex));
     json_object_set_new(cmd, "recipient_id", json_stringn(c.recipient_id, c.recipient_id_len));
     json_object_set_new(cmd, "accepted_at_us", json_integer(c.accepted_at_us));
@@ -112,7 +114,20 @@ static void gen_meaningful(const char *sub, const char *name, const char *descri
     if (c.source)
         json_object_set_new(cmd, "source", json_stringn(c.source, c.source_len));
     json_object_set_new(m, "command", cmd);
-    json_object_set_new(m, "profile_json", json_stringn((const char *)json.data, json.len));
+    if (c.op == CODEC_OP_REPLACE || c.op == CODEC_OP_MERGE)
+        json_object_set_new(m, "profile_json", json_stringn((const char *)json.data, json.len));
+    if (c.op == CODEC_OP_PATCH) {
+        /* The operations as JSON, members in canonical order (§4): parsed
+         * with first-occurrence key order, they pack to the patch bytes. */
+        buf_t patch = {0}, canonical = {0};
+        size_t used = 0;
+        jpatch_write_canonical(c.patch_msgpack, c.patch_msgpack_len, &canonical);
+        if (json_write_value(canonical.data, canonical.len, &limits, "patch", &used, &patch, &failure) != 0)
+            gen_die("%s/%s: patch does not write as JSON: %s", sub, name, failure.message);
+        json_object_set_new(m, "patch_json", json_stringn((const char *)patch.data, patch.len));
+        buf_free(&patch);
+        buf_free(&canonical);
+    }
     if (request_json)
         json_object_set_new(m, "profile_request_json", json_string(request_json));
     gen_write_file(sub, name, "msgpack", bytes->data, bytes->len);
@@ -134,10 +149,10 @@ typedef struct gen_env {
 
 static const gen_env_t gen_default_env = {.recipient = "alice", .accepted_at_us = 1700000000000000};
 
-static void gen_valid(const char *name, const char *description, const gen_env_t *env, buf_t *profile,
-                      const char *request_json)
+static void gen_valid_kind(const char *name, const char *description, const gen_env_t *env, codec_op_t op,
+                           buf_t *body, const char *request_json)
 {
-    codec_command_t c = {0};
+    codec_command_t c = {.op = op};
     gen_id(name, c.command_id);
     c.recipient_id = env->recipient;
     c.recipient_id_len = env->recipient_len ? env->recipient_len : strlen(env->recipient);
@@ -148,8 +163,13 @@ static void gen_valid(const char *name, const char *description, const gen_env_t
         c.source = env->source;
         c.source_len = strlen(env->source);
     }
-    c.profile_msgpack = profile->data;
-    c.profile_msgpack_len = profile->len;
+    if (op == CODEC_OP_PATCH) {
+        c.patch_msgpack = body->data;
+        c.patch_msgpack_len = body->len;
+    } else if (op != CODEC_OP_DELETE) {
+        c.profile_msgpack = body->data;
+        c.profile_msgpack_len = body->len;
+    }
     buf_t bytes = {0};
     char errstr[256];
     if (codec_encode(&c, &bytes, errstr, sizeof(errstr)) != 0)
@@ -159,7 +179,13 @@ static void gen_valid(const char *name, const char *description, const gen_env_t
     key[c.recipient_id_len] = '\0';
     gen_meaningful("valid", name, description, key, &bytes, request_json);
     buf_free(&bytes);
-    buf_free(profile);
+    buf_free(body);
+}
+
+static void gen_valid(const char *name, const char *description, const gen_env_t *env, buf_t *profile,
+                      const char *request_json)
+{
+    gen_valid_kind(name, description, env, CODEC_OP_REPLACE, profile, request_json);
 }
 
 /* ---- raw field lists, for noncanonical and invalid commands ---- */
@@ -742,6 +768,195 @@ static void gen_noncanonical(const char *name, const char *description, buf_t by
     buf_free(&bytes);
 }
 
+/* ---- the kinds merge, patch and delete (proto/README.md §1, §3.3) ---- */
+
+/* One patch operation map, members in canonical order; NULL leaves one out. */
+static void gen_op(buf_t *b, const char *op, const char *path, const char *from, const buf_t *value)
+{
+    mp_write_map_header(b, 2 + (from ? 1 : 0) + (value ? 1 : 0));
+    mp_write_str(b, "op", 2);
+    mp_write_str(b, op, (uint32_t)strlen(op));
+    mp_write_str(b, "path", 4);
+    mp_write_str(b, path, (uint32_t)strlen(path));
+    if (from) {
+        mp_write_str(b, "from", 4);
+        mp_write_str(b, from, (uint32_t)strlen(from));
+    }
+    if (value) {
+        mp_write_str(b, "value", 5);
+        buf_append(b, value->data, value->len);
+    }
+}
+
+static void gen_all_valid_kinds(void)
+{
+    gen_env_t env = gen_default_env;
+    buf_t p = {0}, v = {0};
+
+    /* merge: a null removes a key, an object merges into the stored one. */
+    mp_write_map_header(&p, 3);
+    mp_write_str(&p, "email", 5);
+    mp_write_str(&p, "ada@example.com", 15);
+    mp_write_str(&p, "phone_number", 12);
+    mp_write_nil(&p);
+    mp_write_str(&p, "custom", 6);
+    mp_write_map_header(&p, 1);
+    mp_write_str(&p, "plan", 4);
+    mp_write_str(&p, "pro", 3);
+    env.source = "api";
+    gen_valid_kind(
+        "merge_typical",
+        "A merge as the api writes it for POST: email set, phone_number removed (null), custom.plan "
+        "merged into the stored custom object.",
+        &env, CODEC_OP_MERGE, &p, NULL);
+    env = gen_default_env;
+    env.has_version = true;
+    env.version = 7;
+    env.source = "crm-import";
+    mp_write_map_header(&p, 0);
+    gen_valid_kind("merge_empty_versioned",
+                   "An empty merge with a version: it changes only the stored version.", &env, CODEC_OP_MERGE,
+                   &p, NULL);
+
+    /* patch: all six operations, and the ~0 / ~1 escapes of RFC 6901. */
+    env = gen_default_env;
+    env.source = "api";
+    mp_write_array_header(&p, 6);
+    buf_reset(&v);
+    mp_write_str(&v, "ada@example.com", 15);
+    gen_op(&p, "test", "/email", NULL, &v);
+    buf_reset(&v);
+    mp_write_str(&v, "+15555550123", 12);
+    gen_op(&p, "replace", "/phone_number", NULL, &v);
+    buf_reset(&v);
+    mp_write_uint(&v, 1);
+    gen_op(&p, "add", "/custom/a~1b~0c", NULL, &v);
+    gen_op(&p, "copy", "/custom/tags/-", "/locale", NULL);
+    gen_op(&p, "move", "/custom/old_plan", "/custom/plan", NULL);
+    gen_op(&p, "remove", "/custom/tags/0", NULL, NULL);
+    gen_valid_kind("patch_all_ops",
+                   "A patch with each of the six operations; \"/custom/a~1b~0c\" names the key \"a/b~c\", "
+                   "\"-\" the end of an array.",
+                   &env, CODEC_OP_PATCH, &p, NULL);
+    env = gen_default_env;
+    mp_write_array_header(&p, 0);
+    gen_valid_kind("patch_empty", "A patch of no operations: it applies and changes nothing.", &env,
+                   CODEC_OP_PATCH, &p, NULL);
+
+    /* delete: no body field, so a map of 5 (6 with a version). */
+    env = gen_default_env;
+    env.source = "api";
+    gen_valid_kind("delete_plain", "A delete as the api writes it for DELETE: no body field.", &env,
+                   CODEC_OP_DELETE, &p, NULL);
+    env = gen_default_env;
+    env.has_version = true;
+    env.version = 9;
+    gen_valid_kind("delete_versioned", "A versioned delete: it applies only over older versions.", &env,
+                   CODEC_OP_DELETE, &p, NULL);
+    buf_free(&v);
+}
+
+static void gen_all_noncanonical_kinds(void)
+{
+    gen_fields_t f;
+    buf_t p = {0}, v = {0};
+
+    /* patch members in another order, and an unknown member (ignored, RFC 6902 §4). */
+    mp_write_array_header(&p, 1);
+    mp_write_map_header(&p, 4);
+    mp_write_str(&p, "value", 5);
+    mp_write_uint(&p, 3);
+    mp_write_str(&p, "comment", 7);
+    mp_write_str(&p, "ignored", 7);
+    mp_write_str(&p, "path", 4);
+    mp_write_str(&p, "/seats", 6);
+    mp_write_str(&p, "op", 2);
+    mp_write_str(&p, "add", 3);
+    f = gen_fields("patch_member_order", gen_empty_map());
+    gen_set(&f, "op", gen_str("patch"));
+    gen_drop(&f, "profile");
+    gen_add(&f, gen_str("patch"), p);
+    gen_noncanonical(
+        "patch_member_order",
+        "A patch operation with value, an unknown member and path before op: same meaning as the "
+        "canonical {op, path, value}.",
+        gen_pack(&f));
+
+    /* a delete carrying a profile: the field is not read (as an unknown field). */
+    f = gen_fields("delete_with_profile", gen_profile1("email", gen_str("x@example.com")));
+    gen_set(&f, "op", gen_str("delete"));
+    gen_noncanonical("delete_with_profile",
+                     "A delete that also carries a profile field: the profile is ignored.", gen_pack(&f));
+    buf_free(&v);
+}
+
+/* A patch command whose patch field is `patch`. */
+static void gen_invalid_patch(const char *name, const char *description, buf_t patch, codec_error_t want)
+{
+    gen_fields_t f = gen_fields(name, gen_empty_map());
+    gen_set(&f, "op", gen_str("patch"));
+    gen_drop(&f, "profile");
+    gen_add(&f, gen_str("patch"), patch);
+    gen_invalid(name, description, &f, want);
+}
+
+static void gen_all_invalid_kinds(void)
+{
+    gen_fields_t f;
+    buf_t p = {0}, v = {0};
+
+    f = gen_fields("merge_missing_profile", gen_empty_map());
+    gen_set(&f, "op", gen_str("merge"));
+    gen_drop(&f, "profile");
+    gen_invalid("merge_missing_profile", "A merge without its profile.", &f, CODEC_ERR_MISSING_FIELD);
+    f = gen_fields("patch_missing", gen_empty_map());
+    gen_set(&f, "op", gen_str("patch"));
+    gen_invalid("patch_missing", "A patch with a profile but no patch field.", &f, CODEC_ERR_MISSING_FIELD);
+    gen_invalid_patch("patch_not_array", "patch is a map, not an array of operations.", gen_empty_map(),
+                      CODEC_ERR_WRONG_TYPE);
+
+    mp_write_array_header(&p, 1);
+    gen_op(&p, "increment", "/seats", NULL, NULL);
+    gen_invalid_patch("patch_unknown_op", "An operation that is none of the six.", p, CODEC_ERR_BAD_PATCH);
+    p = (buf_t){0};
+    mp_write_array_header(&p, 1);
+    gen_op(&p, "remove", "/a~2b", NULL, NULL);
+    gen_invalid_patch("patch_bad_escape", "A pointer with \"~2\", which RFC 6901 does not define.", p,
+                      CODEC_ERR_BAD_PATCH);
+    p = (buf_t){0};
+    mp_write_array_header(&p, 1);
+    gen_op(&p, "remove", "email", NULL, NULL);
+    gen_invalid_patch("patch_pointer_no_slash", "A non-empty pointer must start with \"/\".", p,
+                      CODEC_ERR_BAD_PATCH);
+    p = (buf_t){0};
+    mp_write_array_header(&p, 1);
+    gen_op(&p, "add", "/seats", NULL, NULL);
+    gen_invalid_patch("patch_add_without_value", "add needs a value.", p, CODEC_ERR_BAD_PATCH);
+    p = (buf_t){0};
+    mp_write_array_header(&p, 1);
+    gen_op(&p, "copy", "/b", NULL, NULL);
+    gen_invalid_patch("patch_copy_without_from", "copy needs a from.", p, CODEC_ERR_BAD_PATCH);
+    p = (buf_t){0};
+    mp_write_array_header(&p, 1);
+    gen_op(&p, "move", "/a/b", "/a", NULL);
+    gen_invalid_patch("patch_move_into_child", "A location cannot be moved into one of its own children.", p,
+                      CODEC_ERR_BAD_PATCH);
+    p = (buf_t){0};
+    mp_write_array_header(&p, 2);
+    gen_op(&p, "remove", "/a", NULL, NULL);
+    buf_append_byte(&p, 0x93); /* an operation that is an array */
+    buf_append(&p, "\x01\x02\x03", 3);
+    gen_invalid_patch("patch_op_not_map", "The second operation is an array.", p, CODEC_ERR_BAD_PATCH);
+    p = (buf_t){0};
+    mp_write_array_header(&p, 1);
+    buf_reset(&v);
+    buf_append(&v, "\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00", 9); /* NaN */
+    gen_op(&p, "add", "/score", NULL, &v);
+    gen_invalid_patch("patch_value_nan", "A patch value follows the profile rules: no NaN.", p,
+                      CODEC_ERR_NON_FINITE_NUMBER);
+    buf_free(&v);
+}
+
 static void gen_all_noncanonical(void)
 {
     gen_fields_t f;
@@ -1015,8 +1230,10 @@ static void gen_all_invalid(void)
                     CODEC_ERR_UNKNOWN_SCHEMA_VERSION);
     }
     f = gen_fields("unknown_operation", gen_empty_map());
-    gen_set(&f, "op", gen_str("delete"));
-    gen_invalid("unknown_operation", "op \"delete\".", &f, CODEC_ERR_UNKNOWN_OPERATION);
+    gen_set(&f, "op", gen_str("upsert"));
+    gen_invalid("unknown_operation", "op \"upsert\": not one of the four kinds.", &f,
+                CODEC_ERR_UNKNOWN_OPERATION);
+    gen_all_invalid_kinds();
     f = gen_fields("unknown_operation_case", gen_empty_map());
     gen_set(&f, "op", gen_str("Replace"));
     gen_invalid("unknown_operation_case", "op \"Replace\": names are case-sensitive.", &f,
@@ -1203,7 +1420,9 @@ int main(int argc, char **argv)
         gen_die("usage: gen_vectors <proto/vectors folder>");
     gen_dir = argv[1];
     gen_all_valid();
+    gen_all_valid_kinds();
     gen_all_noncanonical();
+    gen_all_noncanonical_kinds();
     gen_all_invalid();
     printf("gen_vectors: %d vectors written to %s\n", gen_count, gen_dir);
     return 0;

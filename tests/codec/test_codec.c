@@ -220,7 +220,7 @@ START_TEST(unknown_operation_and_key_mismatch)
 {
     buf_t profile = {0}, bytes = {0};
     mp_write_map_header(&profile, 0);
-    test_fields_t f = {.omit = -1, .schema = 1, .op = "delete", .recipient = "alice", .profile = &profile};
+    test_fields_t f = {.omit = -1, .schema = 1, .op = "upsert", .recipient = "alice", .profile = &profile};
     test_write_fields(&bytes, &f);
     ck_assert_int_eq(test_decode(&bytes, NULL, NULL), CODEC_ERR_UNKNOWN_OPERATION);
     buf_reset(&bytes);

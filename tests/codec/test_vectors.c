@@ -12,7 +12,9 @@
 #include <string.h>
 
 #include "codec.h"
+#include "json_patch.h"
 #include "json_transcode.h"
+#include "json_write.h"
 #include "test_codec.h"
 
 #define VECTORS_MAX 512
@@ -94,8 +96,8 @@ static const char *vector_str(json_t *object, const char *field, size_t *len)
     return json_string_value(s);
 }
 
-/* The command of a meaning file, with the profile bytes given. */
-static codec_command_t vector_command(json_t *meaning, const uint8_t *profile, size_t profile_len)
+/* The command of a meaning file, with the body bytes (profile or patch) of `body`. */
+static codec_command_t vector_command(json_t *meaning, const codec_command_t *body)
 {
     json_t *cmd = json_object_get(meaning, "command");
     ck_assert(json_is_object(cmd));
@@ -118,9 +120,16 @@ static codec_command_t vector_command(json_t *meaning, const uint8_t *profile, s
     }
     if (json_object_get(cmd, "source"))
         c.source = vector_str(cmd, "source", &c.source_len);
-    ck_assert_str_eq(vector_str(cmd, "op", NULL), "replace");
-    c.profile_msgpack = profile;
-    c.profile_msgpack_len = profile_len;
+    const char *op = vector_str(cmd, "op", NULL);
+    c.op = CODEC_OP__COUNT;
+    for (int o = 0; o < CODEC_OP__COUNT; o++)
+        if (strcmp(op, codec_op_name((codec_op_t)o)) == 0)
+            c.op = (codec_op_t)o;
+    ck_assert_msg(c.op != CODEC_OP__COUNT, "unknown op %s", op);
+    c.profile_msgpack = body->profile_msgpack;
+    c.profile_msgpack_len = body->profile_msgpack_len;
+    c.patch_msgpack = body->patch_msgpack;
+    c.patch_msgpack_len = body->patch_msgpack_len;
     return c;
 }
 
@@ -137,8 +146,9 @@ static void vector_decode_matches(const vector_t *v, const buf_t *bytes, json_t 
         codec_decode(bytes->data, bytes->len, (const uint8_t *)key, key_len, &limits, out, &json, &failure);
     ck_assert_msg(rc == 0, "%s: %s (%s)", v->name, codec_error_name(failure.code), failure.message);
 
-    codec_command_t want = vector_command(meaning, out->profile_msgpack, out->profile_msgpack_len);
+    codec_command_t want = vector_command(meaning, out);
     ck_assert_uint_eq(out->schema_version, want.schema_version);
+    ck_assert_msg(out->op == want.op, "%s: op", v->name);
     ck_assert_mem_eq(out->command_id, want.command_id, CODEC_COMMAND_ID_BYTES);
     ck_assert_uint_eq(out->recipient_id_len, want.recipient_id_len);
     ck_assert_mem_eq(out->recipient_id, want.recipient_id, want.recipient_id_len);
@@ -150,8 +160,24 @@ static void vector_decode_matches(const vector_t *v, const buf_t *bytes, json_t 
         ck_assert_uint_eq(out->source_len, want.source_len);
         ck_assert_mem_eq(out->source, want.source, want.source_len);
     }
+    if (out->op == CODEC_OP_DELETE) {
+        ck_assert_msg(json.len == 0 && !json_object_get(meaning, "profile_json"), "%s: a delete has no body",
+                      v->name);
+        buf_free(&json);
+        return;
+    }
+    if (out->op == CODEC_OP_PATCH) {
+        /* the operations written back canonically, then as JSON */
+        buf_t canonical = {0};
+        size_t used;
+        jpatch_write_canonical(out->patch_msgpack, out->patch_msgpack_len, &canonical);
+        ck_assert_int_eq(
+            json_write_value(canonical.data, canonical.len, &limits, "patch", &used, &json, &failure), 0);
+        buf_free(&canonical);
+    }
     size_t profile_len;
-    const char *profile = vector_str(meaning, "profile_json", &profile_len);
+    const char *profile =
+        vector_str(meaning, out->op == CODEC_OP_PATCH ? "patch_json" : "profile_json", &profile_len);
     ck_assert_msg(json.len == profile_len && memcmp(json.data, profile, profile_len) == 0,
                   "%s: profile JSON differs:\n got  %.*s\n want %s", v->name, (int)json.len,
                   (const char *)json.data, profile);
@@ -173,7 +199,7 @@ START_TEST(valid_vectors)
         /* encode(meaning): the envelope from the meaning file, the profile
          * bytes as decoded (the profile's own canonical form is checked by
          * vectors_check.py, which builds it from profile_json). */
-        codec_command_t c = vector_command(meaning, decoded.profile_msgpack, decoded.profile_msgpack_len);
+        codec_command_t c = vector_command(meaning, &decoded);
         char errstr[256];
         ck_assert_msg(codec_encode(&c, &encoded, errstr, sizeof(errstr)) == 0, "%s: %s", v->name, errstr);
         ck_assert_msg(encoded.len == bytes.len && memcmp(encoded.data, bytes.data, bytes.len) == 0,
@@ -281,14 +307,21 @@ START_TEST(valid_vectors_from_json)
                                       &decoded, &json, &failure),
                          0);
         json_t *request = json_object_get(meaning, "profile_request_json");
-        const char *profile =
-            json_is_string(request) ? json_string_value(request) : vector_str(meaning, "profile_json", NULL);
+        /* A delete has no body; a patch's operations come from patch_json. */
+        bool is_patch = decoded.op == CODEC_OP_PATCH;
+        const char *profile = decoded.op == CODEC_OP_DELETE ? "null"
+                              : is_patch                    ? vector_str(meaning, "patch_json", NULL)
+                              : json_is_string(request)     ? json_string_value(request)
+                                                            : vector_str(meaning, "profile_json", NULL);
+        const uint8_t *want = is_patch ? decoded.patch_msgpack : decoded.profile_msgpack;
+        size_t want_len = is_patch ? decoded.patch_msgpack_len : decoded.profile_msgpack_len;
         transcode_error_t error;
         int rc = transcode_value((const uint8_t *)profile, strlen(profile), &limits, &transcoded, &error);
-        if (rc == 0 || error.status != TRANSCODE_ERR_LIMIT) {
+        if (decoded.op == CODEC_OP_DELETE) {
+            checked++;
+        } else if (rc == 0 || error.status != TRANSCODE_ERR_LIMIT) {
             ck_assert_msg(rc == 0, "%s: %s", v->name, error.message);
-            ck_assert_msg(transcoded.len == decoded.profile_msgpack_len &&
-                              memcmp(transcoded.data, decoded.profile_msgpack, transcoded.len) == 0,
+            ck_assert_msg(transcoded.len == want_len && memcmp(transcoded.data, want, transcoded.len) == 0,
                           "%s: the transcoder's bytes differ from the vector's profile", v->name);
             checked++;
         }

@@ -24,6 +24,7 @@ import decimal
 import json
 import math
 import os
+import re
 import struct
 import sys
 
@@ -41,8 +42,10 @@ MAX_ENTRIES = 1000
 MAX_RECIPIENT_BYTES = 256
 MAX_SOURCE_BYTES = 128
 
-FIELD_ORDER = ["schema", "op", "command_id", "recipient_id", "accepted_at_us", "version", "source", "profile"]
-REQUIRED = ["schema", "op", "command_id", "recipient_id", "accepted_at_us", "profile"]
+FIELD_ORDER = ["schema", "op", "command_id", "recipient_id", "accepted_at_us", "version", "source", "profile",
+               "patch"]
+OPS = ("replace", "merge", "patch", "delete")
+PATCH_OPS = ("add", "remove", "replace", "move", "copy", "test")
 
 
 # ---- §4 canonical encoding, by hand ----
@@ -165,7 +168,10 @@ def command_from_meaning(meaning, profile):
         cmd["version"] = int(c["version"])
     if "source" in c:
         cmd["source"] = c["source"]
-    cmd["profile"] = profile
+    if c["op"] in ("replace", "merge"):
+        cmd["profile"] = profile
+    elif c["op"] == "patch":
+        cmd["patch"] = profile  # the operations, parsed from patch_json
     return cmd
 
 
@@ -329,7 +335,7 @@ def validate(data, key):
     op = required("op")
     if not isinstance(op, str):
         raise Invalid("wrong_type", "op")
-    if op != "replace":
+    if op not in OPS:
         raise Invalid("unknown_operation")
     cid = required("command_id")
     if not isinstance(cid, bytes):
@@ -357,12 +363,70 @@ def validate(data, key):
         ok, b = text_ok(source)
         if not ok or len(b) > MAX_SOURCE_BYTES:
             raise Invalid("bad_source")
+    decoded = {"schema": schema, "op": op, "command_id": cid, "recipient_id": rid, "accepted_at_us": at,
+               "version": version, "source": source}
+    if op == "delete":  # §1: no body; a profile or patch field is not read
+        return decoded
+    if op == "patch":
+        patch = required("patch")
+        if not isinstance(patch, list) or isinstance(patch, list_of_pairs):
+            raise Invalid("wrong_type", "patch")
+        check_patch(patch)
+        decoded["patch"] = patch
+        return decoded
     profile = required("profile")
     if not isinstance(profile, list_of_pairs):
         raise Invalid("wrong_type", "profile")
     check_profile(profile, 1)
-    return {"schema": schema, "op": op, "command_id": cid, "recipient_id": rid, "accepted_at_us": at,
-            "version": version, "source": source, "profile": profile}
+    decoded["profile"] = profile
+    return decoded
+
+
+def pointer_ok(p):
+    """RFC 6901: empty, or "/" tokens in which "~" is followed by 0 or 1 only."""
+    if p == "":
+        return True
+    if not p.startswith("/"):
+        return False
+    return re.fullmatch(r"(?:[^~]|~[01])*", p) is not None
+
+
+def check_patch(patch):
+    """§3.3, in wire order: each operation a map of str members, none twice; op one of six; path
+    (and from for move/copy) a pointer; from not a proper prefix of a move's path; value for
+    add/replace/test, checked as profile data with depth counted from the value."""
+    if len(patch) > MAX_ENTRIES:
+        raise Invalid("bad_patch", "operations")
+    for i, item in enumerate(patch):
+        if not isinstance(item, list_of_pairs):
+            raise Invalid("bad_patch", "patch[%d] not a map" % i)
+        members = {}
+        for k, v in item:
+            if not isinstance(k, str):
+                raise Invalid("bad_patch", "member name")
+            if k in ("op", "path", "from", "value"):
+                if k in members:
+                    raise Invalid("bad_patch", "repeated " + k)
+                members[k] = v
+        op = members.get("op")
+        if op not in PATCH_OPS:
+            raise Invalid("bad_patch", "op")
+        names = ["path"] + (["from"] if op in ("move", "copy") else [])
+        for m in names:
+            p = members.get(m)
+            if not isinstance(p, str):
+                raise Invalid("bad_patch", m)
+            ok, raw = text_ok(p)
+            if not ok or len(raw) > MAX_STRING_BYTES or not pointer_ok(p):
+                raise Invalid("bad_patch", m)
+        if op == "move":
+            f, t = members["from"], members["path"]
+            if t.startswith(f + "/"):
+                raise Invalid("bad_patch", "move into a child")
+        if op in ("add", "replace", "test"):
+            if "value" not in members:
+                raise Invalid("bad_patch", "value")
+            check_profile(members["value"], 1)
 
 
 # ---- the checks ----
@@ -390,9 +454,20 @@ def check_meaning(name, meaning, decoded):
         fail(name, "version differs from the meaning")
     if decoded["source"] != c.get("source"):
         fail(name, "source differs from the meaning")
-    text = write_json(decoded["profile"])
-    if text != meaning["profile_json"]:
-        fail(name, "profile written back per §3.2 differs:\n  got  %.300s\n  want %.300s" % (text, meaning["profile_json"]))
+    if c["op"] == "delete":
+        if "profile_json" in meaning or "patch_json" in meaning:
+            fail(name, "a delete's meaning has a body")
+        return
+    body, want = ("patch", "patch_json") if c["op"] == "patch" else ("profile", "profile_json")
+    if c["op"] == "patch":  # canonical members: op, path, from, value
+        order = ("op", "path", "from", "value")
+        canon = [list_of_pairs((k, v) for k in order for (kk, v) in op if kk == k) for op in decoded["patch"]]
+        text = write_json(canon)
+    else:
+        text = write_json(decoded[body])
+    if text != meaning[want]:
+        fail(name, "%s written back per §3.2 differs:\n  got  %.300s\n  want %.300s" % (body, text, meaning[want]))
+        return
 
 
 def run(root):
@@ -426,7 +501,8 @@ def run(root):
             if folder != "valid":
                 continue
 
-            profile = profile_from_json(meaning["profile_json"])
+            body = meaning.get("patch_json", meaning.get("profile_json", "null"))
+            profile = profile_from_json(body)
             cmd = command_from_meaning(meaning, profile)
             mine = enc_value(cmd)
             if mine != data:

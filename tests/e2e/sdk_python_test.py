@@ -8,9 +8,10 @@ Run by sdk_python_test.sh inside its venv, with the api and the worker already u
                 shell can check PostgreSQL holds exactly those ids
 
 The SDK is used as a Courier customer would: `Courier(api_key=..., base_url=...)` and
-its `profiles.replace` / `profiles.retrieve` calls, nothing patched. A retrieve right
-after a replace must return it, without polling (the api's default PROFILED_PUT_ACK=applied).
-Every case runs even when an earlier one failed; the last line is "N passed, N failed".
+its `profiles.replace` / `create` / `update` / `delete` / `retrieve` calls, nothing patched. A
+retrieve right after a write must return it, without polling (the api's default
+PROFILED_PUT_ACK=applied). Every case runs even when an earlier one failed; the last line is
+"N passed, N failed".
 """
 
 import asyncio
@@ -237,29 +238,36 @@ def case_body_over_limit_is_413():
     raise AssertionError("a 300 KB profile did not raise an APIStatusError (413)")
 
 
-def case_unsupported_calls_fail_clearly():
-    # profiled implements PUT and GET only (DESIGN §3): the SDK's POST (merge), PATCH and
-    # DELETE calls must fail with a clear 405, not be taken for something else.
-    r = f"e2e-py-{RUN}-unsupported"
-    calls = {
-        "create (POST)": lambda: client.profiles.create(r, profile={"email": "x@example.com"}),
-        "update (PATCH)": lambda: client.profiles.update(r, patch=[{"op": "add", "path": "/a", "value": "1"}]),
-        "delete (DELETE)": lambda: client.profiles.delete(r),
-    }
-    for name, call in calls.items():
-        try:
-            call()
-        except APIStatusError as e:
-            assert e.status_code == 405, f"{name}: status {e.status_code}"
-            assert e.response.headers.get("Allow") == "GET, HEAD, PUT", f"{name}: Allow {e.response.headers.get('Allow')}"
-            assert isinstance(e.body, dict) and "not allowed" in e.body.get("message", ""), f"{name}: {e.body}"
-            continue
-        raise AssertionError(f"{name} did not fail")
+def case_create_update_delete():
+    # The SDK's other three calls, as a Courier customer writes them: create (POST, merge),
+    # update (PATCH, JSON Patch) and delete (DELETE), next to replace and retrieve.
+    r = rid("kinds")
+    client.profiles.replace(r, profile={"email": "k@example.com", "phone_number": "+1555", "custom": {"a": 1}})
+    retrieve_now(r, {"email": "k@example.com", "phone_number": "+1555", "custom": {"a": 1}})
+    result = client.profiles.create(r, profile={"phone_number": None, "custom": {"b": 2}, "locale": "fr"})
+    assert result.status == "SUCCESS", result
+    retrieve_now(r, {"email": "k@example.com", "custom": {"a": 1, "b": 2}, "locale": "fr"})
+    assert client.profiles.update(r, patch=[{"op": "replace", "path": "/email", "value": "new@example.com"},
+                                            {"op": "add", "path": "/custom/c", "value": "3"}]) is None
+    retrieve_now(r, {"email": "new@example.com", "custom": {"a": 1, "b": 2, "c": "3"}, "locale": "fr"})
+    assert client.profiles.delete(r) is None
+    # read-your-writes holds every kind: a retrieve right after the delete is a 404
     try:
         client.profiles.retrieve(r)
     except NotFoundError:
-        return
-    raise AssertionError("an unsupported call wrote a profile")
+        pass
+    else:
+        raise AssertionError("retrieve right after delete did not answer 404")
+    # create on a missing profile starts from {} (Courier: "or create a new profile")
+    client.profiles.create(r, profile={"name": "again"})
+    retrieve_now(r, {"name": "again"})
+    # a malformed patch is a 400 invalid_request_error naming the operation
+    try:
+        client.profiles.update(r, patch=[{"op": "increment", "path": "/a", "value": "1"}])
+    except BadRequestError as e:
+        assert "patch[0].op" in e.body.get("message", ""), e.body
+    else:
+        raise AssertionError("a bad patch operation was accepted")
 
 
 CASES = [
@@ -274,7 +282,7 @@ CASES = [
     case_async_client,
     case_default_client_settings,
     case_body_over_limit_is_413,
-    case_unsupported_calls_fail_clearly,
+    case_create_update_delete,
 ]
 
 

@@ -8,12 +8,14 @@
  *
  * Invariants: no crash, leak, UB or read past the input (ASan); a failure
  * has a code and a message and leaves the JSON output as it was; a success
- * gives JSON that jansson parses as an object, envelope fields within the
- * spec, and a canonical re-encoding that decodes to the same command and the
- * same JSON.
+ * gives envelope fields within the spec, a body per kind (replace and merge:
+ * JSON that jansson parses as an object; patch: operations inside the input,
+ * no JSON; delete: nothing), and a canonical re-encoding that decodes to the
+ * same command and the same JSON.
  */
 #include <assert.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,15 +64,28 @@ static void fuzz_check(const uint8_t *data, size_t size, const uint8_t *key, siz
     }
 
     if (command.schema_version != CODEC_SCHEMA_VERSION || command.recipient_id_len == 0 ||
-        command.recipient_id_len > LIMITS_MAX_RECIPIENT_ID_BYTES || command.profile_msgpack_len == 0 ||
-        command.profile_msgpack < data || command.profile_msgpack + command.profile_msgpack_len > data + size)
+        command.recipient_id_len > LIMITS_MAX_RECIPIENT_ID_BYTES || (unsigned)command.op >= CODEC_OP__COUNT)
         abort();
-
-    json_error_t error;
-    json_t *parsed = json_loadb((const char *)json.data + 1, json.len - 1, JSON_DECODE_INT_AS_REAL, &error);
-    if (!parsed || !json_is_object(parsed))
+    /* the body of each kind: a profile (replace, merge) written as a JSON object, the patch
+     * operations inside the input (nothing written), or nothing (delete) */
+    bool has_profile = command.op == CODEC_OP_REPLACE || command.op == CODEC_OP_MERGE;
+    if (has_profile && (command.profile_msgpack_len == 0 || command.profile_msgpack < data ||
+                        command.profile_msgpack + command.profile_msgpack_len > data + size))
         abort();
-    json_decref(parsed);
+    if (command.op == CODEC_OP_PATCH &&
+        (command.patch_msgpack_len == 0 || command.patch_msgpack < data ||
+         command.patch_msgpack + command.patch_msgpack_len > data + size || json.len != 1))
+        abort();
+    if (command.op == CODEC_OP_DELETE && json.len != 1)
+        abort();
+    if (has_profile) {
+        json_error_t error;
+        json_t *parsed =
+            json_loadb((const char *)json.data + 1, json.len - 1, JSON_DECODE_INT_AS_REAL, &error);
+        if (!parsed || !json_is_object(parsed))
+            abort();
+        json_decref(parsed);
+    }
 
     buf_t again = {0}, json2 = {0};
     char errstr[256];
@@ -79,11 +94,12 @@ static void fuzz_check(const uint8_t *data, size_t size, const uint8_t *key, siz
         abort();
     if (codec_decode(again.data, again.len, key, key_len, limits, &command2, &json2, &failure) != 0)
         abort();
-    if (json2.len != json.len - 1 || memcmp(json2.data, json.data + 1, json2.len) != 0 ||
+    if (json2.len != json.len - 1 || (json2.len > 0 && memcmp(json2.data, json.data + 1, json2.len) != 0) ||
         memcmp(command2.command_id, command.command_id, CODEC_COMMAND_ID_BYTES) != 0 ||
         command2.accepted_at_us != command.accepted_at_us || command2.has_version != command.has_version ||
         command2.version != command.version || (command2.source == NULL) != (command.source == NULL) ||
-        command2.profile_msgpack_len != command.profile_msgpack_len)
+        command2.profile_msgpack_len != command.profile_msgpack_len || command2.op != command.op ||
+        command2.patch_msgpack_len != command.patch_msgpack_len)
         abort();
     buf_free(&again);
     buf_free(&json2);

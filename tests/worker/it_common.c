@@ -307,6 +307,31 @@ void it_produce(it_t *it, const char *recipient, uint64_t seq, bool has_version,
     buf_free(&value);
 }
 
+void it_produce_kind(it_t *it, const char *recipient, uint64_t seq, codec_op_t op, const uint8_t *body,
+                     size_t body_len)
+{
+    buf_t value = {0};
+    char errstr[256];
+    codec_command_t command;
+    memset(&command, 0, sizeof(command));
+    command.schema_version = CODEC_SCHEMA_VERSION;
+    command.op = op;
+    it_command_id(it, seq, command.command_id);
+    command.recipient_id = recipient;
+    command.recipient_id_len = strlen(recipient);
+    command.accepted_at_us = 1764355200000000LL + (int64_t)seq;
+    if (op == CODEC_OP_PATCH) {
+        command.patch_msgpack = body;
+        command.patch_msgpack_len = body_len;
+    } else if (op != CODEC_OP_DELETE) {
+        command.profile_msgpack = body;
+        command.profile_msgpack_len = body_len;
+    }
+    ck_assert_msg(codec_encode(&command, &value, errstr, sizeof(errstr)) == 0, "codec_encode: %s", errstr);
+    it_produce_raw(it, recipient, strlen(recipient), value.data, value.len);
+    buf_free(&value);
+}
+
 void it_produce_raw(it_t *it, const void *key, size_t key_len, const void *value, size_t len)
 {
     for (int attempt = 0; attempt < 3000; attempt++) {

@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "codec.h"
+
 typedef struct it {
     char topic[160];
     char dlq_topic[160];
@@ -57,6 +59,10 @@ void it_command_id(const it_t *it, uint64_t seq, uint8_t id[16]);
 void it_produce(it_t *it, const char *recipient, uint64_t seq, bool has_version, uint64_t version,
                 size_t pad);
 /* Produces raw bytes (key may be NULL). */
+/* A command of any kind (codec.h) with the id of `seq`; `body` is the profile (replace, merge)
+ * or the operations (patch), NULL for a delete. */
+void it_produce_kind(it_t *it, const char *recipient, uint64_t seq, codec_op_t op, const uint8_t *body,
+                     size_t body_len);
 void it_produce_raw(it_t *it, const void *key, size_t key_len, const void *value, size_t len);
 /* Waits (bounded) until every produced message is acknowledged; fails the test otherwise. */
 void it_flush(it_t *it);

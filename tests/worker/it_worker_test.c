@@ -20,6 +20,7 @@
 #include "buf.h"
 #include "codec.h"
 #include "it_common.h"
+#include "mp.h"
 #include "profile_limits.h"
 
 #define CATCH_UP_MS 90000
@@ -198,8 +199,14 @@ START_TEST(stale_version_is_skipped)
     ck_assert_int_eq(rows_not_last(&it, "stale", last, 2), 0);
     ck_assert_int_eq(it_int(&it, "SELECT version FROM profiles WHERE recipient_id = 'stale0'"), 6);
     ck_assert_int_eq(it_int(&it, "SELECT version FROM profiles WHERE recipient_id = 'stale1'"), 2);
-    /* applied: 1, 3, 5, 10, 12 (2, 4 and 11 were stale) */
-    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 5);
+    /* applied: 1, 3, 5, 10, 12; stale, and recorded as processed (proto §6): 2, 4 and 11 */
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands WHERE outcome IS NULL"), 5);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands WHERE outcome = 'stale'"), 3);
+    /* a copy of a stale command is a duplicate now, not judged again */
+    it_produce(&it, "stale1", 11, true, 1, 0);
+    it_flush(&it);
+    expect_caught_up(&it);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 8);
     expect_stops_cleanly(&it, pid);
     it_teardown(&it);
 }
@@ -694,7 +701,8 @@ START_TEST(ops_listener_metrics_purge_and_readiness)
             nap_ms(100);
     }
     ck_assert_msg(purged, "the old applied id was not purged");
-    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 3); /* fresh + 2 applied */
+    /* fresh + 2 applied + 1 stale (recorded as processed) */
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 4);
 
     /* readiness follows PostgreSQL */
     it_stack(&it, "stop", "postgres");
@@ -915,6 +923,178 @@ START_TEST(sigkill_at_random_moments_changes_nothing)
     fprintf(stderr, "worker killed %d times, %d of them while applying\n", kills, kills_while_applying);
     ck_assert_int_ge(kills_while_applying, KILLS);
     expect_exactly_once(&it, "crash", last, RECIPIENTS, TOTAL);
+    expect_stops_cleanly(&it, worker);
+    it_teardown(&it);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ crash, all kinds */
+
+/* The model of one recipient, applied one command at a time in produce order. */
+typedef struct kinds_model {
+    int state;       /* 0: no profile, 1: {"recipient", "seq"}, 2: {"seq"} only */
+    uint64_t seq;    /* the profile's seq */
+    uint64_t writer; /* seq of the command that last wrote the row; 0: none */
+} kinds_model_t;
+
+typedef struct kinds_stream {
+    it_t *it;
+    int total, recipients, chunks;
+    kinds_model_t *model;
+    int refused;
+    atomic_int chunks_done;
+    pthread_t thread;
+} kinds_stream_t;
+
+/* kind 0-4 replace {"recipient","seq"}, 5-7 merge {"seq"}, 8 patch (test /recipient,
+ * then replace /seq: refused without a recipient), 9 delete. A recipient never written
+ * (only refused patches) has no row. */
+static void *kinds_stream_run(void *arg)
+{
+    kinds_stream_t *s = arg;
+    int per_chunk = s->total / s->chunks;
+    uint64_t seq = 1;
+    buf_t body = {0};
+    for (int k = 0; k < s->chunks; k++) {
+        for (int i = 0; i < per_chunk; i++, seq++) {
+            int r = (int)((seq * 7919) % (uint64_t)s->recipients);
+            kinds_model_t *m = &s->model[r];
+            char recipient[64];
+            snprintf(recipient, sizeof(recipient), "kinds%d", r);
+            int kind = (int)((seq / 7) % 10); /* not seq % 10: that would tie a kind to a recipient */
+            buf_reset(&body);
+            if (kind < 5) {
+                mp_write_map_header(&body, 2);
+                mp_write_str(&body, "recipient", 9);
+                mp_write_str(&body, recipient, (uint32_t)strlen(recipient));
+                mp_write_str(&body, "seq", 3);
+                mp_write_uint(&body, seq);
+                it_produce_kind(s->it, recipient, seq, CODEC_OP_REPLACE, body.data, body.len);
+                *m = (kinds_model_t){.state = 1, .seq = seq, .writer = seq};
+            } else if (kind < 8) {
+                mp_write_map_header(&body, 1);
+                mp_write_str(&body, "seq", 3);
+                mp_write_uint(&body, seq);
+                it_produce_kind(s->it, recipient, seq, CODEC_OP_MERGE, body.data, body.len);
+                *m = (kinds_model_t){.state = m->state == 1 ? 1 : 2, .seq = seq, .writer = seq};
+            } else if (kind == 8) {
+                mp_write_array_header(&body, 2);
+                mp_write_map_header(&body, 3);
+                mp_write_str(&body, "op", 2);
+                mp_write_str(&body, "test", 4);
+                mp_write_str(&body, "path", 4);
+                mp_write_str(&body, "/recipient", 10);
+                mp_write_str(&body, "value", 5);
+                mp_write_str(&body, recipient, (uint32_t)strlen(recipient));
+                mp_write_map_header(&body, 3);
+                mp_write_str(&body, "op", 2);
+                mp_write_str(&body, "replace", 7);
+                mp_write_str(&body, "path", 4);
+                mp_write_str(&body, "/seq", 4);
+                mp_write_str(&body, "value", 5);
+                mp_write_uint(&body, seq);
+                it_produce_kind(s->it, recipient, seq, CODEC_OP_PATCH, body.data, body.len);
+                if (m->state == 1)
+                    *m = (kinds_model_t){.state = 1, .seq = seq, .writer = seq};
+                else
+                    s->refused++;
+            } else {
+                it_produce_kind(s->it, recipient, seq, CODEC_OP_DELETE, NULL, 0);
+                *m = (kinds_model_t){.state = 0, .seq = 0, .writer = seq};
+            }
+        }
+        it_flush(s->it);
+        atomic_store(&s->chunks_done, k + 1);
+        nap_ms(600);
+    }
+    buf_free(&body);
+    return NULL;
+}
+
+/* Rows that differ from the model: profile (NULL when deleted) and writer. */
+static int64_t kinds_rows_wrong(it_t *it, const kinds_model_t *model, int recipients)
+{
+    buf_t sql = {0};
+    buf_appendf(&sql, "SELECT count(*) FROM (VALUES ");
+    for (int r = 0; r < recipients; r++) {
+        const kinds_model_t *m = &model[r];
+        buf_appendf(&sql, "%s('kinds%d', ", r ? "," : "", r);
+        if (m->state == 1)
+            buf_appendf(&sql, "'{\"recipient\":\"kinds%d\",\"seq\":%" PRIu64 "}'", r, m->seq);
+        else if (m->state == 2)
+            buf_appendf(&sql, "'{\"seq\":%" PRIu64 "}'", m->seq);
+        else
+            buf_appendf(&sql, "NULL");
+        buf_appendf(&sql, ", %" PRIu64 ")", m->writer);
+    }
+    buf_appendf(&sql,
+                ") AS e(r, p, w) LEFT JOIN profiles x ON x.recipient_id = e.r "
+                "WHERE (x.recipient_id IS NULL) <> (e.w = 0) OR x.profile IS DISTINCT FROM e.p::jsonb "
+                "OR x.command_id <> decode(lpad(to_hex(%" PRId64
+                "::bigint), 16, '0') || lpad(to_hex(e.w), 16, '0'), 'hex')",
+                (int64_t)it->nonce);
+    buf_terminate(&sql);
+    /* the first few differences, for the log */
+    buf_t show = {0};
+    buf_appendf(
+        &show,
+        "SELECT string_agg(line, ' | ') FROM (SELECT e.r || ': want ' || coalesce(e.p, 'none') || ' by ' || "
+        "e.w || ', got ' || coalesce(x.profile::text, 'none') || ' by ' || "
+        "coalesce(('x' || right(encode(x.command_id, 'hex'), 16))::bit(64)::bigint::text, '?') AS line %s "
+        "LIMIT 5) q",
+        strstr((const char *)sql.data, "FROM (VALUES"));
+    buf_terminate(&show);
+    PGresult *res = PQexec(it->pg, (const char *)show.data);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+        fprintf(stderr, "kinds rows wrong: %s\n", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    buf_free(&show);
+    int64_t n = it_int(it, (const char *)sql.data);
+    buf_free(&sql);
+    return n;
+}
+
+START_TEST(sigkill_during_all_kinds_changes_nothing)
+{
+    it_t it;
+    it_setup(&it, "kinds", 6);
+    enum { TOTAL = 8000, RECIPIENTS = 400, CHUNKS = 20, KILLS = 3, MAX_KILLS = 8 };
+    static kinds_model_t model[RECIPIENTS];
+    memset(model, 0, sizeof(model));
+    unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+    fprintf(stderr, "kinds crash test seed %u\n", seed);
+    pid_t worker = it_worker_start(&it, NULL);
+    kinds_stream_t s = {
+        .it = &it, .total = TOTAL, .recipients = RECIPIENTS, .chunks = CHUNKS, .model = model};
+    atomic_init(&s.chunks_done, 0);
+    ck_assert_int_eq(pthread_create(&s.thread, NULL, kinds_stream_run, &s), 0);
+    int kills = 0, kills_while_applying = 0;
+    while (kills < MAX_KILLS && kills_while_applying < KILLS) {
+        int64_t from = it_positions_sum(&it);
+        bool applying = wait_progress(&it, from, 25000);
+        nap_ms((int)(rand_r(&seed) % 800));
+        it_worker_kill(worker);
+        kills++;
+        kills_while_applying += applying;
+        worker = it_worker_start(&it, NULL);
+    }
+    ck_assert_int_eq(pthread_join(s.thread, NULL), 0);
+    /* the stream is short: give the last restarted worker time to install its SIGTERM handler
+     * before expect_stops_cleanly (a SIGTERM during start-up exits 143) */
+    nap_ms(3000);
+    expect_caught_up(&it);
+    int64_t wrong = kinds_rows_wrong(&it, model, RECIPIENTS);
+    int64_t processed = it_int(&it, "SELECT count(*) FROM applied_commands");
+    int64_t refused = it_int(&it, "SELECT count(*) FROM applied_commands WHERE outcome = 'refused'");
+    fprintf(stderr,
+            "kinds: %d commands, killed %d times (%d applying): rows wrong %" PRId64 ", processed %" PRId64
+            ", refused %" PRId64 " (model %d)\n",
+            TOTAL, kills, kills_while_applying, wrong, processed, refused, s.refused);
+    ck_assert_int_ge(kills_while_applying, KILLS);
+    ck_assert_int_eq(wrong, 0);
+    ck_assert_int_eq(processed, TOTAL);
+    ck_assert_int_eq(refused, s.refused);
+    ck_assert_int_gt(refused, 0);
     expect_stops_cleanly(&it, worker);
     it_teardown(&it);
 }
@@ -1394,6 +1574,7 @@ static Suite *worker_suite(void)
         {"pg_outage", postgres_outage_loses_nothing, 170},
         {"outage_join", partitions_assigned_during_an_outage_start_at_the_right_positions, 170},
         {"crash", sigkill_at_random_moments_changes_nothing, 170},
+        {"crash_kinds", sigkill_during_all_kinds_changes_nothing, 170},
         {"rebalance", a_second_worker_joins_and_leaves, 170},
         {"zombie", a_frozen_worker_cannot_apply_after_losing_its_partitions, 170},
         {"fence", a_batch_whose_positions_moved_is_refused_and_writes_nothing, 60},

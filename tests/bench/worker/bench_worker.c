@@ -155,7 +155,7 @@ static int produce(int argc, char **argv)
         create_topic(rk, topic, partitions);
 
     char pad[901];
-    buf_t profile = {0}, value = {0}, json = {0};
+    buf_t profile = {0}, value = {0}, json = {0}, body = {0};
     static const char connect_schema[] =
         "{\"schema\":{\"type\":\"struct\",\"name\":\"profile\",\"optional\":false,\"fields\":["
         "{\"field\":\"recipient_id\",\"type\":\"string\",\"optional\":false},"
@@ -212,6 +212,44 @@ static int produce(int argc, char **argv)
             command.accepted_at_us = (int64_t)(time(NULL)) * 1000000;
             command.profile_msgpack = profile.data;
             command.profile_msgpack_len = profile.len;
+            /* phase 3 (mixed): 50% replace, 30% merge, 20% patch; each ends with the row above
+             * (email and recipient are unchanged since phase 2) */
+            if (phase == 3 && i % 10 >= 5) {
+                buf_reset(&body);
+                if (i % 10 < 8) {
+                    command.op = CODEC_OP_MERGE;
+                    mp_write_map_header(&body, 3);
+                } else {
+                    command.op = CODEC_OP_PATCH;
+                    mp_write_array_header(&body, 3);
+                }
+                static const char *const keys[3] = {"pad", "phase", "seq"};
+                for (int k = 0; k < 3; k++) {
+                    if (command.op == CODEC_OP_PATCH) {
+                        mp_write_map_header(&body, 3);
+                        mp_write_str(&body, "op", 2);
+                        mp_write_str(&body, "replace", 7);
+                        mp_write_str(&body, "path", 4);
+                        char path[8];
+                        int plen = snprintf(path, sizeof(path), "/%s", keys[k]);
+                        mp_write_str(&body, path, (uint32_t)plen);
+                        mp_write_str(&body, "value", 5);
+                    } else {
+                        mp_write_str(&body, keys[k], (uint32_t)strlen(keys[k]));
+                    }
+                    if (k == 0)
+                        mp_write_str(&body, pad, 900);
+                    else
+                        mp_write_uint(&body, k == 1 ? (uint64_t)phase : (uint64_t)i);
+                }
+                if (command.op == CODEC_OP_PATCH) {
+                    command.patch_msgpack = body.data;
+                    command.patch_msgpack_len = body.len;
+                } else {
+                    command.profile_msgpack = body.data;
+                    command.profile_msgpack_len = body.len;
+                }
+            }
             if (codec_encode(&command, &value, errstr, sizeof(errstr)) < 0)
                 die("encode", errstr);
         }
@@ -248,6 +286,7 @@ static int produce(int argc, char **argv)
     buf_free(&profile);
     buf_free(&value);
     buf_free(&json);
+    buf_free(&body);
     rd_kafka_destroy(rk);
     return 0;
 }

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "lib_versions.h"
 #include "log.h"
 #include "loop.h"
 #include "ops.h"
@@ -174,6 +175,7 @@ int main(int argc, char **argv)
     if (api_config_load(&api.config, errstr, sizeof(errstr)) < 0 ||
         api_check_config(&api, errstr, sizeof(errstr)) < 0 || api_keys_load(&api, errstr, sizeof(errstr)) < 0)
         log_die(NULL, "%s", errstr);
+    lib_versions_log();
 
     api_raise_nofile();
 

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "xalloc.h"
+
 log_level_t log_level_min = LOG_INFO;
 static const char *log_service = "profiled";
 
@@ -25,9 +27,17 @@ int log_level_parse(const char *name, log_level_t *level)
     return -1;
 }
 
+/* xalloc's fatal messages (out of memory, broken invariants) as log lines.
+ * log_write formats on the stack: it is safe when the heap is what failed. */
+static void log_fatal_report(const char *message)
+{
+    log_write(LOG_FATAL, NULL, "%s", message);
+}
+
 void log_set_service(const char *service)
 {
     log_service = service;
+    xalloc_set_reporter(log_fatal_report);
 }
 
 /* Appends `src[0..len)` as JSON string content into dst (bounded by room);

@@ -23,7 +23,9 @@ extern log_level_t log_level_min;
 
 /* "debug", "info", "warn", "error" -> level; -1 for anything else. */
 int log_level_parse(const char *name, log_level_t *level);
-/* The `service` field of every line, e.g. "profiled-worker". Not copied. */
+/* The `service` field of every line, e.g. "profiled-worker". Not copied.
+ * Also routes xalloc's fatal messages (out of memory, broken invariants)
+ * through this logger. */
 void log_set_service(const char *service);
 
 typedef struct log_fields {

@@ -41,6 +41,7 @@
 #include "mp.h"
 #include "transcode_schema.h"
 #include "utf8.h"
+#include "xalloc.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the string scanner finds the first special byte with a little-endian load"
@@ -555,9 +556,7 @@ static void transcode_c_locale_init(void)
 {
     transcode_c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
     if (transcode_c_locale == (locale_t)0) {
-        fprintf(stderr,
-                "{\"level\":\"fatal\",\"message\":\"cannot create the C locale for number parsing\"}\n");
-        abort();
+        fatal_abort("cannot create the C locale for number parsing");
     }
 }
 
@@ -567,11 +566,7 @@ static double transcode_strtod(const uint8_t *s, size_t n)
     char small[64];
     char *copy = small;
     if (n >= sizeof(small)) {
-        copy = malloc(n + 1); /* only for absurdly long literals */
-        if (!copy) {
-            fprintf(stderr, "{\"level\":\"fatal\",\"message\":\"out of memory copying a number\"}\n");
-            abort();
-        }
+        copy = xmalloc(n + 1, "copying a number"); /* only for absurdly long literals */
     }
     memcpy(copy, s, n);
     copy[n] = '\0';
@@ -707,15 +702,10 @@ static void transcode_grow_keys(transcode_ctx_t *ctx)
     uint32_t cap = ctx->keys_cap * 2;
     transcode_key_t *keys;
     if (ctx->keys == ctx->inline_keys) {
-        keys = malloc(cap * sizeof(*keys));
-        if (keys)
-            memcpy(keys, ctx->inline_keys, ctx->nkeys * sizeof(*keys));
+        keys = xmalloc(cap * sizeof(*keys), "the transcoder's key stack");
+        memcpy(keys, ctx->inline_keys, ctx->nkeys * sizeof(*keys));
     } else {
-        keys = realloc(ctx->keys, cap * sizeof(*keys));
-    }
-    if (!keys) {
-        fprintf(stderr, "{\"level\":\"fatal\",\"message\":\"out of memory growing the key stack\"}\n");
-        abort();
+        keys = xrealloc(ctx->keys, cap * sizeof(*keys), "the transcoder's key stack");
     }
     ctx->keys = keys;
     ctx->keys_cap = cap;
@@ -850,11 +840,7 @@ static uint32_t transcode_dedupe(transcode_ctx_t *ctx, transcode_frame_t *frame)
      * rebuilt from a copy rather than moved in place. */
     uint32_t region_start = keys[0].off & ~TRANSCODE_DEAD;
     size_t region_len = (size_t)(ctx->o - (ctx->base + region_start));
-    uint8_t *copy = malloc(region_len);
-    if (!copy) {
-        fprintf(stderr, "{\"level\":\"fatal\",\"message\":\"out of memory resolving duplicate keys\"}\n");
-        abort();
-    }
+    uint8_t *copy = xmalloc(region_len, "resolving duplicate keys");
     memcpy(copy, ctx->base + region_start, region_len);
     uint8_t *w = ctx->base + region_start;
     uint32_t live = 0;
@@ -1211,11 +1197,7 @@ static int transcode_begin(transcode_ctx_t *ctx, const uint8_t *json, size_t len
                               limits->max_body_bytes, "PROFILED_MAX_BODY_BYTES");
     if (limits->max_depth + 2 > TRANSCODE_INLINE_FRAMES) {
         ctx->max_frames = limits->max_depth + 2;
-        ctx->frames = malloc(ctx->max_frames * sizeof(*ctx->frames));
-        if (!ctx->frames) {
-            fprintf(stderr, "{\"level\":\"fatal\",\"message\":\"out of memory for the frame stack\"}\n");
-            abort();
-        }
+        ctx->frames = xmalloc(ctx->max_frames * sizeof(*ctx->frames), "the transcoder's frame stack");
     }
     size_t room = 3 * len + 64;
     buf_reserve(out, room);

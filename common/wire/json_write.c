@@ -24,6 +24,7 @@
 
 #include "mp.h"
 #include "utf8.h"
+#include "xalloc.h"
 
 /* Frames live on the C stack up to this depth; deeper limits allocate. */
 #define JSON_WRITE_STACK_FRAMES 64
@@ -419,13 +420,7 @@ int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, c
      * exceeds len: a huge configured limit costs nothing on small input. */
     size_t max_frames = limits->max_depth < len ? limits->max_depth : len;
     if (max_frames > JSON_WRITE_STACK_FRAMES) {
-        heap_frames = malloc(max_frames * sizeof(*heap_frames));
-        if (!heap_frames) {
-            fprintf(stderr,
-                    "{\"level\":\"fatal\",\"message\":\"out of memory for %zu JSON writer frames\"}\n",
-                    max_frames);
-            abort();
-        }
+        heap_frames = xmalloc(max_frames * sizeof(*heap_frames), "JSON writer frames");
         frames = heap_frames;
     }
 

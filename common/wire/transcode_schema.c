@@ -1,5 +1,7 @@
 #include "transcode_schema.h"
 
+#include "xalloc.h"
+
 #include <assert.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -195,9 +197,7 @@ static const uint8_t *schema_skip(const uint8_t *p, const uint8_t *end)
             p = schema_container(p, false, &n);
             pending += n;
         } else {
-            fprintf(stderr, "{\"level\":\"fatal\",\"message\":\"transcoder wrote msgpack byte 0x%02x\"}\n",
-                    h);
-            abort();
+            fatal_abort("transcoder wrote msgpack byte 0x%02x", h);
         }
     }
     assert(p <= end);
@@ -230,7 +230,7 @@ static const char *schema_kind_rule(schema_kind_t kind)
     case SCHEMA_STRINGS:
         return "must be an array of strings";
     }
-    abort();
+    fatal_abort("schema kind %d unknown", (int)kind);
 }
 
 /* The path of the value being checked, as a chain on the C stack: it is

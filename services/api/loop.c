@@ -25,6 +25,7 @@
 #include "producer.h"
 #include "put.h"
 #include "reply.h"
+#include "xalloc.h"
 
 /* ---- dispatch ---------------------------------------------------------- */
 
@@ -66,8 +67,7 @@ static bool api_head_cb(void *arg, http_req_t *req)
         break;
     case HTTP_ROUTE__COUNT:
     default:
-        log_error(NULL, "impossible route %d", (int)route);
-        abort();
+        fatal_abort("impossible route %d", (int)route);
     }
 
     if (req->method != HTTP_METHOD_PUT && req->method != HTTP_METHOD_GET && req->method != HTTP_METHOD_HEAD) {

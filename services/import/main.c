@@ -15,6 +15,7 @@
 
 #include "import.h"
 #include "log.h"
+#include "xalloc.h"
 
 volatile sig_atomic_t import_signals;
 
@@ -289,9 +290,7 @@ static int import_stat_files(import_t *im, char *errstr, size_t errstr_size)
     checkpoint_t *ck = &im->checkpoint;
     ck->job = im->options.job;
     ck->count = im->options.file_count;
-    ck->files = calloc(ck->count, sizeof(*ck->files));
-    if (!ck->files)
-        abort();
+    ck->files = xcalloc(ck->count, sizeof(*ck->files), "the checkpoint file list");
     bool sizes_known = true;
     for (size_t i = 0; i < ck->count; i++) {
         checkpoint_file_t *f = &ck->files[i];
@@ -390,9 +389,7 @@ int main(int argc, char **argv)
             return IMPORT_EXIT_INPUT;
         }
     }
-    im.ring = calloc((size_t)im.options.window, sizeof(*im.ring));
-    if (!im.ring)
-        abort();
+    im.ring = xcalloc((size_t)im.options.window, sizeof(*im.ring), "the send window");
     if (!im.options.dry_run && import_producer_new(&im, errstr, sizeof(errstr)) < 0) {
         log_error(NULL, "%s", errstr);
         return IMPORT_EXIT_USAGE;

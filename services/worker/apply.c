@@ -10,6 +10,7 @@
 #include "json_write.h"
 #include "log.h"
 #include "pgconn.h"
+#include "xalloc.h"
 
 struct apply_scratch {
     limits_t limits;
@@ -25,9 +26,7 @@ struct apply_scratch {
 
 apply_scratch_t *apply_scratch_new(const limits_t *limits)
 {
-    apply_scratch_t *scratch = calloc(1, sizeof(*scratch));
-    if (!scratch)
-        abort();
+    apply_scratch_t *scratch = xcalloc(1, sizeof(*scratch), "apply scratch");
     scratch->limits = *limits;
     return scratch;
 }
@@ -53,9 +52,7 @@ void apply_scratch_destroy(apply_scratch_t *scratch)
 
 static void *apply_grow(void *p, size_t count, size_t size)
 {
-    void *grown = realloc(p, (count ? count : 1) * size);
-    if (!grown)
-        abort();
+    void *grown = xrealloc(p, (count ? count : 1) * size, "apply arrays");
     return grown;
 }
 
@@ -299,7 +296,7 @@ size_t apply_positions_for(const batch_t *batch, size_t lo, size_t hi, const app
                 if (base[b].partition == item->partition)
                     break;
             if (b == base_count || count == cap) /* the caller sized both from the batch */
-                abort();
+                fatal_abort("apply positions outgrew the batch (partition %d)", (int)item->partition);
             positions[count++] = base[b];
         }
         positions[k].next = item->offset + 1;
@@ -447,8 +444,7 @@ static void apply_copy_row(apply_scratch_t *s, const batch_item_t *item, const f
     if (json_write_value(command->profile_msgpack, command->profile_msgpack_len, &s->limits, "profile",
                          &consumed, &s->json, &failure) < 0) {
         /* The decoder accepted this profile with the same walk and limits. */
-        log_error(NULL, "a decoded profile no longer writes as JSON: %s", failure.message);
-        abort();
+        fatal_abort("a decoded profile no longer writes as JSON: %s", failure.message);
     }
     copy_field(row, command->recipient_id, command->recipient_id_len);
     buf_append_byte(row, '\t');
@@ -503,8 +499,7 @@ static void apply_fold(apply_tx_t *tx)
         default:
             /* A broken fold: committing would move the position past a command
              * whose row was never written. */
-            log_error(NULL, "impossible fold outcome %d", (int)result->outcome);
-            abort();
+            fatal_abort("impossible fold outcome %d", (int)result->outcome);
         }
     }
     arr_close(&s->hex);

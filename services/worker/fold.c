@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "xalloc.h"
+
 /*
  * Two open-addressing hash sets over the batch: recipients (with the state the
  * fold carries for each) and command ids. Sized at twice the entries rounded
@@ -49,10 +51,7 @@ static size_t fold_capacity(size_t entries)
 
 static void *fold_calloc(size_t count, size_t size)
 {
-    void *p = calloc(count, size);
-    if (!p)
-        abort(); /* a broken invariant, as in buf.h: batches are bounded */
-    return p;
+    return xcalloc(count, size, "the fold's hash sets"); /* batches are bounded */
 }
 
 static fold_recipient_t *fold_recipient(fold_table_t *table, const char *id, size_t id_len, bool insert)

@@ -43,6 +43,7 @@
 #include "purge.h"
 #include "takeover.h"
 #include "topics.h"
+#include "xalloc.h"
 
 volatile sig_atomic_t worker_stop = 0;
 
@@ -270,9 +271,7 @@ static void worker_submit(worker_t *w, int l)
             continue;
         if (count == cap) {
             cap *= 2;
-            apply_position_t *grown = malloc(cap * sizeof(*grown));
-            if (!grown)
-                abort();
+            apply_position_t *grown = xmalloc(cap * sizeof(*grown), "batch positions");
             memcpy(grown, base, count * sizeof(*grown));
             if (base != small)
                 free(base);
@@ -280,7 +279,7 @@ static void worker_submit(worker_t *w, int l)
         }
         const parts_entry_t *p = parts_find(&w->parts, partition);
         if (!p) /* items belong to assigned partitions: revocation flushes or drops first */
-            abort();
+            fatal_abort("an item of partition %d, which is not assigned", (int)partition);
         base[count++] = (apply_position_t){
             .partition = partition, .stored = p->stored, .expected = p->next_offset, .next = p->next_offset};
     }
@@ -405,9 +404,7 @@ static void worker_revoke(worker_t *w, rd_kafka_t *rk, rd_kafka_topic_partition_
      * waiting only for the lanes that apply them; when they are already lost
      * another worker may own them, so drop the open batches instead (the fence
      * would refuse them anyway) and resync. */
-    bool *affected = calloc((size_t)lanes_count(w->lanes), sizeof(*affected));
-    if (!affected)
-        abort();
+    bool *affected = xcalloc((size_t)lanes_count(w->lanes), sizeof(*affected), "the affected lanes");
     bool open = false;
     for (int i = 0; i < partitions->cnt; i++) {
         const parts_entry_t *p = parts_find(&w->parts, partitions->elems[i].partition);
@@ -729,9 +726,7 @@ int worker_run(const worker_config_t *config)
 {
     int rc = 1;
     char errstr[1024];
-    worker_t *w = calloc(1, sizeof(*w));
-    if (!w)
-        abort();
+    worker_t *w = xcalloc(1, sizeof(*w), "the worker");
     ops_http_t *ops = NULL;
     w->config = config;
     w->limits.max_body_bytes = (size_t)config->max_body_bytes;
@@ -747,9 +742,7 @@ int worker_run(const worker_config_t *config)
     w->lag = lag_new(w->metrics, config->kafka_topic, WORKER_LAG_INTERVAL_MS);
     int connections = worker_apply_connections(config);
     w->parts.lane_count = connections;
-    w->open = calloc((size_t)connections, sizeof(*w->open));
-    if (!w->open)
-        abort();
+    w->open = xcalloc((size_t)connections, sizeof(*w->open), "the open batches");
 
     if (config->ops_port >= 0) {
         ops = ops_http_start(config->ops_addr, (int)config->ops_port, w->metrics, worker_ready, w, errstr,

@@ -1,9 +1,11 @@
 /* Unit tests for the small shared modules: utf8, buf, cfg, log fields, metrics. */
 #include <check.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -12,6 +14,7 @@
 #include "metrics.h"
 #include "ops_http.h"
 #include "utf8.h"
+#include "xalloc.h"
 
 static bool valid(const char *bytes, size_t len, bool *has_nul)
 {
@@ -177,6 +180,62 @@ START_TEST(log_long_escaped_message_is_cut_not_dropped)
 }
 END_TEST
 
+/* Runs fn in a child with stderr on a pipe; returns the child's wait status
+ * and what it wrote. */
+static int run_child(void (*fn)(void), char *out, size_t out_size)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        fn();
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t n;
+    while (len + 1 < out_size && (n = read(fds[0], out + len, out_size - 1 - len)) > 0)
+        len += (size_t)n;
+    out[len] = '\0';
+    close(fds[0]);
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+static void child_out_of_memory(void)
+{
+    log_set_service("profiled-test");
+    /* More than any allocator gives (ctest runs this with ASan's allocator_may_return_null=1). */
+    void *p = xmalloc(SIZE_MAX / 4, "a test allocation");
+    free(p);
+}
+
+static void child_broken_invariant(void)
+{
+    log_set_service("profiled-test");
+    fatal_abort("lane %d is busy", 3);
+}
+
+/* The one out-of-memory policy: a fatal log line with ts and service, then abort. */
+START_TEST(xalloc_out_of_memory_logs_and_aborts)
+{
+    char out[4096];
+    int status = run_child(child_out_of_memory, out, sizeof(out));
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d: %s", status, out);
+    ck_assert_msg(strstr(out, "{\"ts\":\"") != NULL, "%s", out); /* ASan may warn first */
+    ck_assert_msg(strstr(out, "\"level\":\"fatal\",\"service\":\"profiled-test\"") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "\"message\":\"out of memory: a test allocation (") != NULL, "%s", out);
+    status = run_child(child_broken_invariant, out, sizeof(out));
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d: %s", status, out);
+    ck_assert_msg(strstr(out, "\"service\":\"profiled-test\",\"message\":\"lane 3 is busy\"}\n") != NULL,
+                  "%s", out);
+}
+END_TEST
+
 static double gauge_seven(void *arg)
 {
     (void)arg;
@@ -241,6 +300,7 @@ int main(void)
     tcase_add_test(tcase, log_fields_escape_and_bound);
     tcase_add_test(tcase, log_long_escaped_message_is_cut_not_dropped);
     tcase_add_test(tcase, metrics_render_prometheus_text);
+    tcase_add_test(tcase, xalloc_out_of_memory_logs_and_aborts);
     tcase_add_test(tcase, ops_http_stops_right_after_start);
     suite_add_tcase(suite, tcase);
     SRunner *runner = srunner_create(suite);

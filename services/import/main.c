@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "import.h"
 #include "log.h"
 #include "xalloc.h"
@@ -21,9 +22,7 @@ volatile sig_atomic_t import_signals;
 
 int64_t import_now_us(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return clock_mono_us();
 }
 
 static const char import_usage[] =

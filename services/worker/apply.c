@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "fold.h"
 #include "json_write.h"
 #include "log.h"
@@ -179,14 +180,12 @@ typedef struct apply_tx {
     apply_status_t status; /* of the failing step */
 } apply_tx_t;
 
+/* Monotonic milliseconds with a fraction, for the step timings. */
 static double apply_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+    return (double)clock_mono_us() / 1e3;
 }
 
-/* Sends `rows` (COPY text) into apply_rows; false with tx->errstr on failure. */
 /* COPYs the rows of the written commands into apply_rows; false with tx->errstr on failure. */
 static bool apply_copy(apply_tx_t *tx);
 

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "bisect.h"
+#include "clock.h"
 #include "log.h"
 #include "pgconn.h"
 #include "xalloc.h"
@@ -45,9 +46,7 @@ struct lanes {
 
 static double lane_now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return clock_mono_s();
 }
 
 static void lane_log_invalid(const lane_t *lane)

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "apply.h"
+#include "clock.h"
 #include "dlq.h"
 #include "kafka_conf.h"
 #include "kafka_log.h"
@@ -56,9 +57,7 @@ volatile sig_atomic_t worker_stop = 0;
 
 int64_t worker_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return clock_mono_ms();
 }
 
 int worker_apply_connections(const worker_config_t *config)

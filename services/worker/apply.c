@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "fold.h"
+#include "hex.h"
 #include "json_write.h"
 #include "log.h"
 #include "pgconn.h"
@@ -92,12 +93,12 @@ static void arr_quoted(buf_t *b, const char *s, size_t n)
 /* A bytea element in hex form: "\\x0011..." (the backslash escaped for the array). */
 static void arr_bytea(buf_t *b, const uint8_t *bytes, size_t n)
 {
-    static const char digits[] = "0123456789abcdef";
     arr_sep(b);
     buf_append_str(b, "\"\\\\x");
     for (size_t i = 0; i < n; i++) {
-        buf_append_byte(b, (uint8_t)digits[bytes[i] >> 4]);
-        buf_append_byte(b, (uint8_t)digits[bytes[i] & 15]);
+        char digits[2];
+        hex_byte(digits, bytes[i]);
+        buf_append(b, digits, 2);
     }
     buf_append_byte(b, '"');
 }
@@ -434,7 +435,6 @@ static bool apply_read_state(apply_tx_t *tx)
 /* One COPY row: recipient_id, profile, command_id, kafka_partition, kafka_offset, version. */
 static void apply_copy_row(apply_scratch_t *s, const batch_item_t *item, const fold_result_t *result)
 {
-    static const char hex[] = "0123456789abcdef";
     buf_t *row = &s->profiles;
     const codec_command_t *command = &item->command;
     buf_reset(&s->json);
@@ -450,8 +450,9 @@ static void apply_copy_row(apply_scratch_t *s, const batch_item_t *item, const f
     copy_field(row, (const char *)s->json.data, s->json.len);
     buf_append_str(row, "\t\\\\x");
     for (size_t b = 0; b < FOLD_ID_BYTES; b++) {
-        buf_append_byte(row, (uint8_t)hex[command->command_id[b] >> 4]);
-        buf_append_byte(row, (uint8_t)hex[command->command_id[b] & 15]);
+        char digits[2];
+        hex_byte(digits, command->command_id[b]);
+        buf_append(row, digits, 2);
     }
     buf_appendf(row, "\t%" PRId32 "\t%" PRId64 "\t", item->partition, item->offset);
     if (result->store_has_version)

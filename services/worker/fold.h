@@ -25,7 +25,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FOLD_ID_BYTES 16
+#include "command_id.h"
+
+#define FOLD_ID_BYTES COMMAND_ID_BYTES /* the older name */
 
 typedef struct fold_command {
     const char *recipient_id; /* not NUL-terminated */

@@ -10,6 +10,8 @@
 
 #include "buf.h"
 #include "cfg.h"
+#include "http_error.h"
+#include "json_write.h"
 #include "log.h"
 #include "metrics.h"
 #include "ops_http.h"
@@ -180,6 +182,30 @@ START_TEST(log_long_escaped_message_is_cut_not_dropped)
 }
 END_TEST
 
+/* One escaper, two policies: data is strict (0x7f kept, bad UTF-8 refused
+ * before it gets here); logs and error bodies are lossy, and the same rule in
+ * both: each bad byte is U+FFFD, 0x7f is escaped. */
+START_TEST(json_escape_policies)
+{
+    static const char text[] = "a\x7f\xff\xc3\xa9\n\"";
+    char out[64];
+    size_t n = json_escape(out, text, sizeof(text) - 1, JSON_ESCAPE_LOSSY);
+    ck_assert_str_eq((out[n] = '\0', out), "a\\u007f\\ufffd\xc3\xa9\\n\\\"");
+    buf_t body = {0};
+    http_json_string(&body, text, sizeof(text) - 1);
+    buf_terminate(&body);
+    ck_assert_str_eq((char *)body.data, "\"a\\u007f\\ufffd\xc3\xa9\\n\\\"\"");
+    log_fields_t fields = LOG_FIELDS_INIT;
+    log_field_strn(&fields, "v", text, sizeof(text) - 1);
+    ck_assert_str_eq(fields.text, ",\"v\":\"a\\u007f\\ufffd\xc3\xa9\\n\\\"\"");
+    buf_reset(&body);
+    json_write_string(&body, "a\x7f\xc3\xa9", 4);
+    buf_terminate(&body);
+    ck_assert_str_eq((char *)body.data, "\"a\x7f\xc3\xa9\"");
+    buf_free(&body);
+}
+END_TEST
+
 /* Runs fn in a child with stderr on a pipe; returns the child's wait status
  * and what it wrote. */
 static int run_child(void (*fn)(void), char *out, size_t out_size)
@@ -301,6 +327,7 @@ int main(void)
     tcase_add_test(tcase, log_long_escaped_message_is_cut_not_dropped);
     tcase_add_test(tcase, metrics_render_prometheus_text);
     tcase_add_test(tcase, xalloc_out_of_memory_logs_and_aborts);
+    tcase_add_test(tcase, json_escape_policies);
     tcase_add_test(tcase, ops_http_stops_right_after_start);
     suite_add_tcase(suite, tcase);
     SRunner *runner = srunner_create(suite);

@@ -27,6 +27,8 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "cfg_shared.h"
+#include "kafka_conf.h"
 #include "lib_versions.h"
 #include "log.h"
 #include "loop.h"
@@ -132,6 +134,8 @@ static int api_check_config(api_t *api, char *errstr, size_t errstr_size)
         snprintf(errstr, errstr_size, "PROFILED_KAFKA_BROKERS must not be empty");
         return -1;
     }
+    if (kafka_conf_check_list(config->kafka_properties, errstr, errstr_size) < 0)
+        return -1;
     if (!config->kafka_topic[0]) {
         snprintf(errstr, errstr_size, "PROFILED_KAFKA_TOPIC must not be empty");
         return -1;
@@ -143,13 +147,7 @@ static int api_check_config(api_t *api, char *errstr, size_t errstr_size)
                  config->kafka_linger_ms, config->request_deadline_ms);
         return -1;
     }
-    api->limits = (limits_t){
-        .max_body_bytes = (size_t)config->max_body_bytes,
-        .max_depth = (uint32_t)config->max_depth,
-        .max_key_bytes = (uint32_t)config->max_key_bytes,
-        .max_string_bytes = (uint32_t)config->max_string_bytes,
-        .max_keys = (uint32_t)config->max_keys,
-    };
+    api->limits = CFG_SHARED_LIMITS_OF(config);
     api->loop_count = (unsigned)config->http_threads;
     api->max_connections_per_loop =
         (config->http_max_connections + config->http_threads - 1) / config->http_threads;

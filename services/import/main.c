@@ -13,8 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cfg_shared.h"
 #include "clock.h"
 #include "import.h"
+#include "kafka_conf.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -330,7 +332,8 @@ int main(int argc, char **argv)
         return IMPORT_EXIT_USAGE;
     log_set_service("profiled-import");
 
-    if (import_config_load(&im.config, errstr, sizeof(errstr)) < 0) {
+    if (import_config_load(&im.config, errstr, sizeof(errstr)) < 0 ||
+        kafka_conf_check_list(im.config.kafka_properties, errstr, sizeof(errstr)) < 0) {
         log_error(NULL, "%s", errstr);
         return IMPORT_EXIT_USAGE;
     }
@@ -340,13 +343,7 @@ int main(int argc, char **argv)
         return IMPORT_EXIT_USAGE;
     }
     log_level_min = level;
-    im.parser.limits = (limits_t){
-        .max_body_bytes = (size_t)im.config.max_body_bytes,
-        .max_depth = (uint32_t)im.config.max_depth,
-        .max_key_bytes = (uint32_t)im.config.max_key_bytes,
-        .max_string_bytes = (uint32_t)im.config.max_string_bytes,
-        .max_keys = (uint32_t)im.config.max_keys,
-    };
+    im.parser.limits = CFG_SHARED_LIMITS_OF(&im.config);
     im.parser.job = im.options.job;
     im.parser.source = im.options.source;
     if (!im.options.checkpoint_path) {

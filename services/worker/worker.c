@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "apply.h"
+#include "cfg_shared.h"
 #include "clock.h"
 #include "dlq.h"
 #include "kafka_conf.h"
@@ -616,7 +617,8 @@ static rd_kafka_t *worker_consumer_new(worker_t *w, char *errstr, size_t errstr_
     rd_kafka_conf_t *conf = kafka_conf_new(c->kafka_brokers, NULL, errstr, errstr_size);
     if (!conf)
         return NULL;
-    /* Our defaults first, the operator's PROFILED_KAFKA_PROPERTIES last so they win. */
+    /* Our defaults first, the operator's PROFILED_KAFKA_PROPERTIES last so they win,
+     * except on the durability settings, which the list may not name (kafka_conf_check_list). */
     if (kafka_conf_set(conf, "group.id", c->group, errstr, errstr_size) < 0 ||
         kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", errstr, errstr_size) <
             0 ||
@@ -728,11 +730,7 @@ int worker_run(const worker_config_t *config)
     worker_t *w = xcalloc(1, sizeof(*w), "the worker");
     ops_http_t *ops = NULL;
     w->config = config;
-    w->limits.max_body_bytes = (size_t)config->max_body_bytes;
-    w->limits.max_depth = (uint32_t)config->max_depth;
-    w->limits.max_key_bytes = (uint32_t)config->max_key_bytes;
-    w->limits.max_string_bytes = (uint32_t)config->max_string_bytes;
-    w->limits.max_keys = (uint32_t)config->max_keys;
+    w->limits = CFG_SHARED_LIMITS_OF(config);
     w->rng = (uint64_t)getpid() * 0x9E3779B97F4A7C15ULL | 1;
     atomic_init(&w->joined, false);
     atomic_init(&w->pg_ok, false);

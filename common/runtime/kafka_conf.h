@@ -33,7 +33,7 @@ int kafka_conf_set_list(rd_kafka_conf_t *conf, const char *list, char *errstr, s
 int kafka_conf_set_idempotent(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
     __attribute__((warn_unused_result));
 
-/* The settings every producer of commands must have, written once (STYLE 13): the durability
+/* The settings every producer of commands must have, written once: the durability
  * guarantee (DESIGN §2.1: enable.idempotence=true, acks=all) and the partitioning contract
  * (proto/README.md §8: partitioner=murmur2_random, Kafka's Java default, so one recipient's commands
  * stay on one partition whoever produced them). The list cannot set these (kafka_conf_check_list). */

@@ -56,7 +56,8 @@ void log_write(log_level_t level, const log_fields_t *fields, const char *fmt, .
 #define log_error(fields, ...) log_at(LOG_ERROR, fields, __VA_ARGS__)
 
 /* Logs at fatal level and exits 1: for start-up failures (bad config, a port
- * in use), the `die()` tier of STYLE.md. */
+ * in use), which an operator fixes. A broken invariant at run time is
+ * fatal_abort (xalloc.h) instead: it aborts, for a core. */
 void log_die(const log_fields_t *fields, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
 

@@ -32,6 +32,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "applied.h"
 #include "buf.h"
 #include "http_auth.h"
 #include "http_ids.h"
@@ -66,7 +67,15 @@ typedef struct api_config {
     int64_t max_key_bytes;
     int64_t max_string_bytes;
     int64_t max_keys;
+    char *put_ack;         /* PROFILED_PUT_ACK: "applied" or "kafka" (api_check_config) */
+    int64_t apply_wait_ms; /* PROFILED_APPLY_WAIT */
 } api_config_t;
+
+/* When a PUT is answered (README "Read your writes"). */
+typedef enum api_ack {
+    API_ACK_APPLIED, /* Kafka acknowledged it and the worker applied past it (or APPLY_WAIT passed) */
+    API_ACK_KAFKA,   /* Kafka acknowledged it */
+} api_ack_t;
 
 /* Routes as metrics see them: a method on a path. */
 typedef enum api_route {
@@ -93,6 +102,9 @@ typedef struct api_metrics {
     metrics_counter_t *pg_errors;
     metrics_counter_t *connections_refused;
     metrics_counter_t *accept_paused;
+    metrics_histogram_t *apply_wait;     /* Kafka ack to applied (or to the APPLY_WAIT deadline) */
+    metrics_counter_t *pending_answers;  /* PUTs answered before the worker applied them */
+    metrics_counter_t *notify_malformed; /* profiled_applied entries that could not be read */
 } api_metrics_t;
 
 typedef struct api api_t;
@@ -107,6 +119,7 @@ typedef struct api_held {
 
 typedef enum api_put_state {
     API_PUT_HELD,     /* produced; the request waits for the delivery report */
+    API_PUT_APPLYING, /* acknowledged; the request waits for the worker (applied.h) */
     API_PUT_ANSWERED, /* answered without a report (deadline, shutdown, connection gone); awaits the report */
 } api_put_state_t;
 
@@ -120,6 +133,9 @@ typedef struct api_put {
     api_put_state_t state;
     int64_t started_us;
     uint64_t request_seq;
+    api_ack_t ack;
+    bool prefer_given; /* the request carried a profiled-ack preference: answer Preference-Applied */
+    api_applied_wait_t applied;
     uint8_t command_id[HTTP_COMMAND_ID_BYTES];
     struct api_put *free_next; /* on the loop's free list */
 } api_put_t;
@@ -143,7 +159,8 @@ typedef struct api_get {
 typedef enum api_pg_state {
     API_PG_DOWN,       /* no connection; reconnect timer armed; GETs answer 503 at once */
     API_PG_CONNECTING, /* PQconnectPoll in progress; GETs queue */
-    API_PG_PREPARING,  /* connected, in pipeline mode, the statement's Prepare in flight; GETs queue */
+    API_PG_PREPARING,  /* connected, in pipeline mode: LISTEN, the Prepare and the positions in flight; GETs
+                          queue */
     API_PG_IDLE,       /* prepared: GETs are sent at once, many in flight (pipeline mode) */
 } api_pg_state_t;
 
@@ -161,6 +178,8 @@ typedef struct api_pg {
     size_t queued;                    /* both lists */
     struct event *send_event;         /* sends the waiting GETs once the loop's ready callbacks ran */
     bool send_pending;
+    int prepare_syncs;   /* PREPARING: Syncs answered (two: LISTEN, then Prepare and positions) */
+    int prepare_results; /* PREPARING: results other than Syncs answered */
 } api_pg_t;
 
 typedef enum api_loop_state {
@@ -191,6 +210,7 @@ struct api_loop {
     _Atomic bool pg_up;       /* the loop's PostgreSQL connection is established (GETs can be answered) */
 
     api_pg_t pg;
+    api_applied_t applied; /* the worker's positions and the requests waiting on them */
 
     api_held_t held; /* sentinel of the deadline list */
     struct event *deadline_timer;
@@ -212,6 +232,7 @@ struct api {
     http_keys_t *keys;
     metrics_t *metrics;
     api_metrics_t m;
+    api_ack_t put_ack; /* PROFILED_PUT_ACK */
     api_loop_t *loops;
     unsigned loop_count;
     int64_t max_connections_per_loop;

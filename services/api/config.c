@@ -46,6 +46,13 @@ static const cfg_entry_t api_config_table[] = {
     CFG_SHARED_PG_DSN(API_CFG),
     {"PROFILED_PG_CONNECT_TIMEOUT", CFG_DURATION, API_CFG(pg_connect_timeout_ms), "5s", 100, 600000, false,
      "A PostgreSQL connection attempt taking longer fails (and is retried with backoff)."},
+    {"PROFILED_PUT_ACK", CFG_STRING, API_CFG(put_ack), "applied", 0, 0, false,
+     "When a PUT is answered 200: applied (once Kafka acknowledged it and the worker applied it, so a "
+     "GET on any replica sees it; see PROFILED_APPLY_WAIT) or kafka (once Kafka acknowledged it). A "
+     "request overrides it with `Prefer: profiled-ack=kafka` or `=applied`."},
+    {"PROFILED_APPLY_WAIT", CFG_DURATION, API_CFG(apply_wait_ms), "2s", 1, 60000, false,
+     "In applied mode, the longest a PUT acknowledged by Kafka waits for the worker; then it is answered "
+     "200 with `X-Profiled-Visibility: pending` (never 503: the command is durable and will apply)."},
     CFG_SHARED_LOG_LEVEL(API_CFG),
     CFG_SHARED_LIMITS(API_CFG),
 };

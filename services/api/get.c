@@ -1,6 +1,9 @@
 /*
  * get: GET /profiles/{recipient_id}, read from PostgreSQL without blocking
- * the loop.
+ * the loop; the same connection tells the loop the worker's positions
+ * (applied.h): it LISTENs to profiled_applied and reads kafka_positions once
+ * per connection, after the LISTEN, so that no position is missed between
+ * the two (notifications sent while it was away are lost).
  *
  * Each loop owns one libpq connection driven by the loop: PQconnectStart and
  * PQconnectPoll to connect, then pipeline mode (libpq 14+) with one prepared
@@ -41,6 +44,10 @@ static const char api_get_query[] = "SELECT profile::text, kafka_partition::text
                                     "kafka_offset::text || '.' || encode(command_id, 'hex') "
                                     "FROM profiles WHERE recipient_id = $1";
 static const char api_get_statement[] = "profiled_get";
+/* Every group's positions for the topic: the NOTIFY payload names no group either (one worker
+ * group per topic; README "Read your writes"). */
+static const char api_positions_query[] = "SELECT partition, max(next_offset) FROM kafka_positions "
+                                          "WHERE topic = $1 GROUP BY partition";
 
 static void api_pg_socket_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -274,12 +281,19 @@ static void api_pg_connect_step(api_loop_t *loop)
         return;
     }
     /* Every connection prepares its statement: a reconnect starts a new session. The connect
-     * timer stays armed until the Prepare's answer, so a server that accepts but never answers
-     * is treated like one that does not connect. */
-    if (!PQsendPrepare(pg->conn, api_get_statement, api_get_query, 1, NULL) || !PQpipelineSync(pg->conn)) {
+     * timer stays armed until the last answer, so a server that accepts but never answers is
+     * treated like one that does not connect. LISTEN has its own Sync (its own implicit
+     * transaction: it takes effect at commit, and a failed positions read must not undo it),
+     * and comes first, so that a position committed after the read is notified. */
+    const char *topic = loop->api->config.kafka_topic;
+    if (!PQsendQueryParams(pg->conn, "LISTEN profiled_applied", 0, NULL, NULL, NULL, NULL, 0) ||
+        !PQpipelineSync(pg->conn) || !PQsendPrepare(pg->conn, api_get_statement, api_get_query, 1, NULL) ||
+        !PQsendQueryParams(pg->conn, api_positions_query, 1, NULL, &topic, NULL, NULL, 0) ||
+        !PQpipelineSync(pg->conn)) {
         api_pg_fail(loop, "statement could not be prepared");
         return;
     }
+    pg->prepare_syncs = pg->prepare_results = 0;
     pg->state = API_PG_PREPARING;
     api_pg_flush(loop);
 }
@@ -407,15 +421,45 @@ static void api_get_finish(api_loop_t *loop)
     api_get_pop(loop);
 }
 
-/* The prepared statement's answer: a failure closes the connection (retried with backoff). */
+/* The worker's positions, read once per connection: wakes the writes they cover. */
+static void api_pg_positions(api_loop_t *loop, PGresult *result)
+{
+    for (int row = 0; row < PQntuples(result); row++)
+        api_applied_advance(&loop->applied, (int32_t)atol(PQgetvalue(result, row, 0)),
+                            (int64_t)atoll(PQgetvalue(result, row, 1)));
+}
+
+/* The answers of the connection's set-up, in order: LISTEN, Sync, Prepare, the positions, Sync. A
+ * failed LISTEN or Prepare closes the connection (retried with backoff); a failed positions read
+ * (no kafka_positions table: the worker never migrated this database) is logged, and writes then
+ * wait for notifications or their PROFILED_APPLY_WAIT. */
 static int api_pg_prepared(api_loop_t *loop, PGresult *result)
 {
     api_pg_t *pg = &loop->pg;
     ExecStatusType status = PQresultStatus(result);
-    if (status == PGRES_COMMAND_OK)
-        return 0;
-    if (status != PGRES_PIPELINE_SYNC) {
-        api_pg_fail(loop, "statement could not be prepared");
+    if (status == PGRES_PIPELINE_SYNC) {
+        if (++pg->prepare_syncs < 2)
+            return 0;
+    } else {
+        int step = pg->prepare_results++; /* 0 LISTEN, 1 Prepare, 2 positions */
+        if (step == 2 && status == PGRES_TUPLES_OK) {
+            api_pg_positions(loop, result);
+            return 0;
+        }
+        if (step == 2) {
+            char reason[300];
+            snprintf(reason, sizeof(reason), "%s", PQresultErrorMessage(result));
+            reason[strcspn(reason, "\n")] = '\0';
+            log_fields_t fields = LOG_FIELDS_INIT;
+            log_field_int(&fields, "loop", loop->index);
+            log_field_str(&fields, "error", reason);
+            log_warn(&fields, "cannot read the worker's positions (kafka_positions); writes held for the "
+                              "worker wait for its notifications");
+            return 0;
+        }
+        if (status == PGRES_COMMAND_OK)
+            return 0;
+        api_pg_fail(loop, step == 0 ? "LISTEN profiled_applied failed" : "statement could not be prepared");
         return -1;
     }
     evtimer_del(pg->retry_timer);
@@ -426,6 +470,20 @@ static int api_pg_prepared(api_loop_t *loop, PGresult *result)
     log_field_int(&fields, "loop", loop->index);
     log_info(&fields, "PostgreSQL connected");
     return 0;
+}
+
+/* Notifications are read with any input; each one may wake held writes. */
+static void api_pg_notifies(api_loop_t *loop)
+{
+    PGnotify *notify;
+    while ((notify = PQnotifies(loop->pg.conn)) != NULL) {
+        if (strcmp(notify->relname, "profiled_applied") == 0) {
+            int malformed = api_applied_notify(&loop->applied, notify->extra);
+            if (malformed > 0)
+                metrics_counter_add(loop->api->m.notify_malformed, (uint64_t)malformed);
+        }
+        PQfreemem(notify);
+    }
 }
 
 /* Answers the GET a result belongs to (the first result answers; a later one is ignored). */
@@ -466,6 +524,7 @@ static void api_pg_read(api_loop_t *loop)
         api_pg_fail(loop, "connection lost");
         return;
     }
+    api_pg_notifies(loop);
     int nulls = 0;
     while (!PQisBusy(pg->conn)) {
         PGresult *result = PQgetResult(pg->conn);
@@ -511,7 +570,8 @@ static void api_pg_read(api_loop_t *loop)
         api_pg_fail(loop, "connection lost");
         return;
     }
-    api_pg_send(loop); /* waiting ones, once the Prepare is answered */
+    api_pg_notifies(loop); /* parsed while reading the results */
+    api_pg_send(loop);     /* waiting ones, once the Prepare is answered */
     api_loop_check_drained(loop);
 }
 

@@ -153,9 +153,13 @@ static void api_drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
         held->expire(held);
         count++;
     }
+    /* Writes waiting for the worker are durable: answered 200, pending (put.c). */
+    int64_t pending = api_applied_held(&loop->applied);
+    api_applied_expire_all(&loop->applied);
     log_fields_t fields = LOG_FIELDS_INIT;
     log_field_int(&fields, "loop", loop->index);
     log_field_int(&fields, "answered_503", count);
+    log_field_int(&fields, "answered_pending", pending);
     log_warn(&fields, "shutdown deadline reached with requests still held");
     api_loop_exit_soon(loop);
 }
@@ -245,6 +249,8 @@ int api_loop_init(api_loop_t *loop, api_t *api, unsigned index, char *errstr, si
     }
     if (api_loop_listen(loop, errstr, errstr_size) < 0)
         return -1;
+    if (api_applied_init(&loop->applied, loop->base, config->kafka_topic, NULL, errstr, errstr_size) < 0)
+        return -1;
     if (api_producer_init(loop, api_put_delivered, errstr, errstr_size) < 0)
         return -1;
     if (api_pg_init(loop, errstr, errstr_size) < 0)
@@ -274,6 +280,7 @@ void api_loop_destroy(api_loop_t *loop)
     if (loop->rk)
         api_producer_destroy(loop, deadline);
     api_pg_destroy(loop);
+    api_applied_destroy(&loop->applied);
     if (loop->deadline_timer)
         event_free(loop->deadline_timer);
     if (loop->drain_timer)

@@ -147,6 +147,14 @@ static int api_check_config(api_t *api, char *errstr, size_t errstr_size)
                  config->kafka_linger_ms, config->request_deadline_ms);
         return -1;
     }
+    if (strcmp(config->put_ack, "applied") == 0) {
+        api->put_ack = API_ACK_APPLIED;
+    } else if (strcmp(config->put_ack, "kafka") == 0) {
+        api->put_ack = API_ACK_KAFKA;
+    } else {
+        snprintf(errstr, errstr_size, "PROFILED_PUT_ACK=%s: expected applied or kafka", config->put_ack);
+        return -1;
+    }
     api->limits = CFG_SHARED_LIMITS_OF(config);
     api->loop_count = (unsigned)config->http_threads;
     api->max_connections_per_loop =

@@ -45,6 +45,15 @@ static double api_queue_depth(void *arg)
     return (double)total;
 }
 
+static double api_applied_waiting(void *arg)
+{
+    api_t *api = arg;
+    int64_t total = 0;
+    for (unsigned i = 0; i < api->loop_count; i++)
+        total += api_applied_held(&api->loops[i].applied);
+    return (double)total;
+}
+
 static double api_ready_gauge(void *arg)
 {
     char reason[128];
@@ -96,6 +105,23 @@ void api_metrics_register(api_t *api)
     metrics_gauge(api->metrics, "profiled_api_producer_queue_messages",
                   "Messages in the producers' queues, not yet acknowledged (rd_kafka_outq_len)", NULL,
                   api_queue_depth, api);
+    /* Read your writes (applied.h): waits of 0 to PROFILED_APPLY_WAIT. */
+    static const double apply_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                          0.25,  0.5,    1,     2,    5,     10,   30};
+    m->apply_wait = metrics_histogram(api->metrics, "profiled_api_apply_wait_seconds",
+                                      "Time a write acknowledged by Kafka waited for the worker to apply it",
+                                      NULL, apply_bounds, sizeof(apply_bounds) / sizeof(apply_bounds[0]));
+    for (unsigned i = 0; i < api->loop_count; i++) /* the loop threads do not run yet */
+        api->loops[i].applied.wait_seconds = m->apply_wait;
+    m->pending_answers = metrics_counter(
+        api->metrics, "profiled_api_pending_answers_total",
+        "Writes answered 200 with X-Profiled-Visibility: pending (PROFILED_APPLY_WAIT passed first)", NULL);
+    m->notify_malformed =
+        metrics_counter(api->metrics, "profiled_api_applied_notify_malformed_total",
+                        "Entries of profiled_applied notifications that could not be read", NULL);
+    metrics_gauge(api->metrics, "profiled_api_applied_waiting",
+                  "Writes acknowledged by Kafka, held until the worker applies them", NULL,
+                  api_applied_waiting, api);
     metrics_gauge(api->metrics, "profiled_api_ready", "1 when /readyz answers 200", NULL, api_ready_gauge,
                   api);
 }

@@ -4,19 +4,27 @@
  * command, the produce, and the answer when the delivery report arrives
  * (producer.h serves the reports on the loop thread). A full producer queue
  * is a 503 at once.
+ *
+ * In applied mode (PROFILED_PUT_ACK, or the request's `Prefer:
+ * profiled-ack=`), an acknowledged command is held once more, until the
+ * worker applied its position (applied.h) or PROFILED_APPLY_WAIT passed;
+ * both answer 200, saying which in X-Profiled-Visibility.
  */
 #include "put.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "codec.h"
 #include "json_transcode.h"
 #include "log.h"
+#include "prefer.h"
 #include "ready.h"
 #include "reply.h"
 #include "xalloc.h"
@@ -63,15 +71,47 @@ static void api_put_expire(api_held_t *held)
 }
 
 /* The connection went away while the request was held (a reset by the peer, or the server's teardown).
- * Nobody to answer; the report is still awaited. */
+ * Nobody to answer; the report is still awaited, unless it came already (then the put is ours). */
 static void api_put_detach(void *arg)
 {
     api_put_t *put = arg;
+    if (put->state == API_PUT_APPLYING) {
+        api_applied_cancel(&put->loop->applied, &put->applied);
+        api_put_free(put->loop, put);
+        api_loop_check_drained(put->loop);
+        return;
+    }
     if (put->state != API_PUT_HELD)
         return;
     api_held_remove(put->loop, &put->held);
     put->req = NULL;
     put->state = API_PUT_ANSWERED;
+}
+
+/* The 200 of an acknowledged command; `visible`: the worker applied it (applied mode). */
+static void api_put_answer(api_loop_t *loop, api_put_t *put, const char *visibility)
+{
+    if (put->prefer_given)
+        http_req_add_header(put->req, "Preference-Applied",
+                            put->ack == API_ACK_APPLIED ? "profiled-ack=applied" : "profiled-ack=kafka");
+    if (visibility)
+        http_req_add_header(put->req, "X-Profiled-Visibility", visibility);
+    api_reply(loop, put->req, API_ROUTE_PUT_PROFILE, 200, put->started_us, NULL, api_put_success,
+              sizeof(api_put_success) - 1);
+    put->req = NULL;
+}
+
+/* applied.h's hook: the worker applied the command, or PROFILED_APPLY_WAIT (or the shutdown
+ * deadline) passed first; either way the command is durable, so 200. */
+static void api_put_applied(api_applied_wait_t *wait, bool applied)
+{
+    api_put_t *put = (api_put_t *)((char *)wait - offsetof(api_put_t, applied));
+    api_loop_t *loop = put->loop;
+    if (!applied)
+        metrics_counter_add(loop->api->m.pending_answers, 1);
+    api_put_answer(loop, put, applied ? "visible" : "pending");
+    api_put_free(loop, put);
+    api_loop_check_drained(loop);
 }
 
 void api_put_handle(api_loop_t *loop, http_req_t *req, const char *recipient_id, size_t recipient_id_len,
@@ -142,6 +182,16 @@ void api_put_handle(api_loop_t *loop, http_req_t *req, const char *recipient_id,
         return;
     }
     api_put_t *put = api_put_alloc(loop);
+    put->ack = api->put_ack;
+    const char *prefer = http_req_header(req, "Prefer");
+    char ack[16];
+    if (prefer && api_prefer_find(prefer, "profiled-ack", ack, sizeof(ack))) {
+        /* RFC 7240: a preference the server does not understand is ignored (no Preference-Applied). */
+        if (strcasecmp(ack, "applied") == 0 || strcasecmp(ack, "kafka") == 0) {
+            put->ack = strcasecmp(ack, "applied") == 0 ? API_ACK_APPLIED : API_ACK_KAFKA;
+            put->prefer_given = true;
+        }
+    }
     put->req = req;
     put->state = API_PUT_HELD;
     put->started_us = started_us;
@@ -197,8 +247,6 @@ void api_put_delivered(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage, void
             http_req_add_header(put->req, "X-Command-Id", id_text);
             http_req_add_header(put->req, "X-Kafka-Partition", partition);
             http_req_add_header(put->req, "X-Kafka-Offset", offset);
-            api_reply(loop, put->req, API_ROUTE_PUT_PROFILE, 200, put->started_us, NULL, api_put_success,
-                      sizeof(api_put_success) - 1);
             if (log_level_min <= LOG_DEBUG) {
                 api_put_request_id(put, request_id, sizeof(request_id));
                 log_fields_t fields = LOG_FIELDS_INIT;
@@ -207,6 +255,23 @@ void api_put_delivered(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage, void
                 log_field_int(&fields, "partition", rkmessage->partition);
                 log_field_int(&fields, "offset", rkmessage->offset);
                 log_debug(&fields, "command acknowledged");
+            }
+            if (put->ack == API_ACK_APPLIED && rkmessage->offset < 0) {
+                /* No offset to wait for (librdkafka always reports one with acks=all). */
+                metrics_counter_add(api->m.pending_answers, 1);
+                api_put_answer(loop, put, "pending");
+            } else if (put->ack == API_ACK_APPLIED) {
+                /* Hold until the worker's position passes the offset; the deadline counts from the
+                 * ack, so a slow broker does not eat the worker's time. */
+                int64_t deadline = api_now_us() + api->config.apply_wait_ms * 1000;
+                if (!api_applied_hold(&loop->applied, &put->applied, rkmessage->partition, rkmessage->offset,
+                                      deadline, api_put_applied)) {
+                    put->state = API_PUT_APPLYING;
+                    return; /* api_put_applied answers and frees */
+                }
+                api_put_answer(loop, put, "visible");
+            } else {
+                api_put_answer(loop, put, NULL);
             }
         } else {
             char message[300];

@@ -33,7 +33,7 @@ static int64_t harness_now_ms(void)
     return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
-static int harness_free_port(void)
+int harness_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -78,6 +78,9 @@ static void harness_api_spawn(harness_api_t *api, const char *const *overrides, 
         setenv("PROFILED_HTTP_ADDR", "127.0.0.1", 1);
         setenv("PROFILED_API_KEYS", HARNESS_API_KEY, 1);
         unsetenv("PROFILED_API_KEYS_FILE");
+        /* No worker consumes these tests' shared topic: they test the publish path, so a PUT is
+         * answered at Kafka's ack unless a test asks for applied mode (api_applied_test). */
+        setenv("PROFILED_PUT_ACK", "kafka", 1);
         for (const char *const *o = overrides; o && *o; o++) {
             char *copy = strdup(*o);
             char *eq = strchr(copy, '=');

@@ -27,7 +27,8 @@ typedef struct harness_api {
 } harness_api_t;
 
 /* Starts the api (path from argv[1], kept by harness_set_binary) with the stack's environment,
- * PROFILED_API_KEYS=HARNESS_API_KEY, a free port, and `overrides` ("NAME=value", NULL-terminated).
+ * PROFILED_API_KEYS=HARNESS_API_KEY, PROFILED_PUT_ACK=kafka, a free port, and `overrides`
+ * ("NAME=value", NULL-terminated).
  * Waits up to 30 s for /readyz to answer 200. */
 void harness_api_start(harness_api_t *api, const char *const *overrides);
 /* Same, waiting for /healthz only (for tests that start the api with the broker down). */
@@ -36,6 +37,8 @@ void harness_api_start_live(harness_api_t *api, const char *const *overrides);
  * (the child is then killed). */
 int harness_api_stop(harness_api_t *api, int sig, int timeout_ms);
 void harness_set_binary(const char *path);
+/* A TCP port on 127.0.0.1 free at the time of the call. */
+int harness_free_port(void);
 /* Prints the child's log to stderr (for failures). */
 void harness_api_dump_log(const harness_api_t *api);
 

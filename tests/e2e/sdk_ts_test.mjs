@@ -8,8 +8,9 @@
 //   E2E_IDS_FILE  where to write the recipient ids used (one JSON string a line)
 //
 // The SDK is used as a Courier customer would: new Courier({ apiKey, baseURL }) and its
-// profiles.replace / profiles.retrieve calls, nothing patched. Every case runs even when
-// an earlier one failed; the last line is "N passed, N failed".
+// profiles.replace / profiles.retrieve calls, nothing patched. A retrieve right after a
+// replace must return it, without polling (the api's default PROFILED_PUT_ACK=applied).
+// Every case runs even when an earlier one failed; the last line is "N passed, N failed".
 import { createRequire } from 'node:module';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -25,7 +26,6 @@ const BASE_URL = env('E2E_BASE_URL');
 const KEY = env('E2E_KEY');
 const RUN = env('E2E_RUN');
 const IDS_FILE = env('E2E_IDS_FILE');
-const APPLY_DEADLINE_MS = 30000;
 
 const require = createRequire(path.join(SDK_DIR, 'package.json'));
 const sdk = require('@trycourier/courier');
@@ -42,31 +42,25 @@ const rid = (name) => {
   idsUsed.push(value);
   return value;
 };
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-// Polls retrieve until the worker applied the write (bounded); returns the response.
-async function waitForProfile(recipientId, expected) {
-  const deadline = Date.now() + APPLY_DEADLINE_MS;
-  let last = 'nothing yet';
-  for (;;) {
-    try {
-      const got = await client.profiles.retrieve(recipientId);
-      try {
-        assert.deepStrictEqual(got.profile, expected);
-        return got;
-      } catch (e) {
-        last = `a different profile: ${JSON.stringify(got.profile)}`;
-      }
-    } catch (e) {
-      if (!(e instanceof NotFoundError)) throw e;
-      last = '404 not found';
+// One retrieve, right after the replace: read-your-writes (the api answers a replace once the
+// worker applied it, README "Read your writes"), so no polling. Returns the response.
+async function retrieveNow(recipientId, expected) {
+  let got;
+  try {
+    got = await client.profiles.retrieve(recipientId);
+  } catch (e) {
+    if (e instanceof NotFoundError) {
+      throw new Error(`retrieve(${JSON.stringify(recipientId)}) right after replace: 404 not found`);
     }
-    if (Date.now() > deadline) {
-      throw new Error(`retrieve(${JSON.stringify(recipientId)}) did not return the replaced profile ` +
-                      `within ${APPLY_DEADLINE_MS / 1000}s; last: ${last}`);
-    }
-    await sleep(100);
+    throw e;
   }
+  try {
+    assert.deepStrictEqual(got.profile, expected);
+  } catch (e) {
+    throw new Error(`retrieve(${JSON.stringify(recipientId)}) right after replace: a different profile: ` +
+                    JSON.stringify(got.profile));
+  }
+  return got;
 }
 
 // JavaScript numbers are doubles: integers are exact up to 2^53.
@@ -103,7 +97,7 @@ const cases = {
     const r = rid('rich');
     const result = await client.profiles.replace(r, { profile: RICH_PROFILE });
     assert.deepStrictEqual(result, { status: 'SUCCESS' });
-    const got = await waitForProfile(r, RICH_PROFILE);
+    const got = await retrieveNow(r, RICH_PROFILE);
     assert.equal(got.preferences, null);
   },
 
@@ -116,23 +110,23 @@ const cases = {
     for (const name of ['x-command-id', 'x-kafka-partition', 'x-kafka-offset']) {
       assert.ok(response.headers.get(name), `response header ${name} missing`);
     }
-    await waitForProfile(r, { email: 'raw@example.com' });
+    await retrieveNow(r, { email: 'raw@example.com' });
   },
 
   async replaceWithEmptyClears() {
     const r = rid('clear');
     await client.profiles.replace(r, { profile: { email: 'clear@example.com', custom: { x: 1 } } });
-    await waitForProfile(r, { email: 'clear@example.com', custom: { x: 1 } });
+    await retrieveNow(r, { email: 'clear@example.com', custom: { x: 1 } });
     assert.deepStrictEqual(await client.profiles.replace(r, { profile: {} }), { status: 'SUCCESS' });
-    await waitForProfile(r, {});
+    await retrieveNow(r, {});
   },
 
   async replaceReplacesWholeProfile() {
     const r = rid('whole');
     await client.profiles.replace(r, { profile: { email: 'a@example.com', name: 'A', custom: { keep: 'no' } } });
-    await waitForProfile(r, { email: 'a@example.com', name: 'A', custom: { keep: 'no' } });
+    await retrieveNow(r, { email: 'a@example.com', name: 'A', custom: { keep: 'no' } });
     await client.profiles.replace(r, { profile: { phone_number: '+15555550100' } });
-    await waitForProfile(r, { phone_number: '+15555550100' });
+    await retrieveNow(r, { phone_number: '+15555550100' });
   },
 
   async unknownIdIsNotFound() {
@@ -177,7 +171,7 @@ const cases = {
       const r = rid(name);
       const profile = { custom: { id: r } };
       assert.deepStrictEqual(await client.profiles.replace(r, { profile }), { status: 'SUCCESS' });
-      await waitForProfile(r, profile);
+      await retrieveNow(r, profile);
     }
   },
 
@@ -187,7 +181,7 @@ const cases = {
     const r = rid('defaults');
     assert.deepStrictEqual(await plain.profiles.replace(r, { profile: { email: 'd@example.com' } }),
                            { status: 'SUCCESS' });
-    await waitForProfile(r, { email: 'd@example.com' });
+    await retrieveNow(r, { email: 'd@example.com' });
   },
 
   async bodyOverLimitIs413() {

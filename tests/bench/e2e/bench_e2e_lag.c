@@ -97,6 +97,7 @@ typedef struct lag_opts {
     double warmup_s;
     int connections;
     double drain_s;
+    const char *ack; /* NULL, or "kafka" / "applied": sent as Prefer: profiled-ack=<ack> */
 } lag_opts_t;
 
 struct lag {
@@ -114,6 +115,7 @@ struct lag {
     uint32_t next_due;  /* next request whose schedule has not come */
     uint32_t queue_pos; /* next due request waiting for a connection */
     uint32_t answered, failed, visible;
+    uint32_t pending; /* answered with X-Profiled-Visibility: pending (applied mode, worker too slow) */
     int64_t start_us;
     int64_t drain_deadline_us;
     lag_partition_t partitions[LAG_MAX_PARTITIONS];
@@ -175,6 +177,9 @@ static void lag_on_answer(struct evhttp_request *evreq, void *arg)
             req->state = LAG_REQ_FAILED;
             lag->failed++;
         } else {
+            const char *visibility = evhttp_find_header(headers, "X-Profiled-Visibility");
+            if (visibility && !strcmp(visibility, "pending"))
+                lag->pending++;
             req->state = LAG_REQ_ANSWERED;
             req->answered_us = now;
             req->partition = (int32_t)p;
@@ -214,6 +219,11 @@ static int lag_send(lag_t *lag, lag_req_t *req, lag_conn_t *conn)
     evhttp_add_header(out, "Host", host);
     evhttp_add_header(out, "Authorization", auth);
     evhttp_add_header(out, "Content-Type", "application/json");
+    if (lag->opts.ack) {
+        char prefer[64];
+        snprintf(prefer, sizeof(prefer), "profiled-ack=%s", lag->opts.ack);
+        evhttp_add_header(out, "Prefer", prefer);
+    }
     char body[sizeof(lag->body) + 64];
     int n = snprintf(body, sizeof(body), lag->body, req->index, req->index);
     evbuffer_add(evhttp_request_get_output_buffer(evreq), body, (size_t)n);
@@ -410,7 +420,8 @@ static void usage(void)
     fprintf(
         stderr,
         "usage: bench_e2e_lag --url http://HOST:PORT --key KEY --dsn DSN --topic TOPIC --run ID\n"
-        "                     [--rate 1000] [--duration 10] [--warmup 1] [--connections 32] [--drain 30]\n");
+        "                     [--rate 1000] [--duration 10] [--warmup 1] [--connections 32] [--drain 30]\n"
+        "                     [--ack kafka|applied]   (Prefer: profiled-ack=...; default: the api's)\n");
 }
 
 static int parse_args(int argc, char **argv, lag_opts_t *o)
@@ -441,6 +452,8 @@ static int parse_args(int argc, char **argv, lag_opts_t *o)
             o->connections = atoi(v);
         else if (!strcmp(k, "--drain"))
             o->drain_s = atof(v);
+        else if (!strcmp(k, "--ack") && (!strcmp(v, "kafka") || !strcmp(v, "applied")))
+            o->ack = v;
         else
             return -1;
     }
@@ -542,7 +555,8 @@ int main(int argc, char **argv)
     int64_t *put = calloc(measured + 1, sizeof(int64_t));
     int64_t *vis = calloc(measured + 1, sizeof(int64_t));
     int64_t *sent_vis = calloc(measured + 1, sizeof(int64_t));
-    if (!put || !vis || !sent_vis)
+    int64_t *sent_put = calloc(measured + 1, sizeof(int64_t)); /* without the client's own queueing */
+    if (!put || !vis || !sent_vis || !sent_put)
         abort();
     size_t n_put = 0, n_vis = 0, before_answer = 0;
     int64_t first_sched = 0, last_answer = 0;
@@ -554,6 +568,7 @@ int main(int argc, char **argv)
         if (req->state != LAG_REQ_ANSWERED)
             continue;
         ok_measured++;
+        sent_put[n_put] = req->answered_us - req->sent_us;
         put[n_put++] = req->answered_us - req->scheduled_us;
         if (req->answered_us > last_answer)
             last_answer = req->answered_us;
@@ -575,9 +590,11 @@ int main(int argc, char **argv)
            " failed; achieved %.1f PUT/s over the measured %.2f s\n",
            lag->total, measured, lag->answered, lag->failed, span_s > 0 ? ok_measured / span_s : 0.0, span_s);
     print_row("PUT latency (scheduled -> 200)", put, n_put);
+    print_row("PUT latency (sent -> 200)", sent_put, n_put);
     print_row("lag (200 -> row visible)", vis, n_vis);
     print_row("sent -> row visible", sent_vis, n_vis);
-    printf("  visible before the 200 arrived: %zu (counted as 0 ms lag)\n", before_answer);
+    printf("  visible before the 200 arrived: %zu (counted as 0 ms lag); answered pending: %" PRIu32 "\n",
+           before_answer, lag->pending);
     printf("  notifications: %zu for this topic, %zu for others\n", lag->notify_count, lag->notify_foreign);
     printf("  rows in PostgreSQL for this run: %ld of %" PRIu32 " answered\n", stored, lag->answered);
     int64_t p99 = pct(vis, n_vis, 99);
@@ -592,6 +609,7 @@ int main(int argc, char **argv)
     free(put);
     free(vis);
     free(sent_vis);
+    free(sent_put);
     rc = complete ? 0 : 1;
 
 cleanup:

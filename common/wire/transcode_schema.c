@@ -263,11 +263,13 @@ static int schema_check_map(const uint8_t *p, const uint8_t *end, const schema_f
 {
     uint32_t count;
     p = schema_container(p, end, true, &count);
-    assert(p);
+    if (!p)
+        fatal_abort("the transcoder's profile is not a map");
     for (uint32_t i = 0; i < count; i++) {
         uint32_t key_len;
         const uint8_t *key = schema_str(p, end, &key_len);
-        assert(key); /* the transcoder writes str keys only */
+        if (!key) /* the transcoder writes str keys only */
+            fatal_abort("the transcoder wrote a map key that is not a str");
         const uint8_t *value = key + key_len;
         const schema_field_t *field = schema_lookup(table, ntable, key, key_len);
         if (field) {

@@ -3,7 +3,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "utf8.h"
+#include "json_write.h"
 
 const char *http_error_type(int status)
 {
@@ -30,39 +30,10 @@ const char *http_error_type(int status)
 
 void http_json_string(buf_t *out, const char *s, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
-    const uint8_t *p = (const uint8_t *)s;
-    buf_append_byte(out, '"');
-    size_t i = 0;
-    while (i < len) {
-        uint8_t c = p[i];
-        if (c >= 0x80) {
-            size_t seq = utf8_sequence_len(p + i, len - i);
-            if (seq == 0) {
-                buf_append_str(out, "\\ufffd");
-                i++;
-            } else {
-                buf_append(out, p + i, seq);
-                i += seq;
-            }
-            continue;
-        }
-        if (c == '"' || c == '\\') {
-            buf_append_byte(out, '\\');
-            buf_append_byte(out, c);
-        } else if (c == '\n') {
-            buf_append_str(out, "\\n");
-        } else if (c == '\t') {
-            buf_append_str(out, "\\t");
-        } else if (c < 0x20 || c == 0x7f) {
-            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            buf_append(out, esc, sizeof(esc));
-        } else {
-            buf_append_byte(out, c);
-        }
-        i++;
-    }
-    buf_append_byte(out, '"');
+    buf_reserve(out, JSON_ESCAPE_MAX(len) + 2);
+    out->data[out->len++] = '"';
+    out->len += json_escape((char *)out->data + out->len, s, len, JSON_ESCAPE_LOSSY);
+    out->data[out->len++] = '"';
 }
 
 void http_error_body(buf_t *out, int status, const char *message)

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "xalloc.h"
+
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
                    size_t errstr_size)
 {
@@ -15,25 +17,40 @@ int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, c
     return 0;
 }
 
-int kafka_conf_set_list(rd_kafka_conf_t *conf, const char *list, char *errstr, size_t errstr_size)
+/* Properties that carry a durability guarantee: set by profiled, never by the list. */
+static const char *const kafka_conf_guarded[] = {
+    "enable.idempotence",    "acks",
+    "request.required.acks", "partitioner",
+    "enable.auto.commit",    "enable.auto.offset.store",
+    "isolation.level",       "auto.offset.reset",
+};
+
+/* Walks "k=v,k=v": checks each item and, with a conf, sets it. */
+static int kafka_conf_walk_list(rd_kafka_conf_t *conf, const char *list, char *errstr, size_t errstr_size)
 {
     if (!list || !*list)
         return 0;
     int rc = -1;
-    char *copy = strdup(list);
-    if (!copy) {
-        snprintf(errstr, errstr_size, "out of memory");
-        return -1;
-    }
+    char *copy = xstrdup(list, "the kafka property list");
     char *save = NULL;
     for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
         char *equals = strchr(item, '=');
         if (!equals || equals == item) {
-            snprintf(errstr, errstr_size, "kafka property list: \"%s\" is not name=value", item);
+            snprintf(errstr, errstr_size, "PROFILED_KAFKA_PROPERTIES: \"%s\" is not name=value", item);
             goto cleanup;
         }
         *equals = '\0';
-        if (kafka_conf_set(conf, item, equals + 1, errstr, errstr_size) < 0)
+        for (size_t i = 0; i < sizeof(kafka_conf_guarded) / sizeof(kafka_conf_guarded[0]); i++) {
+            if (strcmp(item, kafka_conf_guarded[i]) == 0) {
+                snprintf(errstr, errstr_size,
+                         "PROFILED_KAFKA_PROPERTIES: %s is set by profiled for its durability guarantees "
+                         "(idempotent acks=all producers, positions committed with the data) and may not be "
+                         "overridden",
+                         item);
+                goto cleanup;
+            }
+        }
+        if (conf && kafka_conf_set(conf, item, equals + 1, errstr, errstr_size) < 0)
             goto cleanup;
     }
     rc = 0;
@@ -42,10 +59,27 @@ cleanup:
     return rc;
 }
 
-int kafka_conf_set_producer_contract(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
+int kafka_conf_check_list(const char *list, char *errstr, size_t errstr_size)
+{
+    return kafka_conf_walk_list(NULL, list, errstr, errstr_size);
+}
+
+int kafka_conf_set_list(rd_kafka_conf_t *conf, const char *list, char *errstr, size_t errstr_size)
+{
+    return kafka_conf_walk_list(conf, list, errstr, errstr_size);
+}
+
+int kafka_conf_set_idempotent(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
 {
     if (kafka_conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) < 0 ||
-        kafka_conf_set(conf, "acks", "all", errstr, errstr_size) < 0 ||
+        kafka_conf_set(conf, "acks", "all", errstr, errstr_size) < 0)
+        return -1;
+    return 0;
+}
+
+int kafka_conf_set_producer_contract(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
+{
+    if (kafka_conf_set_idempotent(conf, errstr, errstr_size) < 0 ||
         kafka_conf_set(conf, "partitioner", "murmur2_random", errstr, errstr_size) < 0)
         return -1;
     return 0;

@@ -14,15 +14,29 @@
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
                    size_t errstr_size) __attribute__((warn_unused_result));
 
-/* Applies "k=v,k=v" (empty or NULL: nothing). A value may not contain a comma. */
+/* The one rule for PROFILED_KAFKA_PROPERTIES, in every binary: the list may not
+ * set a property that carries a durability guarantee (DESIGN §2.1, §2.4):
+ * enable.idempotence, acks (and its alias request.required.acks), partitioner,
+ * enable.auto.commit, enable.auto.offset.store, isolation.level and
+ * auto.offset.reset. Returns 0, or -1 with errstr naming the key, for a
+ * malformed item or a guarded key: the binaries check it at start and stop. */
+int kafka_conf_check_list(const char *list, char *errstr, size_t errstr_size)
+    __attribute__((warn_unused_result));
+
+/* Applies "k=v,k=v" (empty or NULL: nothing) after kafka_conf_check_list. A
+ * value may not contain a comma. */
 int kafka_conf_set_list(rd_kafka_conf_t *conf, const char *list, char *errstr, size_t errstr_size)
     __attribute__((warn_unused_result));
 
-/* The settings every producer of commands must have, written once (STYLE 13): the durability
+/* The one idempotent-producer setup: enable.idempotence=true and acks=all
+ * (DESIGN §2.1), for the command producers and the worker's dead letters. */
+int kafka_conf_set_idempotent(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
+    __attribute__((warn_unused_result));
+
+/* The settings every producer of commands must have, written once: the durability
  * guarantee (DESIGN §2.1: enable.idempotence=true, acks=all) and the partitioning contract
  * (proto/README.md §8: partitioner=murmur2_random, Kafka's Java default, so one recipient's commands
- * stay on one partition whoever produced them). Apply it after any operator-supplied list so that
- * the list cannot override it. */
+ * stay on one partition whoever produced them). The list cannot set these (kafka_conf_check_list). */
 int kafka_conf_set_producer_contract(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
     __attribute__((warn_unused_result));
 

@@ -9,6 +9,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "json_write.h"
+#include "xalloc.h"
+
 log_level_t log_level_min = LOG_INFO;
 static const char *log_service = "profiled";
 
@@ -25,59 +28,39 @@ int log_level_parse(const char *name, log_level_t *level)
     return -1;
 }
 
+/* xalloc's fatal messages (out of memory, broken invariants) as log lines.
+ * log_write formats on the stack: it is safe when the heap is what failed. */
+static void log_fatal_report(const char *message)
+{
+    log_write(LOG_FATAL, NULL, "%s", message);
+}
+
 void log_set_service(const char *service)
 {
     log_service = service;
+    xalloc_set_reporter(log_fatal_report);
 }
 
-/* Appends `src[0..len)` as JSON string content into dst (bounded by room);
- * returns bytes written, or -1 when it does not fit. Bytes >= 0x80 are copied
- * as they are: callers log UTF-8 or ASCII. */
+/* The longest text log_escape takes: the message buffer of log_vwrite. */
+#define LOG_ESCAPE_MAX_INPUT 1024
+
+/* Appends `src[0..len)` as JSON string content into dst (bounded by room),
+ * with the lossy policy of the one escaper (json_write.h: bad UTF-8 becomes
+ * U+FFFD, 0x7f is escaped), so any bytes make a valid line. Returns bytes
+ * written, or -1 when it does not fit. On the stack only: fatal lines are
+ * written with this when the heap is gone. */
 static int log_escape(char *dst, size_t room, const char *src, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t out = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)src[i];
-        char esc = 0;
-        switch (c) {
-        case '"':
-            esc = '"';
-            break;
-        case '\\':
-            esc = '\\';
-            break;
-        case '\n':
-            esc = 'n';
-            break;
-        case '\r':
-            esc = 'r';
-            break;
-        case '\t':
-            esc = 't';
-            break;
-        default:
-            break;
-        }
-        if (esc) {
-            if (room - out < 2)
-                return -1;
-            dst[out++] = '\\';
-            dst[out++] = esc;
-        } else if (c < 0x20) {
-            if (room - out < 6)
-                return -1;
-            memcpy(dst + out, "\\u00", 4);
-            dst[out + 4] = hex[c >> 4];
-            dst[out + 5] = hex[c & 15];
-            out += 6;
-        } else {
-            if (room - out < 1)
-                return -1;
-            dst[out++] = (char)c;
-        }
-    }
-    return (int)out;
+    if (len > room || len > LOG_ESCAPE_MAX_INPUT)
+        return -1; /* escaping never shrinks text */
+    if (JSON_ESCAPE_MAX(len) <= room)
+        return (int)json_escape(dst, src, len, JSON_ESCAPE_LOSSY);
+    char tmp[JSON_ESCAPE_MAX(LOG_ESCAPE_MAX_INPUT)];
+    size_t n = json_escape(tmp, src, len, JSON_ESCAPE_LOSSY);
+    if (n > room)
+        return -1;
+    memcpy(dst, tmp, n);
+    return (int)n;
 }
 
 static void log_field_raw(log_fields_t *fields, const char *key, const char *value, size_t value_len,

@@ -23,7 +23,9 @@ extern log_level_t log_level_min;
 
 /* "debug", "info", "warn", "error" -> level; -1 for anything else. */
 int log_level_parse(const char *name, log_level_t *level);
-/* The `service` field of every line, e.g. "profiled-worker". Not copied. */
+/* The `service` field of every line, e.g. "profiled-worker". Not copied.
+ * Also routes xalloc's fatal messages (out of memory, broken invariants)
+ * through this logger. */
 void log_set_service(const char *service);
 
 typedef struct log_fields {
@@ -54,7 +56,8 @@ void log_write(log_level_t level, const log_fields_t *fields, const char *fmt, .
 #define log_error(fields, ...) log_at(LOG_ERROR, fields, __VA_ARGS__)
 
 /* Logs at fatal level and exits 1: for start-up failures (bad config, a port
- * in use), the `die()` tier of STYLE.md. */
+ * in use), which an operator fixes. A broken invariant at run time is
+ * fatal_abort (xalloc.h) instead: it aborts, for a core. */
 void log_die(const log_fields_t *fields, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
 

@@ -1,5 +1,7 @@
 #include "metrics.h"
 
+#include "xalloc.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -54,12 +56,7 @@ struct metrics {
 
 static void *metrics_alloc(size_t size)
 {
-    void *p = calloc(1, size);
-    if (!p) {
-        fprintf(stderr, "{\"level\":\"fatal\",\"message\":\"out of memory registering a metric\"}\n");
-        abort();
-    }
-    return p;
+    return xcalloc(1, size, "registering a metric");
 }
 
 static char *metrics_strdup(const char *s)
@@ -125,8 +122,7 @@ static metrics_series_t *metrics_series_get(metrics_t *metrics, const char *name
         *metrics->families_tail = family;
         metrics->families_tail = &family->next;
     } else if (family->type != type) {
-        fprintf(stderr, "{\"level\":\"fatal\",\"message\":\"metric %s registered with two types\"}\n", name);
-        abort();
+        fatal_abort("metric %s registered with two types", name);
     }
     for (metrics_series_t *series = family->series; series; series = series->next) {
         if ((!series->labels && !labels) ||
@@ -287,7 +283,7 @@ void metrics_render(metrics_t *metrics, buf_t *out)
                 break;
             }
             default:
-                abort();
+                fatal_abort("metric %s has an unknown type %d", family->name, (int)family->type);
             }
         }
     }

@@ -1,5 +1,7 @@
 #include "buf.h"
 
+#include "xalloc.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,13 +14,7 @@ void buf_reserve(buf_t *buf, size_t extra)
     size_t cap = buf->cap ? buf->cap : 256;
     while (cap < need)
         cap *= 2;
-    uint8_t *data = realloc(buf->data, cap);
-    if (!data) {
-        fprintf(stderr, "{\"level\":\"fatal\",\"message\":\"out of memory growing a buffer to %zu bytes\"}\n",
-                cap);
-        abort();
-    }
-    buf->data = data;
+    buf->data = xrealloc(buf->data, cap, "growing a buffer");
     buf->cap = cap;
 }
 

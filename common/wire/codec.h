@@ -16,10 +16,11 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "command_id.h"
 #include "profile_limits.h"
 
 #define CODEC_SCHEMA_VERSION   1
-#define CODEC_COMMAND_ID_BYTES 16
+#define CODEC_COMMAND_ID_BYTES COMMAND_ID_BYTES /* the older name */
 
 /* The command kinds (proto/README.md §1, "op"). */
 typedef enum codec_op {
@@ -36,7 +37,7 @@ const char *codec_op_name(codec_op_t op);
 typedef struct codec_command {
     uint32_t schema_version;
     codec_op_t op;
-    uint8_t command_id[CODEC_COMMAND_ID_BYTES];
+    command_id_t command_id;
     const char *recipient_id; /* UTF-8, not NUL-terminated */
     size_t recipient_id_len;
     int64_t accepted_at_us; /* microseconds since the Unix epoch */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "hex.h"
 #include "sha256.h"
 
 /* Sets the UUID version nibble and the RFC 9562 variant bits. */
@@ -83,13 +84,12 @@ void http_command_id_from_import(const char *job, size_t job_len, const char *fi
 
 void http_command_id_format(const uint8_t id[HTTP_COMMAND_ID_BYTES], char text[HTTP_COMMAND_ID_TEXT])
 {
-    static const char hex[] = "0123456789abcdef";
     size_t out = 0;
     for (int i = 0; i < HTTP_COMMAND_ID_BYTES; i++) {
         if (i == 4 || i == 6 || i == 8 || i == 10)
             text[out++] = '-';
-        text[out++] = hex[id[i] >> 4];
-        text[out++] = hex[id[i] & 15];
+        hex_byte(text + out, id[i]);
+        out += 2;
     }
     text[out] = '\0';
 }

@@ -14,8 +14,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HTTP_COMMAND_ID_BYTES    16
-#define HTTP_COMMAND_ID_TEXT     37 /* 36 characters of UUID text and a NUL */
+#include "command_id.h"
+
+#define HTTP_COMMAND_ID_BYTES    COMMAND_ID_BYTES /* the older name */
+#define HTTP_COMMAND_ID_TEXT     37               /* 36 characters of UUID text and a NUL */
 #define HTTP_IDEMPOTENCY_KEY_MAX 255
 
 /* Random id; -1 only when the kernel's random source fails. */

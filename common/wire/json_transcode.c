@@ -36,8 +36,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <msgpack/pack.h>
+
+#include "mp.h"
 #include "transcode_schema.h"
 #include "utf8.h"
+#include "xalloc.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the string scanner finds the first special byte with a little-endian load"
@@ -154,25 +158,16 @@ static bool transcode_path_append(char *dst, size_t *len, size_t cap, const char
     return whole;
 }
 
-/* Reads the msgpack str header at s: returns the payload and its length. */
+/* The payload and length of the msgpack str at s, which this call wrote
+ * itself (so it is whole: no bound to check against). */
 static const uint8_t *transcode_str_payload(const uint8_t *s, uint32_t *len)
 {
-    uint8_t h = s[0];
-    if ((h & 0xE0) == 0xA0) {
-        *len = h & 0x1F;
-        return s + 1;
-    }
-    if (h == 0xD9) {
-        *len = s[1];
-        return s + 2;
-    }
-    if (h == 0xDA) {
-        *len = (uint32_t)s[1] << 8 | s[2];
-        return s + 3;
-    }
-    assert(h == 0xDB);
-    *len = (uint32_t)s[1] << 24 | (uint32_t)s[2] << 16 | (uint32_t)s[3] << 8 | s[4];
-    return s + 5;
+    mp_item_t item;
+    int rc = mp_read(s, SIZE_MAX, &item);
+    assert(rc == 0 && item.type == MP_STR);
+    (void)rc;
+    *len = item.len;
+    return item.data;
 }
 
 /*
@@ -263,114 +258,96 @@ static int transcode_syntax(transcode_ctx_t *ctx, const char *what)
 
 /* ---- output helpers ---------------------------------------------------- */
 
-static inline void transcode_be16(uint8_t *o, uint16_t v)
+/*
+ * Every msgpack byte the transcoder writes comes from msgpack-c's packer (the
+ * one canonical writer, see mp.h); only where it goes differs: the packer's
+ * callback copies into the reserved output at ctx->o, which needs no capacity
+ * check (see the design note above). The callback is a constant, so the
+ * compiler inlines it into msgpack-c's inline pack functions.
+ */
+static inline int transcode_pk_write(void *data, const char *bytes, size_t len)
 {
-    o[0] = (uint8_t)(v >> 8);
-    o[1] = (uint8_t)v;
+    transcode_ctx_t *ctx = data;
+    memcpy(ctx->o, bytes, len);
+    ctx->o += len;
+    return 0;
 }
 
-static inline void transcode_be32(uint8_t *o, uint32_t v)
+static inline msgpack_packer transcode_packer(transcode_ctx_t *ctx)
 {
-    v = __builtin_bswap32(v);
-    memcpy(o, &v, 4);
-}
-
-static inline void transcode_be64(uint8_t *o, uint64_t v)
-{
-    v = __builtin_bswap64(v);
-    memcpy(o, &v, 8);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, ctx, transcode_pk_write);
+    return pk;
 }
 
 static inline void transcode_emit_uint(transcode_ctx_t *ctx, uint64_t v)
 {
-    uint8_t *o = ctx->o;
-    if (v <= 0x7F) {
-        *o++ = (uint8_t)v;
-    } else if (v <= 0xFF) {
-        *o++ = 0xCC;
-        *o++ = (uint8_t)v;
-    } else if (v <= 0xFFFF) {
-        *o++ = 0xCD;
-        transcode_be16(o, (uint16_t)v);
-        o += 2;
-    } else if (v <= 0xFFFFFFFF) {
-        *o++ = 0xCE;
-        transcode_be32(o, (uint32_t)v);
-        o += 4;
-    } else {
-        *o++ = 0xCF;
-        transcode_be64(o, v);
-        o += 8;
-    }
-    ctx->o = o;
+    msgpack_packer pk = transcode_packer(ctx);
+    (void)msgpack_pack_uint64(&pk, v);
 }
 
 /* v < 0 */
 static inline void transcode_emit_negative(transcode_ctx_t *ctx, int64_t v)
 {
-    uint8_t *o = ctx->o;
-    if (v >= -32) {
-        *o++ = (uint8_t)(int8_t)v;
-    } else if (v >= INT8_MIN) {
-        *o++ = 0xD0;
-        *o++ = (uint8_t)(int8_t)v;
-    } else if (v >= INT16_MIN) {
-        *o++ = 0xD1;
-        transcode_be16(o, (uint16_t)(int16_t)v);
-        o += 2;
-    } else if (v >= INT32_MIN) {
-        *o++ = 0xD2;
-        transcode_be32(o, (uint32_t)(int32_t)v);
-        o += 4;
-    } else {
-        *o++ = 0xD3;
-        transcode_be64(o, (uint64_t)v);
-        o += 8;
-    }
-    ctx->o = o;
+    msgpack_packer pk = transcode_packer(ctx);
+    (void)msgpack_pack_int64(&pk, v);
 }
 
 static inline void transcode_emit_double(transcode_ctx_t *ctx, double d)
 {
     assert(ctx->o + 9 <= ctx->limit_o);
-    uint64_t bits;
-    memcpy(&bits, &d, 8);
-    ctx->o[0] = 0xCB;
-    transcode_be64(ctx->o + 1, bits);
-    ctx->o += 9;
+    msgpack_packer pk = transcode_packer(ctx);
+    (void)msgpack_pack_double(&pk, d);
+}
+
+static inline void transcode_emit_bool(transcode_ctx_t *ctx, bool v)
+{
+    msgpack_packer pk = transcode_packer(ctx);
+    (void)(v ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk));
+}
+
+static inline void transcode_emit_nil(transcode_ctx_t *ctx)
+{
+    msgpack_packer pk = transcode_packer(ctx);
+    (void)msgpack_pack_nil(&pk);
+}
+
+typedef enum transcode_header_kind {
+    TRANSCODE_HDR_STR,
+    TRANSCODE_HDR_MAP,
+    TRANSCODE_HDR_ARRAY,
+} transcode_header_kind_t;
+
+/* The packer's header for `n` into h (at most 5 bytes); returns its length. */
+static inline int transcode_header_write(void *data, const char *bytes, size_t len)
+{
+    uint8_t *h = data;
+    memcpy(h + 1, bytes, len);
+    h[0] = (uint8_t)len;
+    return 0;
 }
 
 /*
- * Turns the one reserved byte at hdr into the smallest header for `n`
- * (fix form, 16-bit or 32-bit), sliding the `body` bytes after it up when
- * the header grows. fix_base is 0xA0/0x80/0x90 (str/map/array); w8 is the
- * 8-bit form (str only, 0 otherwise), w16/w32 the wider ones.
+ * Turns the one reserved byte at hdr into msgpack-c's header for `n`
+ * (the fix form when it fits, else the 8-, 16- or 32-bit one), sliding the
+ * bytes after it up when the header is wider than the reserved byte.
  */
-static inline void transcode_fix_header(transcode_ctx_t *ctx, uint8_t *hdr, uint32_t n, uint32_t fix_max,
-                                        uint8_t fix_base, uint8_t w8, uint8_t w16, uint8_t w32)
+static inline void transcode_fix_header(transcode_ctx_t *ctx, uint8_t *hdr, uint32_t n,
+                                        transcode_header_kind_t kind)
 {
-    if (n <= fix_max) {
-        *hdr = (uint8_t)(fix_base | n);
-        return;
+    uint8_t h[6]; /* h[0]: length; h[1..]: the header */
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, h, transcode_header_write);
+    (void)(kind == TRANSCODE_HDR_STR   ? msgpack_pack_str(&pk, n)
+           : kind == TRANSCODE_HDR_MAP ? msgpack_pack_map(&pk, n)
+                                       : msgpack_pack_array(&pk, n));
+    size_t width = h[0];
+    if (width > 1) {
+        assert(ctx->o + 4 <= ctx->limit_o);
+        memmove(hdr + width, hdr + 1, (size_t)(ctx->o - (hdr + 1)));
+        ctx->o += width - 1;
     }
-    size_t body = (size_t)(ctx->o - (hdr + 1));
-    assert(ctx->o + 4 <= ctx->limit_o);
-    if (w8 && n <= 0xFF) {
-        memmove(hdr + 2, hdr + 1, body);
-        hdr[0] = w8;
-        hdr[1] = (uint8_t)n;
-        ctx->o += 1;
-    } else if (n <= 0xFFFF) {
-        memmove(hdr + 3, hdr + 1, body);
-        hdr[0] = w16;
-        transcode_be16(hdr + 1, (uint16_t)n);
-        ctx->o += 2;
-    } else {
-        memmove(hdr + 5, hdr + 1, body);
-        hdr[0] = w32;
-        transcode_be32(hdr + 1, n);
-        ctx->o += 4;
-    }
+    memcpy(hdr, h + 1, width);
 }
 
 /* ---- strings ----------------------------------------------------------- */
@@ -566,7 +543,7 @@ done:;
     }
     ctx->p = p;
     ctx->o = o;
-    transcode_fix_header(ctx, hdr, (uint32_t)len, 31, 0xA0, 0xD9, 0xDA, 0xDB);
+    transcode_fix_header(ctx, hdr, (uint32_t)len, TRANSCODE_HDR_STR);
     return 0;
 }
 
@@ -579,9 +556,7 @@ static void transcode_c_locale_init(void)
 {
     transcode_c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
     if (transcode_c_locale == (locale_t)0) {
-        fprintf(stderr,
-                "{\"level\":\"fatal\",\"message\":\"cannot create the C locale for number parsing\"}\n");
-        abort();
+        fatal_abort("cannot create the C locale for number parsing");
     }
 }
 
@@ -591,11 +566,7 @@ static double transcode_strtod(const uint8_t *s, size_t n)
     char small[64];
     char *copy = small;
     if (n >= sizeof(small)) {
-        copy = malloc(n + 1); /* only for absurdly long literals */
-        if (!copy) {
-            fprintf(stderr, "{\"level\":\"fatal\",\"message\":\"out of memory copying a number\"}\n");
-            abort();
-        }
+        copy = xmalloc(n + 1, "copying a number"); /* only for absurdly long literals */
     }
     memcpy(copy, s, n);
     copy[n] = '\0';
@@ -731,15 +702,10 @@ static void transcode_grow_keys(transcode_ctx_t *ctx)
     uint32_t cap = ctx->keys_cap * 2;
     transcode_key_t *keys;
     if (ctx->keys == ctx->inline_keys) {
-        keys = malloc(cap * sizeof(*keys));
-        if (keys)
-            memcpy(keys, ctx->inline_keys, ctx->nkeys * sizeof(*keys));
+        keys = xmalloc(cap * sizeof(*keys), "the transcoder's key stack");
+        memcpy(keys, ctx->inline_keys, ctx->nkeys * sizeof(*keys));
     } else {
-        keys = realloc(ctx->keys, cap * sizeof(*keys));
-    }
-    if (!keys) {
-        fprintf(stderr, "{\"level\":\"fatal\",\"message\":\"out of memory growing the key stack\"}\n");
-        abort();
+        keys = xrealloc(ctx->keys, cap * sizeof(*keys), "the transcoder's key stack");
     }
     ctx->keys = keys;
     ctx->keys_cap = cap;
@@ -874,11 +840,7 @@ static uint32_t transcode_dedupe(transcode_ctx_t *ctx, transcode_frame_t *frame)
      * rebuilt from a copy rather than moved in place. */
     uint32_t region_start = keys[0].off & ~TRANSCODE_DEAD;
     size_t region_len = (size_t)(ctx->o - (ctx->base + region_start));
-    uint8_t *copy = malloc(region_len);
-    if (!copy) {
-        fprintf(stderr, "{\"level\":\"fatal\",\"message\":\"out of memory resolving duplicate keys\"}\n");
-        abort();
-    }
+    uint8_t *copy = xmalloc(region_len, "resolving duplicate keys");
     memcpy(copy, ctx->base + region_start, region_len);
     uint8_t *w = ctx->base + region_start;
     uint32_t live = 0;
@@ -971,9 +933,9 @@ static void transcode_close(transcode_ctx_t *ctx)
         if (frame->dup || frame->sorted)
             n = transcode_dedupe(ctx, frame);
         ctx->nkeys = frame->keys;
-        transcode_fix_header(ctx, hdr, n, 15, 0x80, 0, 0xDE, 0xDF);
+        transcode_fix_header(ctx, hdr, n, TRANSCODE_HDR_MAP);
     } else {
-        transcode_fix_header(ctx, hdr, frame->count, 15, 0x90, 0, 0xDC, 0xDD);
+        transcode_fix_header(ctx, hdr, frame->count, TRANSCODE_HDR_ARRAY);
     }
     ctx->top--;
 }
@@ -999,34 +961,27 @@ static void transcode_envelope_entry(transcode_envelope_t *envelope, const uint8
     static const uint8_t recipient_key[] = {0xAC, 'r', 'e', 'c', 'i', 'p', 'i', 'e', 'n', 't', '_', 'i', 'd'};
     static const uint8_t version_key[] = {0xA7, 'v', 'e', 'r', 's', 'i', 'o', 'n'};
     if (memcmp(entry, recipient_key, sizeof(recipient_key)) == 0) {
-        const uint8_t *value = entry + sizeof(recipient_key);
-        uint8_t h = value[0];
-        if ((h & 0xE0) == 0xA0 || h == 0xD9 || h == 0xDA || h == 0xDB) {
-            uint32_t len;
-            const uint8_t *s = transcode_str_payload(value, &len);
+        mp_item_t value;
+        (void)mp_read(entry + sizeof(recipient_key), SIZE_MAX, &value);
+        if (value.type == MP_STR) {
             envelope->recipient_id_kind = TRANSCODE_FIELD_STRING;
-            envelope->recipient_id_len = len;
-            memcpy(envelope->recipient_id, s,
-                   len < sizeof(envelope->recipient_id) ? len : sizeof(envelope->recipient_id));
+            envelope->recipient_id_len = value.len;
+            memcpy(envelope->recipient_id, value.data,
+                   value.len < sizeof(envelope->recipient_id) ? value.len : sizeof(envelope->recipient_id));
         } else {
-            envelope->recipient_id_kind = h == 0xC0 ? TRANSCODE_FIELD_NULL : TRANSCODE_FIELD_OTHER;
+            envelope->recipient_id_kind = value.type == MP_NIL ? TRANSCODE_FIELD_NULL : TRANSCODE_FIELD_OTHER;
         }
     } else if (memcmp(entry, version_key, sizeof(version_key)) == 0) {
-        const uint8_t *value = entry + sizeof(version_key);
-        uint8_t h = value[0];
-        uint64_t v = 0;
-        envelope->version_kind = TRANSCODE_FIELD_UINT;
-        if (h <= 0x7F) {
-            v = h;
-        } else if (h >= 0xCC && h <= 0xCF) {
-            unsigned n = 1u << (h - 0xCC);
-            for (unsigned i = 0; i < n; i++)
-                v = v << 8 | value[1 + i];
+        mp_item_t value;
+        (void)mp_read(entry + sizeof(version_key), SIZE_MAX, &value);
+        /* negative integers, floats (1.0, or integers past uint64), strings, ...: not a version */
+        if (value.type == MP_UINT) {
+            envelope->version_kind = TRANSCODE_FIELD_UINT;
+            envelope->version = value.v.u64;
         } else {
-            /* negative integers, floats (1.0, or integers past uint64), strings, ... */
-            envelope->version_kind = h == 0xC0 ? TRANSCODE_FIELD_NULL : TRANSCODE_FIELD_OTHER;
+            envelope->version_kind = value.type == MP_NIL ? TRANSCODE_FIELD_NULL : TRANSCODE_FIELD_OTHER;
+            envelope->version = 0;
         }
-        envelope->version = v;
     }
 }
 
@@ -1142,19 +1097,19 @@ value:
         if (ctx->end - ctx->p < 4 || memcmp(ctx->p, "true", 4) != 0)
             return transcode_syntax(ctx, "invalid literal");
         ctx->p += 4;
-        *ctx->o++ = 0xC3;
+        transcode_emit_bool(ctx, true);
         break;
     case 'f':
         if (ctx->end - ctx->p < 5 || memcmp(ctx->p, "false", 5) != 0)
             return transcode_syntax(ctx, "invalid literal");
         ctx->p += 5;
-        *ctx->o++ = 0xC2;
+        transcode_emit_bool(ctx, false);
         break;
     case 'n':
         if (ctx->end - ctx->p < 4 || memcmp(ctx->p, "null", 4) != 0)
             return transcode_syntax(ctx, "invalid literal");
         ctx->p += 4;
-        *ctx->o++ = 0xC0;
+        transcode_emit_nil(ctx);
         break;
     case '-':
     case '0':
@@ -1242,11 +1197,7 @@ static int transcode_begin(transcode_ctx_t *ctx, const uint8_t *json, size_t len
                               limits->max_body_bytes, "PROFILED_MAX_BODY_BYTES");
     if (limits->max_depth + 2 > TRANSCODE_INLINE_FRAMES) {
         ctx->max_frames = limits->max_depth + 2;
-        ctx->frames = malloc(ctx->max_frames * sizeof(*ctx->frames));
-        if (!ctx->frames) {
-            fprintf(stderr, "{\"level\":\"fatal\",\"message\":\"out of memory for the frame stack\"}\n");
-            abort();
-        }
+        ctx->frames = xmalloc(ctx->max_frames * sizeof(*ctx->frames), "the transcoder's frame stack");
     }
     size_t room = 3 * len + 64;
     buf_reserve(out, room);
@@ -1311,8 +1262,8 @@ static int transcode_request(const uint8_t *body, size_t len, const limits_t *li
         snprintf(error->message, sizeof(error->message), "profile is required");
         goto cleanup;
     }
-    uint8_t h = ctx.base[0];
-    if (!((h & 0xF0) == 0x80 || h == 0xDE || h == 0xDF)) {
+    mp_item_t profile;
+    if (mp_read(ctx.base, ctx.profile_len, &profile) != 0 || profile.type != MP_MAP) {
         error->status = TRANSCODE_ERR_SCHEMA;
         error->offset = 0;
         snprintf(error->message, sizeof(error->message), "profile must be an object");

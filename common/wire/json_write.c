@@ -22,8 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hex.h"
 #include "mp.h"
 #include "utf8.h"
+#include "xalloc.h"
 
 /* Frames live on the C stack up to this depth; deeper limits allocate. */
 #define JSON_WRITE_STACK_FRAMES 64
@@ -47,8 +49,6 @@ static const char json_write_escape[256] = {
     [0x13] = 'u', [0x14] = 'u', [0x15] = 'u', [0x16] = 'u', [0x17] = 'u', [0x18] = 'u', [0x19] = 'u',
     [0x1a] = 'u', [0x1b] = 'u', [0x1c] = 'u', [0x1d] = 'u', [0x1e] = 'u', [0x1f] = 'u',
 };
-
-static const char json_write_hex[16] = "0123456789abcdef";
 
 static const char json_write_digits2[201] = "00010203040506070809"
                                             "10111213141516171819"
@@ -75,21 +75,32 @@ static inline uint8_t *json_write_room(buf_t *out, size_t n)
 }
 
 /*
- * Writes a quoted, escaped copy of s[0..len) at dst (room for 6 * len + 2
- * bytes) and returns the end, validating UTF-8 in the same pass: returns
- * NULL at the first invalid sequence. U+0000 is escaped and reported in
- * *has_nul rather than stopping the pass, so that a string with both faults
- * is reported as invalid UTF-8 wherever they are (proto/README.md §5).
+ * The one JSON string escaper: writes the escaped content of s[0..len) (no
+ * quotes) at dst, which has room for 6 * len bytes, and returns the end.
+ * Escapes as proto/README.md §3.2: '"' '\\' \b \t \n \f \r by name, the
+ * other bytes below 0x20 as \u00XX. Then by policy:
+ * - JSON_ESCAPE_STRICT (data): validates UTF-8 in the same pass and returns
+ *   NULL at the first invalid sequence; 0x7f and non-ASCII are copied. U+0000
+ *   is escaped and reported in *has_nul rather than stopping the pass, so
+ *   that a string with both faults is reported as invalid UTF-8 wherever they
+ *   are (proto/README.md §5).
+ * - JSON_ESCAPE_LOSSY (logs, error bodies: text that must come out whatever
+ *   it holds): each byte that does not start a valid UTF-8 sequence becomes
+ *   \ufffd, and 0x7f (DEL) is escaped as \u007f so that no control byte
+ *   reaches a terminal. Never fails.
+ * Inline, with the policy a constant at each call, so the strict hot path
+ * keeps its word-at-a-time scan and carries no lossy branches.
  */
-static uint8_t *json_write_quoted(uint8_t *dst, const uint8_t *s, size_t len, bool *has_nul)
+static inline __attribute__((always_inline)) uint8_t *
+json_escape_content(uint8_t *dst, const uint8_t *s, size_t len, json_escape_policy_t policy, bool *has_nul)
 {
-    *dst++ = '"';
     size_t i = 0;
     while (i < len) {
         /* Eight bytes at a time while all are plain ASCII that needs no
          * escape: none below 0x20 (the has-less-than trick), no '"', no
-         * '\\', no high bit (the last term). */
-        while (i + 8 <= len) {
+         * '\\', no high bit (the last term). Lossy text is short: it skips
+         * this (0x7f would pass it). */
+        while (policy == JSON_ESCAPE_STRICT && i + 8 <= len) {
             uint64_t x;
             memcpy(&x, s + i, 8);
             uint64_t q = x ^ 0x2222222222222222ULL, b = x ^ 0x5c5c5c5c5c5c5c5cULL;
@@ -106,14 +117,22 @@ static uint8_t *json_write_quoted(uint8_t *dst, const uint8_t *s, size_t len, bo
             uint8_t c = s[i];
             if (c >= 0x80) {
                 size_t seq = utf8_sequence_len(s + i, len - i);
-                if (seq == 0)
-                    return NULL;
+                if (seq == 0) {
+                    if (policy == JSON_ESCAPE_STRICT)
+                        return NULL;
+                    memcpy(dst, "\\ufffd", 6);
+                    dst += 6;
+                    i++;
+                    continue;
+                }
                 memcpy(dst, s + i, seq);
                 dst += seq;
                 i += seq;
                 continue;
             }
             char e = json_write_escape[c];
+            if (policy == JSON_ESCAPE_LOSSY && c == 0x7f)
+                e = 'u';
             if (!e) {
                 *dst++ = c;
             } else if (e != 'u') {
@@ -122,15 +141,35 @@ static uint8_t *json_write_quoted(uint8_t *dst, const uint8_t *s, size_t len, bo
             } else {
                 *has_nul |= c == 0;
                 memcpy(dst, "\\u00", 4);
-                dst[4] = (uint8_t)json_write_hex[c >> 4];
-                dst[5] = (uint8_t)json_write_hex[c & 0xf];
+                hex_byte((char *)dst + 4, c);
                 dst += 6;
             }
             i++;
         }
     }
+    return dst;
+}
+
+/* Strict, quoted: NULL at invalid UTF-8 (see json_escape_content). */
+static uint8_t *json_write_quoted(uint8_t *dst, const uint8_t *s, size_t len, bool *has_nul)
+{
+    *dst++ = '"';
+    dst = json_escape_content(dst, s, len, JSON_ESCAPE_STRICT, has_nul);
+    if (!dst)
+        return NULL;
     *dst++ = '"';
     return dst;
+}
+
+size_t json_escape(char *dst, const char *s, size_t len, json_escape_policy_t policy)
+{
+    bool has_nul = false;
+    uint8_t *end =
+        policy == JSON_ESCAPE_STRICT
+            ? json_escape_content((uint8_t *)dst, (const uint8_t *)s, len, JSON_ESCAPE_STRICT, &has_nul)
+            : json_escape_content((uint8_t *)dst, (const uint8_t *)s, len, JSON_ESCAPE_LOSSY, &has_nul);
+    assert(end != NULL); /* strict: the caller vouched for valid UTF-8 */
+    return (size_t)(end - (uint8_t *)dst);
 }
 
 void json_write_string(buf_t *out, const char *s, size_t len)
@@ -419,13 +458,7 @@ int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, c
      * exceeds len: a huge configured limit costs nothing on small input. */
     size_t max_frames = limits->max_depth < len ? limits->max_depth : len;
     if (max_frames > JSON_WRITE_STACK_FRAMES) {
-        heap_frames = malloc(max_frames * sizeof(*heap_frames));
-        if (!heap_frames) {
-            fprintf(stderr,
-                    "{\"level\":\"fatal\",\"message\":\"out of memory for %zu JSON writer frames\"}\n",
-                    max_frames);
-            abort();
-        }
+        heap_frames = xmalloc(max_frames * sizeof(*heap_frames), "JSON writer frames");
         frames = heap_frames;
     }
 

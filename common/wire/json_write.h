@@ -40,6 +40,17 @@ int json_write_value(const uint8_t *bytes, size_t len, const limits_t *limits, c
                      size_t *consumed, buf_t *out, codec_failure_t *failure)
     __attribute__((warn_unused_result));
 
+/* How json_escape treats what strict JSON text cannot hold (see json_write.c). */
+typedef enum json_escape_policy {
+    JSON_ESCAPE_STRICT, /* data: valid UTF-8 vouched for by the caller; 0x7f as is */
+    JSON_ESCAPE_LOSSY,  /* logs and error bodies: a bad UTF-8 byte becomes \ufffd, 0x7f is \u007f */
+} json_escape_policy_t;
+
+/* The one JSON string escaper: writes the escaped content of s[0..len), no
+ * quotes, at dst (room for JSON_ESCAPE_MAX(len) bytes) and returns its length. */
+#define JSON_ESCAPE_MAX(len) (6 * (len))
+size_t json_escape(char *dst, const char *s, size_t len, json_escape_policy_t policy);
+
 /* Appends `s` as a quoted JSON string, escaped as proto/README.md §3.2 says.
  * The caller vouches it is valid UTF-8 (asserted in debug builds). */
 void json_write_string(buf_t *out, const char *s, size_t len);

@@ -13,7 +13,8 @@
  * Writer contract: the canonical forms of proto/README.md, "Canonical
  * encoding": the smallest int form (uint forms for non-negative values, int
  * forms for negative ones), float64 for every double, str/bin/array/map
- * headers in their smallest form.
+ * headers in their smallest form. Every writer here and in the transcoder is
+ * msgpack-c's packer; nothing in the project encodes a msgpack header itself.
  */
 #ifndef PROFILED_MP_H
 #define PROFILED_MP_H
@@ -22,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#include <msgpack/pack.h>
 
 #include "buf.h"
 
@@ -258,116 +261,93 @@ payload:
  */
 int mp_skip(const uint8_t *p, size_t avail, size_t *consumed) __attribute__((warn_unused_result));
 
-/* Canonical writers. */
-static inline void mp_write_nil(buf_t *out)
+/*
+ * Canonical writers: msgpack-c's packer (msgpack_packer) writing into a buf_t.
+ * The packer already picks the canonical forms (uint forms for non-negative
+ * values, the smallest int, str8 for 32..255-byte strings, float64 for a
+ * double), so the encoders do not restate those rules; the golden vectors in
+ * proto/ check that they still hold. All of this is inline, and the callback
+ * is a constant, so the compiler folds the indirection away.
+ */
+static inline int mp_buf_write(void *data, const char *bytes, size_t len)
 {
-    buf_append_byte(out, 0xc0);
+    buf_append((buf_t *)data, bytes, len);
+    return 0;
 }
 
-static inline void mp_write_bool(buf_t *out, bool value)
+/* A packer appending to `out`: for callers that want msgpack-c's API directly. */
+static inline msgpack_packer mp_packer(buf_t *out)
 {
-    buf_append_byte(out, value ? 0xc3 : 0xc2);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, mp_buf_write);
+    return pk;
 }
 
+/* Big-endian store of the low `width` bytes of `value` (ids and other fixed fields). */
 static inline void mp_write_be(uint8_t *dst, uint64_t value, size_t width)
 {
     for (size_t i = 0; i < width; i++)
         dst[i] = (uint8_t)(value >> (8 * (width - 1 - i)));
 }
 
-/* One type byte followed by `width` big-endian bytes of `value`. */
-static inline void mp_write_tagged(buf_t *out, uint8_t tag, uint64_t value, size_t width)
+static inline void mp_write_nil(buf_t *out)
 {
-    uint8_t tmp[9];
-    tmp[0] = tag;
-    mp_write_be(tmp + 1, value, width);
-    buf_append(out, tmp, 1 + width);
+    msgpack_packer pk = mp_packer(out);
+    (void)msgpack_pack_nil(&pk);
+}
+
+static inline void mp_write_bool(buf_t *out, bool value)
+{
+    msgpack_packer pk = mp_packer(out);
+    (void)(value ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk));
 }
 
 static inline void mp_write_uint(buf_t *out, uint64_t value)
 {
-    if (value <= 0x7f)
-        buf_append_byte(out, (uint8_t)value);
-    else if (value <= UINT8_MAX)
-        mp_write_tagged(out, 0xcc, value, 1);
-    else if (value <= UINT16_MAX)
-        mp_write_tagged(out, 0xcd, value, 2);
-    else if (value <= UINT32_MAX)
-        mp_write_tagged(out, 0xce, value, 4);
-    else
-        mp_write_tagged(out, 0xcf, value, 8);
+    msgpack_packer pk = mp_packer(out);
+    (void)msgpack_pack_uint64(&pk, value);
 }
 
 static inline void mp_write_int(buf_t *out, int64_t value)
 {
-    if (value >= 0)
-        mp_write_uint(out, (uint64_t)value);
-    else if (value >= -32)
-        buf_append_byte(out, (uint8_t)(int8_t)value);
-    else if (value >= INT8_MIN)
-        mp_write_tagged(out, 0xd0, (uint64_t)value, 1);
-    else if (value >= INT16_MIN)
-        mp_write_tagged(out, 0xd1, (uint64_t)value, 2);
-    else if (value >= INT32_MIN)
-        mp_write_tagged(out, 0xd2, (uint64_t)value, 4);
-    else
-        mp_write_tagged(out, 0xd3, (uint64_t)value, 8);
+    msgpack_packer pk = mp_packer(out);
+    (void)msgpack_pack_int64(&pk, value);
 }
 
 static inline void mp_write_double(buf_t *out, double value)
 {
-    uint64_t bits;
-    memcpy(&bits, &value, 8);
-    mp_write_tagged(out, 0xcb, bits, 8);
+    msgpack_packer pk = mp_packer(out);
+    (void)msgpack_pack_double(&pk, value);
 }
 
 static inline void mp_write_str_header(buf_t *out, uint32_t len)
 {
-    if (len <= 31)
-        buf_append_byte(out, (uint8_t)(0xa0 | len));
-    else if (len <= UINT8_MAX)
-        mp_write_tagged(out, 0xd9, len, 1);
-    else if (len <= UINT16_MAX)
-        mp_write_tagged(out, 0xda, len, 2);
-    else
-        mp_write_tagged(out, 0xdb, len, 4);
+    msgpack_packer pk = mp_packer(out);
+    (void)msgpack_pack_str(&pk, len);
 }
 
 static inline void mp_write_str(buf_t *out, const void *s, uint32_t len)
 {
-    mp_write_str_header(out, len);
-    buf_append(out, s, len);
+    msgpack_packer pk = mp_packer(out);
+    (void)msgpack_pack_str_with_body(&pk, s, len);
 }
 
 static inline void mp_write_bin(buf_t *out, const void *bytes, uint32_t len)
 {
-    if (len <= UINT8_MAX)
-        mp_write_tagged(out, 0xc4, len, 1);
-    else if (len <= UINT16_MAX)
-        mp_write_tagged(out, 0xc5, len, 2);
-    else
-        mp_write_tagged(out, 0xc6, len, 4);
-    buf_append(out, bytes, len);
+    msgpack_packer pk = mp_packer(out);
+    (void)msgpack_pack_bin_with_body(&pk, bytes, len);
 }
 
 static inline void mp_write_array_header(buf_t *out, uint32_t count)
 {
-    if (count <= 15)
-        buf_append_byte(out, (uint8_t)(0x90 | count));
-    else if (count <= UINT16_MAX)
-        mp_write_tagged(out, 0xdc, count, 2);
-    else
-        mp_write_tagged(out, 0xdd, count, 4);
+    msgpack_packer pk = mp_packer(out);
+    (void)msgpack_pack_array(&pk, count);
 }
 
 static inline void mp_write_map_header(buf_t *out, uint32_t count)
 {
-    if (count <= 15)
-        buf_append_byte(out, (uint8_t)(0x80 | count));
-    else if (count <= UINT16_MAX)
-        mp_write_tagged(out, 0xde, count, 2);
-    else
-        mp_write_tagged(out, 0xdf, count, 4);
+    msgpack_packer pk = mp_packer(out);
+    (void)msgpack_pack_map(&pk, count);
 }
 
 #endif

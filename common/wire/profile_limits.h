@@ -1,11 +1,12 @@
 /*
- * limits: the bounds every profile obeys, on the HTTP path (transcoder) and on
+ * profile_limits: the bounds every profile obeys, on the HTTP path (transcoder) and on
  * the Kafka path (command decoder), so that a command the api accepts is one
  * the worker accepts. Defaults here; the binaries may lower or raise them by
- * configuration (PROFILED_MAX_*), and the proto spec documents the defaults.
+ * configuration (PROFILED_MAX_*, runtime/cfg_shared.h, the same in every
+ * binary), and the proto spec documents the defaults.
  */
-#ifndef PROFILED_LIMITS_H
-#define PROFILED_LIMITS_H
+#ifndef PROFILED_PROFILE_LIMITS_H
+#define PROFILED_PROFILE_LIMITS_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -17,13 +18,16 @@
 #define LIMITS_DEFAULT_MAX_KEYS         1000 /* entries of one object, and elements of one array */
 #define LIMITS_MAX_RECIPIENT_ID_BYTES   256
 
-typedef struct limits {
+typedef struct profile_limits {
     size_t max_body_bytes;
     uint32_t max_depth;
     uint32_t max_key_bytes;
     uint32_t max_string_bytes;
     uint32_t max_keys;
-} limits_t;
+} profile_limits_t;
+
+/* The older name, used throughout; both name the one type. */
+typedef profile_limits_t limits_t;
 
 static inline limits_t limits_default(void)
 {

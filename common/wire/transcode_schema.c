@@ -1,5 +1,8 @@
 #include "transcode_schema.h"
 
+#include "mp.h"
+#include "xalloc.h"
+
 #include <assert.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -110,98 +113,45 @@ static const schema_field_t schema_profile[] = {
     {"zoneinfo", 8, SCHEMA_STRING, NULL, 0},
 };
 
-/* ---- reading trusted canonical msgpack -------------------------------- */
-
-static uint32_t schema_be16(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 8 | p[1];
-}
-static uint32_t schema_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
+/* ---- reading the transcoder's msgpack (mp.h's reader) ----------------- */
 
 /* If p holds a str, returns its payload and length; else NULL. */
-static const uint8_t *schema_str(const uint8_t *p, uint32_t *len)
+static const uint8_t *schema_str(const uint8_t *p, const uint8_t *end, uint32_t *len)
 {
-    uint8_t h = p[0];
-    if ((h & 0xE0) == 0xA0) {
-        *len = h & 0x1F;
-        return p + 1;
-    }
-    switch (h) {
-    case 0xD9:
-        *len = p[1];
-        return p + 2;
-    case 0xDA:
-        *len = schema_be16(p + 1);
-        return p + 3;
-    case 0xDB:
-        *len = schema_be32(p + 1);
-        return p + 5;
-    default:
+    mp_item_t item;
+    if (mp_read(p, (size_t)(end - p), &item) != 0 || item.type != MP_STR)
         return NULL;
-    }
+    *len = item.len;
+    return item.data;
 }
 
 /* If p holds a map (is_map) or an array, returns the first entry and its count. */
-static const uint8_t *schema_container(const uint8_t *p, bool is_map, uint32_t *count)
+static const uint8_t *schema_container(const uint8_t *p, const uint8_t *end, bool is_map, uint32_t *count)
 {
-    uint8_t h = p[0];
-    uint8_t fix = is_map ? 0x80 : 0x90;
-    uint8_t w16 = is_map ? 0xDE : 0xDC;
-    if ((h & 0xF0) == fix) {
-        *count = h & 0x0F;
-        return p + 1;
-    }
-    if (h == w16) {
-        *count = schema_be16(p + 1);
-        return p + 3;
-    }
-    if (h == w16 + 1) {
-        *count = schema_be32(p + 1);
-        return p + 5;
-    }
-    return NULL;
+    mp_item_t item;
+    if (mp_read(p, (size_t)(end - p), &item) != 0 || item.type != (is_map ? MP_MAP : MP_ARRAY))
+        return NULL;
+    *count = item.len;
+    return p + item.size;
 }
 
-/* Size of a value from its lead byte, when the lead byte alone fixes it
- * (0: a str, map or array, whose size is in the header). */
-static const uint8_t schema_fixed_size[256] = {
-    [0x00 ... 0x7F] = 1, [0xE0 ... 0xFF] = 1, [0xC0] = 1, [0xC2] = 1, [0xC3] = 1,
-    [0xCC] = 2,          [0xD0] = 2,          [0xCD] = 3, [0xD1] = 3, [0xCA] = 5,
-    [0xCE] = 5,          [0xD2] = 5,          [0xCB] = 9, [0xCF] = 9, [0xD3] = 9,
-};
+/* The type of the value at p (the transcoder wrote it: it reads). */
+static mp_type_t schema_type(const uint8_t *p, const uint8_t *end)
+{
+    mp_item_t item;
+    if (mp_read(p, (size_t)(end - p), &item) != 0)
+        fatal_abort("the transcoder wrote msgpack that does not read back (byte 0x%02x)", *p);
+    return item.type;
+}
 
-/* Returns the byte after the one value at p. Iterative: nesting is the
- * transcoder's business, not the stack's. */
+/* Returns the byte after the one value at p. Iterative (mp_skip): nesting
+ * is the transcoder's business, not the stack's. */
 static const uint8_t *schema_skip(const uint8_t *p, const uint8_t *end)
 {
-    (void)end; /* only the asserts read it */
-    uint64_t pending = 1;
-    while (pending > 0) {
-        assert(p < end);
-        uint8_t h = *p;
-        uint32_t n;
-        pending--;
-        if (schema_fixed_size[h]) {
-            p += schema_fixed_size[h];
-        } else if (schema_str(p, &n)) {
-            p = schema_str(p, &n) + n;
-        } else if (schema_container(p, true, &n)) {
-            p = schema_container(p, true, &n);
-            pending += 2 * (uint64_t)n;
-        } else if (schema_container(p, false, &n)) {
-            p = schema_container(p, false, &n);
-            pending += n;
-        } else {
-            fprintf(stderr, "{\"level\":\"fatal\",\"message\":\"transcoder wrote msgpack byte 0x%02x\"}\n",
-                    h);
-            abort();
-        }
-    }
-    assert(p <= end);
-    return p;
+    size_t consumed;
+    if (mp_skip(p, (size_t)(end - p), &consumed) != 0)
+        fatal_abort("the transcoder wrote msgpack that does not read back (byte 0x%02x)", *p);
+    return p + consumed;
 }
 
 /* Linear, lengths first: a table of a few dozen short names is faster to
@@ -230,7 +180,7 @@ static const char *schema_kind_rule(schema_kind_t kind)
     case SCHEMA_STRINGS:
         return "must be an array of strings";
     }
-    abort();
+    fatal_abort("schema kind %d unknown", (int)kind);
 }
 
 /* The path of the value being checked, as a chain on the C stack: it is
@@ -271,33 +221,34 @@ static int schema_check_value(const uint8_t *p, const uint8_t *end, const schema
                               const schema_path_t *path, char *errstr, size_t errstr_size)
 {
     uint32_t n;
-    if (*p == 0xC0)
+    mp_type_t type = schema_type(p, end);
+    if (type == MP_NIL)
         return 0; /* null: the field is unset */
     switch (field->kind) {
     case SCHEMA_STRING:
-        if (schema_str(p, &n))
+        if (type == MP_STR)
             return 0;
         break;
     case SCHEMA_BOOLEAN:
-        if (*p == 0xC2 || *p == 0xC3)
+        if (type == MP_BOOL)
             return 0;
         break;
     case SCHEMA_OBJECT:
-        if (!schema_container(p, true, &n))
+        if (type != MP_MAP)
             break;
         if (!field->members)
             return 0;
         return schema_check_map(p, end, field->members, field->nmembers, path, errstr, errstr_size);
     case SCHEMA_STRING_OR_STRINGS:
     case SCHEMA_STRINGS: {
-        if (field->kind == SCHEMA_STRING_OR_STRINGS && schema_str(p, &n))
+        if (field->kind == SCHEMA_STRING_OR_STRINGS && type == MP_STR)
             return 0;
-        const uint8_t *item = schema_container(p, false, &n);
+        const uint8_t *item = schema_container(p, end, false, &n);
         if (!item)
             break;
         for (uint32_t i = 0; i < n; i++) {
             uint32_t len;
-            if (!schema_str(item, &len))
+            if (!schema_str(item, end, &len))
                 return schema_fail(path, (int)i, "must be a string", errstr, errstr_size);
             item = schema_skip(item, end);
         }
@@ -311,12 +262,14 @@ static int schema_check_map(const uint8_t *p, const uint8_t *end, const schema_f
                             const schema_path_t *path, char *errstr, size_t errstr_size)
 {
     uint32_t count;
-    p = schema_container(p, true, &count);
-    assert(p);
+    p = schema_container(p, end, true, &count);
+    if (!p)
+        fatal_abort("the transcoder's profile is not a map");
     for (uint32_t i = 0; i < count; i++) {
         uint32_t key_len;
-        const uint8_t *key = schema_str(p, &key_len);
-        assert(key); /* the transcoder writes str keys only */
+        const uint8_t *key = schema_str(p, end, &key_len);
+        if (!key) /* the transcoder writes str keys only */
+            fatal_abort("the transcoder wrote a map key that is not a str");
         const uint8_t *value = key + key_len;
         const schema_field_t *field = schema_lookup(table, ntable, key, key_len);
         if (field) {

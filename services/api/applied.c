@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "reply.h"
+#include "xalloc.h"
 
 /* Far above any real topic (Kafka's practical limit is thousands): a bound on what a notification
  * may make us allocate. */
@@ -54,22 +55,15 @@ static api_applied_queue_t *api_applied_queue(api_applied_t *applied, int32_t pa
         size_t cap = applied->partition_cap ? applied->partition_cap : 16;
         while (cap <= (size_t)partition)
             cap *= 2;
-        api_applied_queue_t **partitions = realloc(applied->partitions, cap * sizeof(*partitions));
-        if (!partitions) {
-            log_error(NULL, "out of memory growing the applied positions");
-            abort();
-        }
+        api_applied_queue_t **partitions =
+            xrealloc(applied->partitions, cap * sizeof(*partitions), "the applied positions");
         memset(partitions + applied->partition_cap, 0, (cap - applied->partition_cap) * sizeof(*partitions));
         applied->partitions = partitions;
         applied->partition_cap = cap;
     }
     api_applied_queue_t *q = applied->partitions[partition];
     if (!q) {
-        q = malloc(sizeof(*q));
-        if (!q) {
-            log_error(NULL, "out of memory growing the applied positions");
-            abort();
-        }
+        q = xmalloc(sizeof(*q), "the applied positions");
         q->next_offset = -1;
         q->queue.next = q->queue.prev = &q->queue;
         applied->partitions[partition] = q;

@@ -1,12 +1,12 @@
 /*
- * config: profiled-api's settings, one declarative table (cfg.h). The shared
- * names are DESIGN §6's; --help prints this table.
+ * config: profiled-api's settings, one declarative table (cfg.h). The rows
+ * both binaries share come from cfg_shared.h; --help prints this table.
  */
 #include <stddef.h>
 
 #include "api.h"
 #include "cfg.h"
-#include "profile_limits.h"
+#include "cfg_shared.h"
 
 #define API_CFG(field) offsetof(api_config_t, field)
 
@@ -37,33 +37,15 @@ static const cfg_entry_t api_config_table[] = {
      "Comma-separated API keys accepted as `Authorization: Bearer <key>`."},
     {"PROFILED_API_KEYS_FILE", CFG_STRING, API_CFG(api_keys_file), NULL, 0, 0, false,
      "File with one API key a line ('#' comments); joins PROFILED_API_KEYS. At least one key is required."},
-    {"PROFILED_SHUTDOWN_DEADLINE", CFG_DURATION, API_CFG(shutdown_deadline_ms), "20s", 0, 600000, false,
-     "After SIGTERM: time to answer in-flight requests and flush the producer before exiting."},
-    {"PROFILED_KAFKA_BROKERS", CFG_STRING, API_CFG(kafka_brokers), "127.0.0.1:9092", 0, 0, false,
-     "Kafka bootstrap servers."},
-    {"PROFILED_KAFKA_TOPIC", CFG_STRING, API_CFG(kafka_topic), "profiles.commands", 0, 0, false,
-     "Topic of the replace commands."},
-    {"PROFILED_KAFKA_PROPERTIES", CFG_STRING, API_CFG(kafka_properties), NULL, 0, 0, true,
-     "Extra librdkafka producer properties, k=v,k=v (e.g. TLS, SASL). enable.idempotence, acks and "
-     "partitioner (murmur2_random) cannot be overridden."},
+    CFG_SHARED_SHUTDOWN_DEADLINE(API_CFG),
+    CFG_SHARED_KAFKA(API_CFG),
     {"PROFILED_KAFKA_LINGER", CFG_DURATION, API_CFG(kafka_linger_ms), "2ms", 0, 1000, false,
      "Producer linger.ms: how long a message may wait for a batch."},
     {"PROFILED_KAFKA_QUEUE_MAX", CFG_INT, API_CFG(kafka_queue_max), "100000", 1, 10000000, false,
      "Producer queue.buffering.max.messages per thread; a full queue answers 503 at once."},
-    {"PROFILED_PG_DSN", CFG_STRING, API_CFG(pg_dsn), NULL, 0, 0, true,
-     "libpq connection string for GET /profiles (empty: libpq's PG* environment defaults)."},
+    CFG_SHARED_PG_DSN(API_CFG),
     {"PROFILED_PG_CONNECT_TIMEOUT", CFG_DURATION, API_CFG(pg_connect_timeout_ms), "5s", 100, 600000, false,
      "A PostgreSQL connection attempt taking longer fails (and is retried with backoff)."},
-    {"PROFILED_LOG_LEVEL", CFG_STRING, API_CFG(log_level), "info", 0, 0, false,
-     "debug, info, warn or error."},
-    {"PROFILED_MAX_BODY_BYTES", CFG_SIZE, API_CFG(max_body_bytes), "256KiB", 1024, 64 << 20, false,
-     "Largest PUT body (413 above it)."},
-    {"PROFILED_MAX_DEPTH", CFG_INT, API_CFG(max_depth), "32", 1, 1000, false,
-     "Deepest nesting of objects and arrays inside a profile."},
-    {"PROFILED_MAX_KEY_BYTES", CFG_SIZE, API_CFG(max_key_bytes), "256", 1, 1 << 20, false,
-     "Longest object key in a profile, in bytes."},
-    {"PROFILED_MAX_STRING_BYTES", CFG_SIZE, API_CFG(max_string_bytes), "64KiB", 1, 64 << 20, false,
-     "Longest string in a profile, in bytes."},
     {"PROFILED_PUT_ACK", CFG_STRING, API_CFG(put_ack), "applied", 0, 0, false,
      "When a PUT is answered 200: applied (once Kafka acknowledged it and the worker applied it, so a "
      "GET on any replica sees it; see PROFILED_APPLY_WAIT) or kafka (once Kafka acknowledged it). A "
@@ -71,8 +53,8 @@ static const cfg_entry_t api_config_table[] = {
     {"PROFILED_APPLY_WAIT", CFG_DURATION, API_CFG(apply_wait_ms), "2s", 1, 60000, false,
      "In applied mode, the longest a PUT acknowledged by Kafka waits for the worker; then it is answered "
      "200 with `X-Profiled-Visibility: pending` (never 503: the command is durable and will apply)."},
-    {"PROFILED_MAX_KEYS", CFG_INT, API_CFG(max_keys), "1000", 1, 1000000, false,
-     "Most entries of one object, and elements of one array, in a profile."},
+    CFG_SHARED_LOG_LEVEL(API_CFG),
+    CFG_SHARED_LIMITS(API_CFG),
 };
 
 int api_config_load(api_config_t *config, char *errstr, size_t errstr_size)

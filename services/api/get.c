@@ -31,6 +31,7 @@
 #include "log.h"
 #include "pg_notice.h"
 #include "reply.h"
+#include "xalloc.h"
 
 #define API_PG_BACKOFF_MIN_MS 100
 /* A refused connect costs microseconds on both sides, so the cap stays low: GETs
@@ -304,8 +305,7 @@ static void api_pg_retry_cb(evutil_socket_t fd, short what, void *arg)
     case API_PG_IDLE:
         return;
     }
-    log_error(NULL, "impossible PostgreSQL state %d", (int)loop->pg.state);
-    abort();
+    fatal_abort("impossible PostgreSQL state %d", (int)loop->pg.state);
 }
 
 /* ---- queries ----------------------------------------------------------- */
@@ -567,8 +567,7 @@ static void api_pg_socket_cb(evutil_socket_t fd, short what, void *arg)
     case API_PG_DOWN:
         return; /* a stale event of a finished connection */
     }
-    log_error(NULL, "impossible PostgreSQL state %d", (int)pg->state);
-    abort();
+    fatal_abort("impossible PostgreSQL state %d", (int)pg->state);
 }
 
 /* ---- the GET handler ---------------------------------------------------- */
@@ -587,11 +586,7 @@ void api_get_handle(api_loop_t *loop, http_req_t *req, const char *recipient_id,
                         "too many reads waiting for PostgreSQL; retry");
         return;
     }
-    api_get_t *get = calloc(1, sizeof(*get));
-    if (!get) {
-        log_error(NULL, "out of memory allocating a request");
-        abort();
-    }
+    api_get_t *get = xcalloc(1, sizeof(*get), "a GET request");
     get->loop = loop;
     get->req = req;
     get->started_us = started_us;
@@ -600,11 +595,7 @@ void api_get_handle(api_loop_t *loop, http_req_t *req, const char *recipient_id,
     get->recipient_id_len = recipient_id_len;
     const char *if_none_match = http_req_header(req, "If-None-Match");
     if (if_none_match) {
-        get->if_none_match = strdup(if_none_match);
-        if (!get->if_none_match) {
-            log_error(NULL, "out of memory allocating a request");
-            abort();
-        }
+        get->if_none_match = xstrdup(if_none_match, "a GET's If-None-Match");
     }
     get->held.expire = api_get_expire;
     get->held.deadline_us = started_us + loop->api->config.request_deadline_ms * 1000;

@@ -25,6 +25,7 @@
 #include "producer.h"
 #include "put.h"
 #include "reply.h"
+#include "xalloc.h"
 
 /* ---- dispatch ---------------------------------------------------------- */
 
@@ -85,8 +86,7 @@ static bool api_head_cb(void *arg, http_req_t *req)
         break;
     case HTTP_ROUTE__COUNT:
     default:
-        log_error(NULL, "impossible route %d", (int)route);
-        abort();
+        fatal_abort("impossible route %d", (int)route);
     }
 
     api_route_t metric_route = api_profile_route(req);

@@ -27,6 +27,9 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "cfg_shared.h"
+#include "kafka_conf.h"
+#include "lib_versions.h"
 #include "log.h"
 #include "loop.h"
 #include "ops.h"
@@ -131,6 +134,8 @@ static int api_check_config(api_t *api, char *errstr, size_t errstr_size)
         snprintf(errstr, errstr_size, "PROFILED_KAFKA_BROKERS must not be empty");
         return -1;
     }
+    if (kafka_conf_check_list(config->kafka_properties, errstr, errstr_size) < 0)
+        return -1;
     if (!config->kafka_topic[0]) {
         snprintf(errstr, errstr_size, "PROFILED_KAFKA_TOPIC must not be empty");
         return -1;
@@ -150,13 +155,7 @@ static int api_check_config(api_t *api, char *errstr, size_t errstr_size)
         snprintf(errstr, errstr_size, "PROFILED_PUT_ACK=%s: expected applied or kafka", config->put_ack);
         return -1;
     }
-    api->limits = (limits_t){
-        .max_body_bytes = (size_t)config->max_body_bytes,
-        .max_depth = (uint32_t)config->max_depth,
-        .max_key_bytes = (uint32_t)config->max_key_bytes,
-        .max_string_bytes = (uint32_t)config->max_string_bytes,
-        .max_keys = (uint32_t)config->max_keys,
-    };
+    api->limits = CFG_SHARED_LIMITS_OF(config);
     api->loop_count = (unsigned)config->http_threads;
     api->max_connections_per_loop =
         (config->http_max_connections + config->http_threads - 1) / config->http_threads;
@@ -182,6 +181,7 @@ int main(int argc, char **argv)
     if (api_config_load(&api.config, errstr, sizeof(errstr)) < 0 ||
         api_check_config(&api, errstr, sizeof(errstr)) < 0 || api_keys_load(&api, errstr, sizeof(errstr)) < 0)
         log_die(NULL, "%s", errstr);
+    lib_versions_log();
 
     api_raise_nofile();
 

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "ready.h"
 #include "reply.h"
+#include "xalloc.h"
 
 static const char *const api_route_labels[API_ROUTE__COUNT] = {
     [API_ROUTE_PUT_PROFILE] = "put_profile",
@@ -179,6 +180,5 @@ void api_ops_handle(api_loop_t *loop, http_req_t *req, http_route_t route, int64
     case HTTP_ROUTE__COUNT:
         break;
     }
-    log_error(NULL, "impossible ops route %d", (int)route);
-    abort();
+    fatal_abort("impossible ops route %d", (int)route);
 }

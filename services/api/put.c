@@ -32,6 +32,7 @@
 #include "prefer.h"
 #include "ready.h"
 #include "reply.h"
+#include "xalloc.h"
 
 static const char api_put_success[] = "{\"status\":\"SUCCESS\"}";
 
@@ -41,11 +42,7 @@ static api_put_t *api_put_alloc(api_loop_t *loop)
     if (put) {
         loop->put_free = put->free_next;
     } else {
-        put = malloc(sizeof(*put));
-        if (!put) {
-            log_error(NULL, "out of memory allocating a request");
-            abort();
-        }
+        put = xmalloc(sizeof(*put), "a PUT request");
     }
     memset(put, 0, sizeof(*put));
     put->loop = loop;

@@ -8,15 +8,14 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "clock.h"
 #include "http_error.h"
 #include "log.h"
 #include "log_limit.h"
 
 int64_t api_now_us(void)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+    return clock_mono_us();
 }
 
 /* Matches api_status_labels in ops.c: the last slot is "other". */

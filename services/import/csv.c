@@ -7,6 +7,7 @@
 #include "json_transcode.h"
 #include "json_write.h"
 #include "utf8.h"
+#include "xalloc.h"
 
 csv_status_t csv_split(const uint8_t *text, size_t len, csv_record_t *record, char *message,
                        size_t message_size)
@@ -70,9 +71,7 @@ csv_status_t csv_split(const uint8_t *text, size_t len, csv_record_t *record, ch
 
 static char *csv_strndup(const char *s, size_t n)
 {
-    char *copy = malloc(n + 1);
-    if (!copy)
-        abort();
+    char *copy = xmalloc(n + 1, "a CSV field");
     memcpy(copy, s, n);
     copy[n] = '\0';
     return copy;
@@ -105,9 +104,7 @@ static int csv_map_add(csv_map_t *map, const char *field, size_t field_len, cons
             return -1;
         }
     }
-    csv_map_entry_t *grown = realloc(map->entries, (map->count + 1) * sizeof(*grown));
-    if (!grown)
-        abort();
+    csv_map_entry_t *grown = xrealloc(map->entries, (map->count + 1) * sizeof(*grown), "the CSV column map");
     map->entries = grown;
     csv_map_entry_t *entry = &map->entries[map->count];
     entry->field = csv_strndup(field, field_len);

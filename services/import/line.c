@@ -7,6 +7,7 @@
 
 #include "codec.h"
 #include "http_ids.h"
+#include "xalloc.h"
 
 bool line_is_blank(const uint8_t *text, size_t len)
 {
@@ -41,7 +42,7 @@ int line_to_command(line_parser_t *parser, const uint8_t *text, size_t len, cons
         snprintf(message, message_size, "recipient_id must be a string");
         return -1;
     default:
-        abort();
+        fatal_abort("recipient_id kind %d unknown", (int)envelope->recipient_id_kind);
     }
     if (envelope->recipient_id_len == 0) {
         snprintf(message, message_size, "recipient_id must not be empty");
@@ -66,7 +67,7 @@ int line_to_command(line_parser_t *parser, const uint8_t *text, size_t len, cons
         snprintf(message, message_size, "version must be an integer from 0 to %" PRIu64, UINT64_MAX);
         return -1;
     default:
-        abort();
+        fatal_abort("version kind %d unknown", (int)envelope->version_kind);
     }
 
     size_t file_len = strlen(file);

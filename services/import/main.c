@@ -13,16 +13,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cfg_shared.h"
+#include "clock.h"
 #include "import.h"
+#include "kafka_conf.h"
 #include "log.h"
+#include "xalloc.h"
 
 volatile sig_atomic_t import_signals;
 
 int64_t import_now_us(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return clock_mono_us();
 }
 
 static const char import_usage[] =
@@ -289,9 +291,7 @@ static int import_stat_files(import_t *im, char *errstr, size_t errstr_size)
     checkpoint_t *ck = &im->checkpoint;
     ck->job = im->options.job;
     ck->count = im->options.file_count;
-    ck->files = calloc(ck->count, sizeof(*ck->files));
-    if (!ck->files)
-        abort();
+    ck->files = xcalloc(ck->count, sizeof(*ck->files), "the checkpoint file list");
     bool sizes_known = true;
     for (size_t i = 0; i < ck->count; i++) {
         checkpoint_file_t *f = &ck->files[i];
@@ -332,7 +332,8 @@ int main(int argc, char **argv)
         return IMPORT_EXIT_USAGE;
     log_set_service("profiled-import");
 
-    if (import_config_load(&im.config, errstr, sizeof(errstr)) < 0) {
+    if (import_config_load(&im.config, errstr, sizeof(errstr)) < 0 ||
+        kafka_conf_check_list(im.config.kafka_properties, errstr, sizeof(errstr)) < 0) {
         log_error(NULL, "%s", errstr);
         return IMPORT_EXIT_USAGE;
     }
@@ -342,13 +343,7 @@ int main(int argc, char **argv)
         return IMPORT_EXIT_USAGE;
     }
     log_level_min = level;
-    im.parser.limits = (limits_t){
-        .max_body_bytes = (size_t)im.config.max_body_bytes,
-        .max_depth = (uint32_t)im.config.max_depth,
-        .max_key_bytes = (uint32_t)im.config.max_key_bytes,
-        .max_string_bytes = (uint32_t)im.config.max_string_bytes,
-        .max_keys = (uint32_t)im.config.max_keys,
-    };
+    im.parser.limits = CFG_SHARED_LIMITS_OF(&im.config);
     im.parser.job = im.options.job;
     im.parser.source = im.options.source;
     if (!im.options.checkpoint_path) {
@@ -390,9 +385,7 @@ int main(int argc, char **argv)
             return IMPORT_EXIT_INPUT;
         }
     }
-    im.ring = calloc((size_t)im.options.window, sizeof(*im.ring));
-    if (!im.ring)
-        abort();
+    im.ring = xcalloc((size_t)im.options.window, sizeof(*im.ring), "the send window");
     if (!im.options.dry_run && import_producer_new(&im, errstr, sizeof(errstr)) < 0) {
         log_error(NULL, "%s", errstr);
         return IMPORT_EXIT_USAGE;

@@ -16,6 +16,7 @@
 #include "import.h"
 #include "json_write.h"
 #include "log.h"
+#include "xalloc.h"
 
 #define IMPORT_TTY_REDRAW_US 250000
 
@@ -158,7 +159,7 @@ static const char *import_stop_name(import_stop_t stop)
     case IMPORT_INPUT_FAILED:
         return "input_failed";
     }
-    abort();
+    fatal_abort("import stop %d unknown", (int)stop);
 }
 
 int import_summary(import_t *im, int exit_code)

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "reader.h"
 #include "utf8.h"
+#include "xalloc.h"
 
 /* Rejected inputs are kept in the rejects file only up to this size (longer ones: file and line only). */
 #define IMPORT_REJECT_INPUT_MAX (64 * 1024)
@@ -280,9 +281,7 @@ input_failed:
 int import_run(import_t *im)
 {
     import_file_state_t st = {0};
-    st.record = calloc(1, sizeof(*st.record));
-    if (!st.record)
-        abort();
+    st.record = xcalloc(1, sizeof(*st.record), "a read record");
     im->started_us = im->last_ack_us = im->last_progress_us = im->last_checkpoint_us = import_now_us();
     /* A fresh job writes its (empty) checkpoint before sending anything: an unwritable path stops
      * it here, not after a window of commands. A resumed job keeps the one it read. */
@@ -334,7 +333,7 @@ int import_run(import_t *im)
         exit_code = IMPORT_EXIT_INPUT;
         break;
     default:
-        abort();
+        fatal_abort("import stop %d unknown", (int)im->stop);
     }
     if (import_summary(im, exit_code) < 0 && exit_code == IMPORT_EXIT_OK)
         exit_code = IMPORT_EXIT_INPUT;

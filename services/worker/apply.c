@@ -6,11 +6,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "fold.h"
+#include "hex.h"
 #include "json_transcode.h"
 #include "json_write.h"
 #include "log.h"
 #include "pgconn.h"
+#include "xalloc.h"
 
 struct apply_scratch {
     limits_t limits;
@@ -32,9 +35,7 @@ struct apply_scratch {
 
 apply_scratch_t *apply_scratch_new(const limits_t *limits)
 {
-    apply_scratch_t *scratch = calloc(1, sizeof(*scratch));
-    if (!scratch)
-        abort();
+    apply_scratch_t *scratch = xcalloc(1, sizeof(*scratch), "apply scratch");
     scratch->limits = *limits;
     return scratch;
 }
@@ -68,9 +69,7 @@ void apply_scratch_destroy(apply_scratch_t *scratch)
 
 static void *apply_grow(void *p, size_t count, size_t size)
 {
-    void *grown = realloc(p, (count ? count : 1) * size);
-    if (!grown)
-        abort();
+    void *grown = xrealloc(p, (count ? count : 1) * size, "apply arrays");
     return grown;
 }
 
@@ -109,12 +108,12 @@ static void arr_quoted(buf_t *b, const char *s, size_t n)
 /* A bytea element in hex form: "\\x0011..." (the backslash escaped for the array). */
 static void arr_bytea(buf_t *b, const uint8_t *bytes, size_t n)
 {
-    static const char digits[] = "0123456789abcdef";
     arr_sep(b);
     buf_append_str(b, "\"\\\\x");
     for (size_t i = 0; i < n; i++) {
-        buf_append_byte(b, (uint8_t)digits[bytes[i] >> 4]);
-        buf_append_byte(b, (uint8_t)digits[bytes[i] & 15]);
+        char digits[2];
+        hex_byte(digits, bytes[i]);
+        buf_append(b, digits, 2);
     }
     buf_append_byte(b, '"');
 }
@@ -198,14 +197,12 @@ typedef struct apply_tx {
     apply_status_t status; /* of the failing step */
 } apply_tx_t;
 
+/* Monotonic milliseconds with a fraction, for the step timings. */
 static double apply_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+    return (double)clock_mono_us() / 1e3;
 }
 
-/* Sends `rows` (COPY text) into apply_rows; false with tx->errstr on failure. */
 /* COPYs the rows of the written commands into apply_rows; false with tx->errstr on failure. */
 static bool apply_copy(apply_tx_t *tx);
 
@@ -323,7 +320,7 @@ size_t apply_positions_for(const batch_t *batch, size_t lo, size_t hi, const app
                 if (base[b].partition == item->partition)
                     break;
             if (b == base_count || count == cap) /* the caller sized both from the batch */
-                abort();
+                fatal_abort("apply positions outgrew the batch (partition %d)", (int)item->partition);
             positions[count++] = base[b];
         }
         positions[k].next = item->offset + 1;
@@ -517,7 +514,6 @@ static bool apply_read_state(apply_tx_t *tx)
  * versioned commands; GET answers 404 for it). */
 static void apply_copy_row(apply_scratch_t *s, const batch_item_t *item, const fold_result_t *result)
 {
-    static const char hex[] = "0123456789abcdef";
     buf_t *row = &s->profiles;
     const codec_command_t *command = &item->command;
     copy_field(row, command->recipient_id, command->recipient_id_len);
@@ -537,15 +533,15 @@ static void apply_copy_row(apply_scratch_t *s, const batch_item_t *item, const f
         if (json_write_value(profile, profile_len, &s->limits, "profile", &consumed, &s->json, &failure) <
             0) {
             /* The decoder (or the fold's doc_check) accepted it with the same walk and limits. */
-            log_error(NULL, "a decoded profile no longer writes as JSON: %s", failure.message);
-            abort();
+            fatal_abort("a decoded profile no longer writes as JSON: %s", failure.message);
         }
         copy_field(row, (const char *)s->json.data, s->json.len);
     }
     buf_append_str(row, "\t\\\\x");
     for (size_t b = 0; b < FOLD_ID_BYTES; b++) {
-        buf_append_byte(row, (uint8_t)hex[command->command_id[b] >> 4]);
-        buf_append_byte(row, (uint8_t)hex[command->command_id[b] & 15]);
+        char digits[2];
+        hex_byte(digits, command->command_id[b]);
+        buf_append(row, digits, 2);
     }
     buf_appendf(row, "\t%" PRId32 "\t%" PRId64 "\t", item->partition, item->offset);
     if (result->store_has_version)
@@ -607,8 +603,7 @@ static void apply_fold(apply_tx_t *tx)
         default:
             /* A broken fold: committing would move the position past a command
              * whose row was never written. */
-            log_error(NULL, "impossible fold outcome %d", (int)result->outcome);
-            abort();
+            fatal_abort("impossible fold outcome %d", (int)result->outcome);
         }
     }
     arr_close(&s->outcome_ids);

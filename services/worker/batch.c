@@ -1,5 +1,7 @@
 #include "batch.h"
 
+#include "xalloc.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,9 +9,7 @@ void batch_add(batch_t *batch, rd_kafka_message_t *message, const limits_t *limi
 {
     if (batch->count == batch->cap) {
         size_t cap = batch->cap ? batch->cap * 2 : 256;
-        batch_item_t *items = realloc(batch->items, cap * sizeof(*items));
-        if (!items)
-            abort(); /* as buf.h: allocation failure on a bounded batch is a broken invariant */
+        batch_item_t *items = xrealloc(batch->items, cap * sizeof(*items), "batch items");
         batch->items = items;
         batch->cap = cap;
     }
@@ -19,9 +19,7 @@ void batch_add(batch_t *batch, rd_kafka_message_t *message, const limits_t *limi
     item->offset = message->offset;
     item->key_len = message->key ? message->key_len : 0;
     item->value_len = message->payload ? message->len : 0;
-    item->record = malloc(item->key_len + item->value_len + 1);
-    if (!item->record)
-        abort();
+    item->record = xmalloc(item->key_len + item->value_len + 1, "a batch record");
     if (message->key) {
         memcpy(item->record, message->key, item->key_len);
         item->key = item->record;

@@ -6,6 +6,7 @@
 
 #include "dlq.h"
 #include "log.h"
+#include "xalloc.h"
 
 int bisect_dead_letter(bisect_t *b, batch_t *batch, size_t lo, size_t hi, char *errstr, size_t errstr_size)
 {
@@ -40,9 +41,7 @@ apply_status_t bisect_apply(bisect_t *b, batch_t *batch, size_t lo, size_t hi, c
     apply_position_t small[64];
     apply_position_t *positions = small;
     if (b->position_count > sizeof(small) / sizeof(small[0])) {
-        positions = malloc(b->position_count * sizeof(*positions));
-        if (!positions)
-            abort();
+        positions = xmalloc(b->position_count * sizeof(*positions), "bisect positions");
     }
     size_t count =
         apply_positions_for(batch, lo, hi, b->positions, b->position_count, positions, b->position_count);

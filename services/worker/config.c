@@ -1,29 +1,23 @@
 /* The configuration table of profiled-worker: one line per PROFILED_* variable. */
 #include <stddef.h>
 
-#include "profile_limits.h"
+#include "cfg_shared.h"
 #include "worker.h"
 
 #ifndef PROFILED_MIGRATIONS_DIR_DEFAULT
 #define PROFILED_MIGRATIONS_DIR_DEFAULT "/usr/share/profiled/migrations"
 #endif
 
-/* The profile limits below repeat profile_limits.h's LIMITS_DEFAULT_* as text (cfg parses
- * defaults like environment values); keep them equal. */
+/* The rows both binaries share (Kafka, PostgreSQL DSN, log level, shutdown
+ * deadline, profile limits) come from cfg_shared.h. */
 #define F(field) offsetof(worker_config_t, field)
 
 const cfg_entry_t worker_config_table[] = {
-    {"PROFILED_KAFKA_BROKERS", CFG_STRING, F(kafka_brokers), "127.0.0.1:9092", 0, 0, false,
-     "Kafka bootstrap servers (host:port,...)"},
-    {"PROFILED_KAFKA_TOPIC", CFG_STRING, F(kafka_topic), "profiles.commands", 0, 0, false,
-     "Topic of replace commands to apply"},
+    CFG_SHARED_KAFKA(F),
     {"PROFILED_KAFKA_DLQ_TOPIC", CFG_STRING, F(kafka_dlq_topic), "profiles.commands.dlq", 0, 0, false,
      "Dead-letter topic for commands that cannot be applied"},
-    {"PROFILED_KAFKA_PROPERTIES", CFG_STRING, F(kafka_properties), "", 0, 0, true,
-     "Extra librdkafka properties, k=v,k=v (TLS, SASL...); applied last, so they win"},
-    {"PROFILED_PG_DSN", CFG_STRING, F(pg_dsn), "host=127.0.0.1 dbname=profiled", 0, 0, true,
-     "libpq connection string of the profile store"},
-    {"PROFILED_LOG_LEVEL", CFG_STRING, F(log_level), "info", 0, 0, false, "debug, info, warn or error"},
+    CFG_SHARED_PG_DSN(F),
+    CFG_SHARED_LOG_LEVEL(F),
     {"PROFILED_WORKER_GROUP", CFG_STRING, F(group), "profiled-worker", 0, 0, false,
      "Kafka consumer group; also the key of this group's positions in PostgreSQL"},
     {"PROFILED_WORKER_INSTANCE_ID", CFG_STRING, F(instance_id), "", 0, 0, false,
@@ -59,17 +53,8 @@ const cfg_entry_t worker_config_table[] = {
      "Folder of the NNN_name.sql schema migrations"},
     {"PROFILED_RETRY_MAX_BACKOFF", CFG_DURATION, F(retry_max_backoff_ms), "10s", 100, 600000, false,
      "Cap of the exponential backoff while PostgreSQL (or the dead-letter topic) fails"},
-    {"PROFILED_SHUTDOWN_DEADLINE", CFG_DURATION, F(shutdown_deadline_ms), "30s", 1000, 600000, false,
-     "On SIGTERM: finish the batch, commit and leave the group within this time, else exit non-zero"},
-    {"PROFILED_MAX_BODY_BYTES", CFG_SIZE, F(max_body_bytes), "256KiB", 1, INT64_C(67108864), false,
-     "Profile limit: size (shared with the api)"},
-    {"PROFILED_MAX_DEPTH", CFG_INT, F(max_depth), "32", 1, 1000, false, "Profile limit: nesting depth"},
-    {"PROFILED_MAX_KEY_BYTES", CFG_SIZE, F(max_key_bytes), "256", 1, 1048576, false,
-     "Profile limit: bytes of one object key"},
-    {"PROFILED_MAX_STRING_BYTES", CFG_SIZE, F(max_string_bytes), "64KiB", 1, INT64_C(67108864), false,
-     "Profile limit: bytes of one string"},
-    {"PROFILED_MAX_KEYS", CFG_INT, F(max_keys), "1000", 1, 1000000, false,
-     "Profile limit: entries of one object or array"},
+    CFG_SHARED_SHUTDOWN_DEADLINE(F),
+    CFG_SHARED_LIMITS(F),
 };
 
 const size_t worker_config_count = CFG_ENTRY_COUNT(worker_config_table);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kafka_conf.h"
 #include "log.h"
 
 /* Delivery reports arrive on the thread that calls rd_kafka_flush/poll on the
@@ -27,9 +28,8 @@ static void dlq_delivered(rd_kafka_t *rk, const rd_kafka_message_t *message, voi
 rd_kafka_t *dlq_new(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
 {
     char reason[512];
-    if (rd_kafka_conf_set(conf, "enable.idempotence", "true", reason, sizeof(reason)) != RD_KAFKA_CONF_OK ||
-        rd_kafka_conf_set(conf, "acks", "all", reason, sizeof(reason)) != RD_KAFKA_CONF_OK ||
-        rd_kafka_conf_set(conf, "linger.ms", "5", reason, sizeof(reason)) != RD_KAFKA_CONF_OK) {
+    if (kafka_conf_set_idempotent(conf, reason, sizeof(reason)) < 0 ||
+        kafka_conf_set(conf, "linger.ms", "5", reason, sizeof(reason)) < 0) {
         snprintf(errstr, errstr_size, "dead-letter producer: %s", reason);
         rd_kafka_conf_destroy(conf);
         return NULL;

@@ -15,12 +15,13 @@
 #include "codec.h"
 #include "json_patch.h"
 #include "json_write.h"
+#include "xalloc.h"
 
 static void *doc_alloc(msgpack_zone *zone, size_t size)
 {
     void *p = msgpack_zone_malloc(zone, size ? size : 1);
     if (!p)
-        abort();
+        fatal_abort("out of memory: a document zone (%zu bytes)", size);
     return p;
 }
 
@@ -31,7 +32,7 @@ void doc_unpack(msgpack_zone *zone, const uint8_t *bytes, size_t len, msgpack_ob
     memcpy(copy, bytes, len);
     size_t off = 0;
     if (msgpack_unpack(copy, len, &off, zone, out) != MSGPACK_UNPACK_SUCCESS)
-        abort(); /* the codec or the transcoder validated these bytes */
+        fatal_abort("a validated profile no longer unpacks"); /* the codec or the transcoder checked it */
 }
 
 msgpack_object doc_empty_map(void)
@@ -394,7 +395,7 @@ int doc_patch(msgpack_zone *zone, const msgpack_object *doc, const uint8_t *patc
             break;
         case JPATCH__COUNT:
         default:
-            abort(); /* jpatch_check accepted only the six */
+            fatal_abort("patch operation %d out of range", (int)item.op); /* jpatch_check accepts only the six */
         }
     }
     if (cur.type != MSGPACK_OBJECT_MAP) {
@@ -420,7 +421,7 @@ void doc_pack(const msgpack_object *doc, buf_t *out)
     msgpack_packer packer;
     msgpack_packer_init(&packer, out, doc_buf_write);
     if (msgpack_pack_object(&packer, *doc) != 0)
-        abort();
+        fatal_abort("msgpack-c could not pack a document"); /* doc_buf_write never fails */
 }
 
 int doc_check(const uint8_t *packed, size_t len, const limits_t *limits, char *reason, size_t reason_size)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "doc.h"
+#include "xalloc.h"
 
 /*
  * Two open-addressing hash sets over the batch: recipients (with the state the
@@ -65,10 +66,7 @@ static size_t fold_capacity(size_t entries)
 
 static void *fold_calloc(size_t count, size_t size)
 {
-    void *p = calloc(count, size);
-    if (!p)
-        abort(); /* a broken invariant, as in buf.h: batches are bounded */
-    return p;
+    return xcalloc(count, size, "the fold's hash sets"); /* batches are bounded */
 }
 
 static fold_recipient_t *fold_recipient(fold_table_t *table, const char *id, size_t id_len, bool insert)
@@ -178,8 +176,7 @@ static msgpack_object fold_base(msgpack_zone *zone, fold_recipient_t *r, const f
         return r->tree;
     case FOLD_DOC_UNKNOWN:
     default:
-        /* fold_plan said this profile was not needed: the caller did not follow it */
-        abort();
+        fatal_abort("fold: a profile fold_plan did not ask for was needed");
     }
 }
 
@@ -254,7 +251,7 @@ void fold_run(const fold_command_t *commands, size_t command_count, const fold_r
         r->version = rows[i].version;
         if (rows[i].profile_read && rows[i].profile) {
             if (!zone && !(zone = msgpack_zone_new(8192)))
-                abort();
+                fatal_abort("out of memory: a msgpack zone");
             doc_unpack(zone, rows[i].profile, rows[i].profile_len, &r->tree);
             r->doc = FOLD_DOC_TREE;
         }
@@ -288,7 +285,7 @@ void fold_run(const fold_command_t *commands, size_t command_count, const fold_r
         case CODEC_OP_MERGE:
         case CODEC_OP_PATCH:
             if (!zone && !(zone = msgpack_zone_new(8192)))
-                abort();
+                fatal_abort("out of memory: a msgpack zone");
             if (!fold_build(zone, r, commands, i, limits, out, res)) {
                 res->outcome = FOLD_REFUSED;
                 continue;
@@ -297,7 +294,7 @@ void fold_run(const fold_command_t *commands, size_t command_count, const fold_r
             break;
         case CODEC_OP__COUNT:
         default:
-            abort();
+            fatal_abort("fold: command kind %d out of range", (int)c->op); /* the codec checks it */
         }
         if (r->last_writer != SIZE_MAX)
             results[r->last_writer].outcome = FOLD_SUPERSEDED;

@@ -39,9 +39,10 @@
 
 #include "buf.h"
 #include "codec.h"
+#include "command_id.h"
 #include "profile_limits.h"
 
-#define FOLD_ID_BYTES 16
+#define FOLD_ID_BYTES COMMAND_ID_BYTES /* the older name */
 
 typedef struct fold_command {
     const char *recipient_id; /* not NUL-terminated */

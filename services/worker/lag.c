@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 #define LAG_QUERY_TIMEOUT_MS 1000 /* one partition's ListOffsets; a dead broker costs this per round */
 #define LAG_RING             8192 /* fetched offsets remembered a partition (a power of two) */
@@ -53,9 +54,7 @@ static int64_t lag_wall_ms(void)
 
 lag_t *lag_new(metrics_t *metrics, const char *topic, int64_t interval_ms)
 {
-    lag_t *lag = calloc(1, sizeof(*lag));
-    if (!lag)
-        abort();
+    lag_t *lag = xcalloc(1, sizeof(*lag), "the lag sampler");
     lag->metrics = metrics;
     lag->topic = topic;
     lag->interval_ms = interval_ms;

@@ -7,8 +7,10 @@
 #include <time.h>
 
 #include "bisect.h"
+#include "clock.h"
 #include "log.h"
 #include "pgconn.h"
+#include "xalloc.h"
 
 /* A lane's state: each state says who may touch the batch. */
 typedef enum lane_state {
@@ -44,9 +46,7 @@ struct lanes {
 
 static double lane_now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return clock_mono_s();
 }
 
 static void lane_log_invalid(const lane_t *lane)
@@ -163,14 +163,10 @@ static void *lane_main(void *arg)
 
 lanes_t *lanes_new(int count, const lane_config_t *config)
 {
-    lanes_t *lanes = calloc(1, sizeof(*lanes));
-    if (!lanes)
-        abort();
+    lanes_t *lanes = xcalloc(1, sizeof(*lanes), "the apply lanes");
     lanes->config = *config;
     lanes->count = count;
-    lanes->lane = calloc((size_t)count, sizeof(*lanes->lane));
-    if (!lanes->lane)
-        abort();
+    lanes->lane = xcalloc((size_t)count, sizeof(*lanes->lane), "the apply lanes");
     pthread_mutex_init(&lanes->lock, NULL);
     pthread_mutex_init(&lanes->dlq_lock, NULL);
     pthread_cond_init(&lanes->work, NULL);
@@ -256,15 +252,14 @@ void lane_submit(lane_t *lane, batch_t *open, const apply_position_t *positions,
     lanes_t *lanes = lane->lanes;
     pthread_mutex_lock(&lanes->lock);
     if (lane->state != LANE_IDLE) /* the consumer checks lane_idle first */
-        abort();
+        fatal_abort("a job submitted to lane %d, which is not idle", (int)(lane - lanes->lane));
     batch_t spare = lane->batch; /* empty since the last job */
     lane->batch = *open;
     *open = spare;
     if (lane->position_cap < position_count) {
         lane->position_cap = position_count;
-        lane->positions = realloc(lane->positions, position_count * sizeof(*lane->positions));
-        if (!lane->positions)
-            abort();
+        lane->positions =
+            xrealloc(lane->positions, position_count * sizeof(*lane->positions), "a lane's positions");
     }
     memcpy(lane->positions, positions, position_count * sizeof(*positions));
     lane->position_count = position_count;

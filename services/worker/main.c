@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kafka_conf.h"
+#include "lib_versions.h"
 #include "log.h"
 #include "migrate.h"
 #include "pgconn.h"
@@ -74,6 +76,9 @@ int main(int argc, char **argv)
     if (log_level_parse(config.log_level, &log_level_min) < 0)
         log_die(NULL, "configuration: PROFILED_LOG_LEVEL=%s: expected debug, info, warn or error",
                 config.log_level);
+    if (kafka_conf_check_list(config.kafka_properties, errstr, sizeof(errstr)) < 0)
+        log_die(NULL, "configuration: %s", errstr);
+    lib_versions_log();
 
     int rc;
     if (argc == 2)

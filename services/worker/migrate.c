@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "pgconn.h"
+#include "xalloc.h"
 
 static int migrate_name_cmp(const void *a, const void *b)
 {
@@ -122,14 +123,10 @@ int migrate_run(PGconn *conn, const char *dir, int *applied, char *errstr, size_
             continue;
         if (count == cap) {
             cap = cap ? cap * 2 : 16;
-            char **grown = realloc(names, cap * sizeof(*names));
-            if (!grown)
-                abort();
+            char **grown = xrealloc(names, cap * sizeof(*names), "the migration list");
             names = grown;
         }
-        names[count] = strdup(entry->d_name);
-        if (!names[count])
-            abort();
+        names[count] = xstrdup(entry->d_name, "a migration file name");
         count++;
     }
     closedir(d);

@@ -6,6 +6,7 @@
 
 #include "buf.h"
 #include "pgconn.h"
+#include "xalloc.h"
 
 parts_entry_t *parts_find(parts_t *parts, int32_t partition)
 {
@@ -40,9 +41,7 @@ parts_entry_t *parts_add(parts_t *parts, int32_t partition)
         return p;
     if (parts->count == parts->cap) {
         size_t cap = parts->cap ? parts->cap * 2 : 16;
-        parts_entry_t *grown = realloc(parts->entries, cap * sizeof(*grown));
-        if (!grown)
-            abort();
+        parts_entry_t *grown = xrealloc(parts->entries, cap * sizeof(*grown), "the partition table");
         parts->entries = grown;
         parts->cap = cap;
     }

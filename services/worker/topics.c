@@ -4,18 +4,17 @@
 #include <stdlib.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 int topics_create(rd_kafka_t *rk, const char *const *names, size_t count, int partitions, int timeout_ms,
                   char *errstr, size_t errstr_size)
 {
     int rc = -1;
     char reason[512];
-    rd_kafka_NewTopic_t **topics = calloc(count, sizeof(*topics));
+    rd_kafka_NewTopic_t **topics = xcalloc(count, sizeof(*topics), "new topics");
     rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
     rd_kafka_AdminOptions_t *options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_event_t *event = NULL;
-    if (!topics)
-        abort();
     for (size_t i = 0; i < count; i++) {
         /* -1: the broker's default.replication.factor */
         topics[i] = rd_kafka_NewTopic_new(names[i], partitions, -1, reason, sizeof(reason));

@@ -33,6 +33,8 @@
 #include <unistd.h>
 
 #include "apply.h"
+#include "cfg_shared.h"
+#include "clock.h"
 #include "dlq.h"
 #include "kafka_conf.h"
 #include "kafka_log.h"
@@ -44,6 +46,7 @@
 #include "purge.h"
 #include "takeover.h"
 #include "topics.h"
+#include "xalloc.h"
 
 volatile sig_atomic_t worker_stop = 0;
 
@@ -57,9 +60,7 @@ volatile sig_atomic_t worker_stop = 0;
 
 int64_t worker_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return clock_mono_ms();
 }
 
 int worker_apply_connections(const worker_config_t *config)
@@ -274,9 +275,7 @@ static void worker_submit(worker_t *w, int l)
             continue;
         if (count == cap) {
             cap *= 2;
-            apply_position_t *grown = malloc(cap * sizeof(*grown));
-            if (!grown)
-                abort();
+            apply_position_t *grown = xmalloc(cap * sizeof(*grown), "batch positions");
             memcpy(grown, base, count * sizeof(*grown));
             if (base != small)
                 free(base);
@@ -284,7 +283,7 @@ static void worker_submit(worker_t *w, int l)
         }
         const parts_entry_t *p = parts_find(&w->parts, partition);
         if (!p) /* items belong to assigned partitions: revocation flushes or drops first */
-            abort();
+            fatal_abort("an item of partition %d, which is not assigned", (int)partition);
         base[count++] = (apply_position_t){
             .partition = partition, .stored = p->stored, .expected = p->next_offset, .next = p->next_offset};
     }
@@ -386,9 +385,7 @@ static void worker_revoke(worker_t *w, rd_kafka_t *rk, rd_kafka_topic_partition_
      * waiting only for the lanes that apply them; when they are already lost
      * another worker may own them, so drop the open batches instead (the fence
      * would refuse them anyway) and resync. */
-    bool *affected = calloc((size_t)lanes_count(w->lanes), sizeof(*affected));
-    if (!affected)
-        abort();
+    bool *affected = xcalloc((size_t)lanes_count(w->lanes), sizeof(*affected), "the affected lanes");
     bool open = false;
     for (int i = 0; i < partitions->cnt; i++) {
         const parts_entry_t *p = parts_find(&w->parts, partitions->elems[i].partition);
@@ -606,7 +603,8 @@ static rd_kafka_t *worker_consumer_new(worker_t *w, char *errstr, size_t errstr_
     rd_kafka_conf_t *conf = kafka_conf_new(c->kafka_brokers, NULL, errstr, errstr_size);
     if (!conf)
         return NULL;
-    /* Our defaults first, the operator's PROFILED_KAFKA_PROPERTIES last so they win. */
+    /* Our defaults first, the operator's PROFILED_KAFKA_PROPERTIES last so they win,
+     * except on the durability settings, which the list may not name (kafka_conf_check_list). */
     if (kafka_conf_set(conf, "group.id", c->group, errstr, errstr_size) < 0 ||
         kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", errstr, errstr_size) <
             0 ||
@@ -711,16 +709,10 @@ int worker_run(const worker_config_t *config)
 {
     int rc = 1;
     char errstr[1024];
-    worker_t *w = calloc(1, sizeof(*w));
-    if (!w)
-        abort();
+    worker_t *w = xcalloc(1, sizeof(*w), "the worker");
     ops_http_t *ops = NULL;
     w->config = config;
-    w->limits.max_body_bytes = (size_t)config->max_body_bytes;
-    w->limits.max_depth = (uint32_t)config->max_depth;
-    w->limits.max_key_bytes = (uint32_t)config->max_key_bytes;
-    w->limits.max_string_bytes = (uint32_t)config->max_string_bytes;
-    w->limits.max_keys = (uint32_t)config->max_keys;
+    w->limits = CFG_SHARED_LIMITS_OF(config);
     w->rng = (uint64_t)getpid() * 0x9E3779B97F4A7C15ULL | 1;
     atomic_init(&w->joined, false);
     atomic_init(&w->pg_ok, false);
@@ -729,9 +721,7 @@ int worker_run(const worker_config_t *config)
     w->lag = lag_new(w->metrics, config->kafka_topic, WORKER_LAG_INTERVAL_MS);
     int connections = worker_apply_connections(config);
     w->parts.lane_count = connections;
-    w->open = calloc((size_t)connections, sizeof(*w->open));
-    if (!w->open)
-        abort();
+    w->open = xcalloc((size_t)connections, sizeof(*w->open), "the open batches");
 
     if (config->ops_port >= 0) {
         ops = ops_http_start(config->ops_addr, (int)config->ops_port, w->metrics, worker_ready, w, errstr,

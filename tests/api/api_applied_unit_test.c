@@ -17,6 +17,7 @@
 static int64_t fake_now_us;
 
 /* applied.c's clock (reply.c in the binary). */
+int64_t api_now_us(void);
 int64_t api_now_us(void)
 {
     return fake_now_us;

@@ -6,21 +6,26 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdatomic.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "buf.h"
 #include "cfg.h"
 #include "http_etag.h"
+#include "http_error.h"
+#include "json_write.h"
 #include "log.h"
 #include "log_limit.h"
 #include "metrics.h"
 #include "ops_http.h"
 #include "utf8.h"
+#include "xalloc.h"
 
 static bool valid(const char *bytes, size_t len, bool *has_nul)
 {
@@ -183,6 +188,86 @@ START_TEST(log_long_escaped_message_is_cut_not_dropped)
     ck_assert_msg(strstr(line, "\"message\":\"start\\u0001") != NULL, "%s", line);
     ck_assert_msg(strstr(line, " [truncated]\"}") != NULL, "%s", line);
     ck_assert_int_eq(line[strlen(line) - 1], '\n');
+}
+END_TEST
+
+/* One escaper, two policies: data is strict (0x7f kept, bad UTF-8 refused
+ * before it gets here); logs and error bodies are lossy, and the same rule in
+ * both: each bad byte is U+FFFD, 0x7f is escaped. */
+START_TEST(json_escape_policies)
+{
+    static const char text[] = "a\x7f\xff\xc3\xa9\n\"";
+    char out[64];
+    size_t n = json_escape(out, text, sizeof(text) - 1, JSON_ESCAPE_LOSSY);
+    ck_assert_str_eq((out[n] = '\0', out), "a\\u007f\\ufffd\xc3\xa9\\n\\\"");
+    buf_t body = {0};
+    http_json_string(&body, text, sizeof(text) - 1);
+    buf_terminate(&body);
+    ck_assert_str_eq((char *)body.data, "\"a\\u007f\\ufffd\xc3\xa9\\n\\\"\"");
+    log_fields_t fields = LOG_FIELDS_INIT;
+    log_field_strn(&fields, "v", text, sizeof(text) - 1);
+    ck_assert_str_eq(fields.text, ",\"v\":\"a\\u007f\\ufffd\xc3\xa9\\n\\\"\"");
+    buf_reset(&body);
+    json_write_string(&body, "a\x7f\xc3\xa9", 4);
+    buf_terminate(&body);
+    ck_assert_str_eq((char *)body.data, "\"a\x7f\xc3\xa9\"");
+    buf_free(&body);
+}
+END_TEST
+
+/* Runs fn in a child with stderr on a pipe; returns the child's wait status
+ * and what it wrote. */
+static int run_child(void (*fn)(void), char *out, size_t out_size)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        fn();
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t n;
+    while (len + 1 < out_size && (n = read(fds[0], out + len, out_size - 1 - len)) > 0)
+        len += (size_t)n;
+    out[len] = '\0';
+    close(fds[0]);
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+static void child_out_of_memory(void)
+{
+    log_set_service("profiled-test");
+    /* More than any allocator gives (ctest runs this with ASan's allocator_may_return_null=1). */
+    void *p = xmalloc(SIZE_MAX / 4, "a test allocation");
+    free(p);
+}
+
+static void child_broken_invariant(void)
+{
+    log_set_service("profiled-test");
+    fatal_abort("lane %d is busy", 3);
+}
+
+/* The one out-of-memory policy: a fatal log line with ts and service, then abort. */
+START_TEST(xalloc_out_of_memory_logs_and_aborts)
+{
+    char out[4096];
+    int status = run_child(child_out_of_memory, out, sizeof(out));
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d: %s", status, out);
+    ck_assert_msg(strstr(out, "{\"ts\":\"") != NULL, "%s", out); /* ASan may warn first */
+    ck_assert_msg(strstr(out, "\"level\":\"fatal\",\"service\":\"profiled-test\"") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "\"message\":\"out of memory: a test allocation (") != NULL, "%s", out);
+    status = run_child(child_broken_invariant, out, sizeof(out));
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d: %s", status, out);
+    ck_assert_msg(strstr(out, "\"service\":\"profiled-test\",\"message\":\"lane 3 is busy\"}\n") != NULL,
+                  "%s", out);
 }
 END_TEST
 
@@ -448,6 +533,8 @@ int main(void)
     tcase_add_test(tcase, log_fields_escape_and_bound);
     tcase_add_test(tcase, log_long_escaped_message_is_cut_not_dropped);
     tcase_add_test(tcase, metrics_render_prometheus_text);
+    tcase_add_test(tcase, xalloc_out_of_memory_logs_and_aborts);
+    tcase_add_test(tcase, json_escape_policies);
     tcase_add_test(tcase, ops_http_stops_right_after_start);
     tcase_add_test(tcase, log_limit_bucket_per_reason);
     tcase_add_test(tcase, http_etag_matches_if_none_match);

@@ -22,6 +22,7 @@
 #include "prefer.h"
 
 /* applied.c's clock (reply.c in the binary): fixed, no deadline passes during a run. */
+int64_t api_now_us(void);
 int64_t api_now_us(void)
 {
     return 0;
@@ -82,6 +83,7 @@ static void fuzz_prefer(const char *text)
     }
 }
 
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
     if (size == 0)

@@ -49,6 +49,8 @@ static void fuzz_record(const csv_map_t *map, csv_record_t *record, const limits
     }
 }
 
+/* libFuzzer's entry point (declared here: no header of libFuzzer's declares it). */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static csv_record_t record;

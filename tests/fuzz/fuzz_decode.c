@@ -106,6 +106,8 @@ static void fuzz_check(const uint8_t *data, size_t size, const uint8_t *key, siz
     buf_free(&json);
 }
 
+/* libFuzzer's entry point (declared here: no header of libFuzzer's declares it). */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     size_t key_len = 0;

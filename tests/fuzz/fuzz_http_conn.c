@@ -80,6 +80,8 @@ static void fuzz_collect(int client, buf_t *out)
         buf_append(out, chunk, (size_t)n);
 }
 
+/* libFuzzer's entry point (declared here: no header of libFuzzer's declares it). */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static bool quiet;

@@ -29,6 +29,8 @@ static void fuzz_double(double d)
     buf_free(&out);
 }
 
+/* libFuzzer's entry point (declared here: no header of libFuzzer's declares it). */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     limits_t limits = limits_default();

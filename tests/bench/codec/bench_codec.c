@@ -8,6 +8,7 @@
  *   bench_codec [seconds-per-op-and-body]   (default 0.5)
  */
 #include <jansson.h>
+#include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "codec.h"
 #include "json_transcode.h"
 #include "json_write.h"
+#include "mp.h"
 
 /* Rounds per op: each op's figure is its best round. */
 #define BENCH_ROUNDS 9
@@ -115,6 +117,7 @@ typedef struct bench_state {
     buf_t command; /* codec_encode output */
     buf_t out;     /* scratch output of the op being measured */
     codec_command_t cmd;
+    msgpack_zone zone; /* msgpack-c's object tree, cleared between calls */
 } bench_state_t;
 
 static void bench_transcode(const bench_body_t *body, void *arg)
@@ -169,11 +172,44 @@ static void bench_write(const bench_body_t *body, void *arg)
     }
 }
 
+/* The reader question (issue 14): mp_read over every item of the profile
+ * (what the decoder and the writer do under their own work) ... */
+static void bench_mp_walk(const bench_body_t *body, void *arg)
+{
+    (void)body;
+    bench_state_t *state = arg;
+    size_t consumed;
+    buf_reset(&state->out); /* no output: MB/s reads 0 */
+    if (mp_skip(state->profile.data, state->profile.len, &consumed) != 0 || consumed != state->profile.len) {
+        fprintf(stderr, "bench: mp_skip rejects the profile\n");
+        exit(1);
+    }
+}
+
+/* ... against msgpack-c's unpacker building its object tree in a reused zone
+ * (its cheapest reading API: no allocation once the zone has grown). */
+static void bench_msgpackc_unpack(const bench_body_t *body, void *arg)
+{
+    (void)body;
+    bench_state_t *state = arg;
+    size_t off = 0;
+    msgpack_object obj;
+    buf_reset(&state->out); /* no output: MB/s reads 0 */
+    msgpack_zone_clear(&state->zone);
+    if (msgpack_unpack((const char *)state->profile.data, state->profile.len, &off, &state->zone, &obj) !=
+            MSGPACK_UNPACK_SUCCESS ||
+        off != state->profile.len) {
+        fprintf(stderr, "bench: msgpack_unpack rejects the profile\n");
+        exit(1);
+    }
+}
+
 /* Transcodes and encodes once, so that each op measures only itself. */
 static void bench_prepare(const bench_body_t *body, bench_state_t *state)
 {
     memset(state, 0, sizeof(*state));
     state->limits = limits_default();
+    msgpack_zone_init(&state->zone, MSGPACK_ZONE_CHUNK_SIZE);
     bench_transcode(body, state);
     buf_append(&state->profile, state->out.data, state->out.len);
     static const char recipient[] = "user-0123456789";
@@ -194,6 +230,7 @@ static void bench_release(bench_state_t *state)
     buf_free(&state->profile);
     buf_free(&state->command);
     buf_free(&state->out);
+    msgpack_zone_destroy(&state->zone);
 }
 
 int main(int argc, char **argv)
@@ -209,9 +246,16 @@ int main(int argc, char **argv)
         const char *name;
         bench_fn_t fn;
     } ops[] = {
-        {"jansson", bench_jansson}, {"transcode", bench_transcode}, {"encode", bench_encode},
-        {"decode", bench_decode},   {"write-back", bench_write},
+        {"jansson", bench_jansson},
+        {"transcode", bench_transcode},
+        {"encode", bench_encode},
+        {"decode", bench_decode},
+        {"write-back", bench_write},
+        {"mp-walk", bench_mp_walk},
+        {"mc-unpack", bench_msgpackc_unpack},
     };
+    /* Their indexes, for the reader comparison after the table. */
+    enum { OP_WRITE = 4, OP_MP_WALK = 5, OP_MC_UNPACK = 6 };
     enum { NOPS = sizeof(ops) / sizeof(ops[0]) };
     printf("ns per KiB of request body; jansson = json_loadb + json_decref of the same body; the ops take "
            "turns,\n"
@@ -242,6 +286,11 @@ int main(int argc, char **argv)
             printf("%-7s %7zu  %-10s %10.0f %10.0f %14.0f %7.3f %10.0f\n", body->name, body->json.len,
                    ops[i].name, best[i], best[i] / kib, jansson, best[i] / kib / jansson, mbps);
         }
+        /* A write-back on msgpack-c's objects would cost at least its unpack
+         * plus the JSON emitting that ours does on top of its mp_read walk. */
+        printf("%-7s reader: msgpack-c unpack / mp_read walk %.2fx; write-back on msgpack-c >= %.2fx ours\n",
+               body->name, best[OP_MC_UNPACK] / best[OP_MP_WALK],
+               (best[OP_WRITE] - best[OP_MP_WALK] + best[OP_MC_UNPACK]) / best[OP_WRITE]);
         bench_release(&state);
     }
     for (int b = 0; b < 2; b++)

@@ -1,0 +1,3 @@
+#include "hex.h"
+
+const char hex_lower[16] = "0123456789abcdef";

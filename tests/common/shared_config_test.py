@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""The configuration both binaries share (common/runtime/cfg_shared.h), checked on
+the built binaries: every shared PROFILED_* variable has the same type, default,
+bounds and help text in `profiled-api --help` and `profiled-worker --help`; and
+both stop at start, naming the key, when PROFILED_KAFKA_PROPERTIES tries to set
+a durability property.
+
+    shared_config_test.py <profiled-api> <profiled-worker>
+"""
+import os
+import re
+import subprocess
+import sys
+
+SHARED = [
+    "PROFILED_KAFKA_BROKERS", "PROFILED_KAFKA_TOPIC", "PROFILED_KAFKA_PROPERTIES", "PROFILED_PG_DSN",
+    "PROFILED_LOG_LEVEL", "PROFILED_SHUTDOWN_DEADLINE", "PROFILED_MAX_BODY_BYTES", "PROFILED_MAX_DEPTH",
+    "PROFILED_MAX_KEY_BYTES", "PROFILED_MAX_STRING_BYTES", "PROFILED_MAX_KEYS",
+]
+GUARDED = ["enable.idempotence=false", "acks=1", "request.required.acks=0", "partitioner=random",
+           "enable.auto.commit=true", "enable.auto.offset.store=true", "isolation.level=read_uncommitted",
+           "auto.offset.reset=latest"]
+
+
+def help_blocks(binary):
+    """{name: (the "(type, default, bounds)" line, help text)} from --help."""
+    out = subprocess.run([binary, "--help"], check=True, capture_output=True, text=True).stdout
+    blocks = {}
+    for m in re.finditer(r"^  (PROFILED_\w+) (\(.*\))\n      (.*)$", out, re.M):
+        blocks[m.group(1)] = (m.group(2), m.group(3))
+    return blocks
+
+
+def main():
+    api, worker = sys.argv[1], sys.argv[2]
+    problems = []
+    a, w = help_blocks(api), help_blocks(worker)
+    for name in SHARED:
+        if name not in a or name not in w:
+            problems.append(f"{name}: missing from --help of {'api' if name not in a else 'worker'}")
+        elif a[name] != w[name]:
+            problems.append(f"{name} differs:\n  api:    {a[name]}\n  worker: {w[name]}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROFILED_")}
+    env.update(PROFILED_API_KEYS="k", PROFILED_KAFKA_BROKERS="127.0.0.1:1", PROFILED_OPS_PORT="-1",
+               PROFILED_PG_DSN="host=127.0.0.1 port=1 connect_timeout=1")
+    for prop in GUARDED:
+        key = prop.split("=")[0]
+        for name, binary in (("api", api), ("worker", worker)):
+            run_env = dict(env, PROFILED_KAFKA_PROPERTIES=f"linger.ms=5,{prop}")
+            try:
+                proc = subprocess.run([binary], env=run_env, capture_output=True, text=True, timeout=20)
+            except subprocess.TimeoutExpired:
+                problems.append(f"{name} with PROFILED_KAFKA_PROPERTIES={prop}: still running after 20 s")
+                continue
+            if proc.returncode == 0 or f"PROFILED_KAFKA_PROPERTIES: {key} is set by profiled" not in proc.stderr:
+                problems.append(f"{name} with PROFILED_KAFKA_PROPERTIES={prop}: exit {proc.returncode}, "
+                                f"stderr {proc.stderr.strip()[-300:]!r}")
+    for p in problems:
+        print("FAIL:", p)
+    print(f"{len(SHARED)} shared variables, {len(GUARDED)} guarded properties x 2 binaries: "
+          f"{'ok' if not problems else str(len(problems)) + ' problems'}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -395,7 +395,8 @@ int doc_patch(msgpack_zone *zone, const msgpack_object *doc, const uint8_t *patc
             break;
         case JPATCH__COUNT:
         default:
-            fatal_abort("patch operation %d out of range", (int)item.op); /* jpatch_check accepts only the six */
+            fatal_abort("patch operation %d out of range",
+                        (int)item.op); /* jpatch_check accepts only the six */
         }
     }
     if (cur.type != MSGPACK_OBJECT_MAP) {

@@ -5,8 +5,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <stdatomic.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +17,8 @@
 
 #include "buf.h"
 #include "cfg.h"
-#include "http_etag.h"
 #include "http_error.h"
+#include "http_etag.h"
 #include "json_write.h"
 #include "log.h"
 #include "log_limit.h"

@@ -591,7 +591,8 @@ static void apply_fold(apply_tx_t *tx)
             if (log_level_min <= LOG_INFO) {
                 char id[2 * FOLD_ID_BYTES + 1];
                 for (size_t b = 0; b < FOLD_ID_BYTES; b++)
-                    snprintf(id + 2 * b, 3, "%02x", item->command.command_id[b]);
+                    hex_byte(id + 2 * b, item->command.command_id[b]);
+                id[2 * FOLD_ID_BYTES] = '\0';
                 log_fields_t fields = LOG_FIELDS_INIT;
                 log_field_str(&fields, "command_id", id);
                 log_field_int(&fields, "partition", item->partition);

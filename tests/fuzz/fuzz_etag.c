@@ -28,6 +28,7 @@ static bool fuzz_is_star(const char *p, size_t len)
     return len == 1 && *p == '*';
 }
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const uint8_t *nul = memchr(data, 0, size);

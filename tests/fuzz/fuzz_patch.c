@@ -49,6 +49,7 @@ static void fuzz_apply(const uint8_t *patch, size_t len)
     buf_free(&after);
 }
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     limits_t limits = limits_default();

@@ -102,3 +102,23 @@ rd_kafka_conf_t *kafka_conf_new(const char *brokers, const char *extra, char *er
     }
     return conf;
 }
+
+int kafka_producer_open(rd_kafka_conf_t *conf, const char *topic, rd_kafka_t **rk, rd_kafka_topic_t **rkt,
+                        char *errstr, size_t errstr_size)
+{
+    char reason[512];
+    *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, reason, sizeof(reason));
+    if (!*rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(errstr, errstr_size, "cannot create the Kafka producer: %s", reason);
+        return -1;
+    }
+    /* conf is now owned by *rk */
+    *rkt = rd_kafka_topic_new(*rk, topic, NULL);
+    if (!*rkt) {
+        snprintf(errstr, errstr_size, "PROFILED_KAFKA_TOPIC=%s: %s", topic,
+                 rd_kafka_err2str(rd_kafka_last_error()));
+        return -1;
+    }
+    return 0;
+}

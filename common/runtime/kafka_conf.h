@@ -46,4 +46,10 @@ int kafka_conf_set_producer_contract(rd_kafka_conf_t *conf, char *errstr, size_t
  * The caller owns the result until rd_kafka_new takes it. */
 rd_kafka_conf_t *kafka_conf_new(const char *brokers, const char *extra, char *errstr, size_t errstr_size);
 
+/* A producer from `conf` (always taken: destroyed on failure) and its topic
+ * handle: 0, or -1 with errstr naming the producer or PROFILED_KAFKA_TOPIC.
+ * On failure *rk may be set (the caller's teardown destroys it). */
+int kafka_producer_open(rd_kafka_conf_t *conf, const char *topic, rd_kafka_t **rk, rd_kafka_topic_t **rkt,
+                        char *errstr, size_t errstr_size) __attribute__((warn_unused_result));
+
 #endif

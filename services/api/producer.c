@@ -118,18 +118,8 @@ int api_producer_init(api_loop_t *loop, api_delivery_fn delivered, char *errstr,
     kafka_log_install(conf);
     rd_kafka_conf_set_opaque(conf, loop);
 
-    loop->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, reason, sizeof(reason));
-    if (!loop->rk) {
-        snprintf(errstr, errstr_size, "cannot create the Kafka producer: %s", reason);
-        goto error;
-    }
-    conf = NULL; /* now owned by rk */
-    loop->rkt = rd_kafka_topic_new(loop->rk, config->kafka_topic, NULL);
-    if (!loop->rkt) {
-        snprintf(errstr, errstr_size, "PROFILED_KAFKA_TOPIC=%s: %s", config->kafka_topic,
-                 rd_kafka_err2str(rd_kafka_last_error()));
-        return -1;
-    }
+    if (kafka_producer_open(conf, config->kafka_topic, &loop->rk, &loop->rkt, errstr, errstr_size) < 0)
+        return -1; /* conf was taken */
     if (pipe2(loop->kafka_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
         snprintf(errstr, errstr_size, "pipe2: %s", strerror(errno));
         return -1;

@@ -107,18 +107,8 @@ int import_producer_new(import_t *im, char *errstr, size_t errstr_size)
     rd_kafka_conf_set_error_cb(conf, import_error_cb);
     kafka_log_install(conf);
     rd_kafka_conf_set_opaque(conf, im);
-    im->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, reason, sizeof(reason));
-    if (!im->rk) {
-        snprintf(errstr, errstr_size, "cannot create the Kafka producer: %s", reason);
-        goto error;
-    }
-    conf = NULL; /* now owned by rk */
-    im->rkt = rd_kafka_topic_new(im->rk, im->config.kafka_topic, NULL);
-    if (!im->rkt) {
-        snprintf(errstr, errstr_size, "PROFILED_KAFKA_TOPIC=%s: %s", im->config.kafka_topic,
-                 rd_kafka_err2str(rd_kafka_last_error()));
-        return -1;
-    }
+    if (kafka_producer_open(conf, im->config.kafka_topic, &im->rk, &im->rkt, errstr, errstr_size) < 0)
+        return -1; /* conf was taken */
     return 0;
 error:
     if (conf)

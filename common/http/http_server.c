@@ -48,8 +48,10 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "http_error.h"
 #include "log.h"
+#include "xalloc.h"
 
 #define HTTP_MAX_HEADERS      100
 #define HTTP_LINGER_MS        2000
@@ -139,13 +141,6 @@ static void http_conn_free(http_conn_t *conn);
 static void http_conn_process(http_conn_t *conn);
 
 /* ---- small helpers ----------------------------------------------------- */
-
-static int64_t http_now_us(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
-}
 
 static bool http_is_tchar(uint8_t c)
 {
@@ -741,8 +736,7 @@ static http_step_t http_conn_read_head(http_conn_t *conn)
     conn->in_head_hook = false;
     if (!go_on) {
         if (conn->state != HTTP_CONN_WRITING) {
-            log_error(NULL, "http_server: the head hook refused a request without answering it");
-            abort();
+            fatal_abort("http_server: the head hook refused a request without answering it");
         }
         return HTTP_STEP_DONE;
     }
@@ -856,8 +850,7 @@ static void http_conn_process(http_conn_t *conn)
         case HTTP_CONN_LINGER:
             goto done;
         default:
-            log_error(NULL, "http_server: impossible connection state %d", (int)conn->state);
-            abort();
+            fatal_abort("http_server: impossible connection state %d", (int)conn->state);
         }
     }
 done:
@@ -991,17 +984,12 @@ static void http_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     case HTTP_CONN_HANDLING:
         break;
     }
-    log_error(NULL, "http_server: timer fired in impossible state %d", (int)conn->state);
-    abort();
+    fatal_abort("http_server: timer fired in impossible state %d", (int)conn->state);
 }
 
 static http_conn_t *http_conn_new(http_server_t *server, struct bufferevent *bev, bool refused)
 {
-    http_conn_t *conn = calloc(1, sizeof(*conn));
-    if (!conn) {
-        bufferevent_free(bev);
-        return NULL;
-    }
+    http_conn_t *conn = xcalloc(1, sizeof(*conn), "an HTTP connection");
     conn->server = server;
     conn->bev = bev;
     conn->refused = refused;
@@ -1121,7 +1109,7 @@ static void http_server_accept_error_cb(struct evconnlistener *listener, void *a
     int err = EVUTIL_SOCKET_ERROR();
     bool exhausted = err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
     server->errors_since_log++;
-    int64_t now = http_now_us();
+    int64_t now = clock_mono_us();
     if (now - server->last_log_us >= 1000000) {
         log_fields_t fields = LOG_FIELDS_INIT;
         log_field_str(&fields, "error", strerror(err));
@@ -1150,9 +1138,7 @@ static void http_server_accept_error_cb(struct evconnlistener *listener, void *a
 http_server_t *http_server_new(struct event_base *base, const http_server_config_t *config,
                                const http_server_hooks_t *hooks, void *arg)
 {
-    http_server_t *server = calloc(1, sizeof(*server));
-    if (!server)
-        return NULL;
+    http_server_t *server = xcalloc(1, sizeof(*server), "an HTTP server");
     server->base = base;
     server->config = *config;
     server->hooks = *hooks;
@@ -1277,8 +1263,7 @@ void http_req_respond(http_req_t *req, int status, const char *content_type, con
 {
     http_conn_t *conn = (http_conn_t *)req;
     if (conn->state != HTTP_CONN_HANDLING && !(conn->state == HTTP_CONN_HEAD && conn->in_head_hook)) {
-        log_error(NULL, "http_server: answer to a request in state %d", (int)conn->state);
-        abort();
+        fatal_abort("http_server: answer to a request in state %d", (int)conn->state);
     }
     http_conn_write_answer(conn, status, content_type, body, body_len);
 }
@@ -1288,9 +1273,8 @@ void http_req_respond_parts(http_req_t *req, int status, const char *content_typ
 {
     http_conn_t *conn = (http_conn_t *)req;
     if (conn->state != HTTP_CONN_HANDLING || part_count < 0 || part_count > HTTP_BODY_PARTS_MAX) {
-        log_error(NULL, "http_server: answer to a request in state %d with %d parts", (int)conn->state,
-                  part_count);
-        abort();
+        fatal_abort("http_server: answer to a request in state %d with %d parts", (int)conn->state,
+                    part_count);
     }
     http_conn_write_answer_parts(conn, status, content_type, parts, part_count);
 }

@@ -17,13 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "http_error.h"
 #include "http_server.h"
 #include "log.h"
 #include "log_limit.h"
+#include "xalloc.h"
 
 /* Probes and a scraper or two: a small pool, short timeouts. */
 #define OPS_HTTP_MAX_CONNECTIONS 64
@@ -45,17 +46,10 @@ struct ops_http {
     log_limit_t refusals;
 };
 
-static int64_t ops_http_now_us(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
-}
-
 static void ops_http_log_refusal(ops_http_t *ops, int status, const char *message)
 {
     uint64_t suppressed = 0;
-    if (!log_limit_take(&ops->refusals, status, ops_http_now_us(), &suppressed))
+    if (!log_limit_take(&ops->refusals, status, clock_mono_us(), &suppressed))
         return;
     log_fields_t fields = LOG_FIELDS_INIT;
     log_field_str(&fields, "listener", "ops");
@@ -178,11 +172,7 @@ ops_http_t *ops_http_start(const char *addr, int port, metrics_t *metrics, ops_r
 {
     /* Lets ops_http_stop end the loop from another thread. Idempotent. */
     evthread_use_pthreads();
-    ops_http_t *ops = calloc(1, sizeof(*ops));
-    if (!ops) {
-        snprintf(errstr, errstr_size, "out of memory");
-        return NULL;
-    }
+    ops_http_t *ops = xcalloc(1, sizeof(*ops), "the ops listener");
     ops->metrics = metrics;
     ops->ready = ready;
     ops->ready_arg = ready_arg;
@@ -247,7 +237,7 @@ void ops_http_stop(ops_http_t *ops)
      * before the thread entered event_base_dispatch was lost and the join hung. loopexit
      * queues a timer that ends the loop whenever it runs. */
     if (event_base_loopexit(ops->base, NULL) != 0)
-        abort();
+        fatal_abort("ops_http: cannot queue the loop exit of the ops thread");
     pthread_join(ops->thread, NULL);
     http_server_free(ops->server);
     event_base_free(ops->base);

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "log.h"
+
 static const char *cfg_type_name(cfg_type_t type)
 {
     switch (type) {
@@ -19,6 +21,8 @@ static const char *cfg_type_name(cfg_type_t type)
         return "duration";
     case CFG_SIZE:
         return "size";
+    case CFG_RETIRED:
+        return "retired";
     }
     return "?";
 }
@@ -65,6 +69,9 @@ int cfg_parse_value(const cfg_entry_t *entry, const char *text, void *config, ch
     int64_t number = 0;
 
     switch (entry->type) {
+    case CFG_RETIRED:
+        snprintf(errstr, errstr_size, "%s: retired, no longer read (%s)", entry->env, entry->help);
+        return -1;
     case CFG_STRING: {
         char *copy = strdup(text);
         if (!copy) {
@@ -123,8 +130,21 @@ int cfg_parse_value(const cfg_entry_t *entry, const char *text, void *config, ch
 
 int cfg_load(const cfg_entry_t *table, size_t count, void *config, char *errstr, size_t errstr_size)
 {
+    /* Retired variables first, so that their warning is out even when a later value stops the
+     * binary. Ignored as before, but no longer silently: the operator meant something by it. */
     for (size_t i = 0; i < count; i++) {
         const cfg_entry_t *entry = &table[i];
+        if (entry->type != CFG_RETIRED || !getenv(entry->env))
+            continue;
+        log_fields_t fields = LOG_FIELDS_INIT;
+        log_field_str(&fields, "variable", entry->env);
+        log_field_str(&fields, "replaced_by", entry->help);
+        log_warn(&fields, "%s is retired and ignored: %s", entry->env, entry->help);
+    }
+    for (size_t i = 0; i < count; i++) {
+        const cfg_entry_t *entry = &table[i];
+        if (entry->type == CFG_RETIRED)
+            continue;
         const char *text = getenv(entry->env);
         if (!text)
             text = entry->default_value ? entry->default_value : (entry->type == CFG_STRING ? "" : "0");
@@ -148,8 +168,13 @@ void cfg_free(const cfg_entry_t *table, size_t count, void *config)
 void cfg_print_help(FILE *out, const char *usage, const cfg_entry_t *table, size_t count)
 {
     fprintf(out, "%s\n\nConfiguration (environment variables):\n", usage);
+    size_t retired = 0;
     for (size_t i = 0; i < count; i++) {
         const cfg_entry_t *entry = &table[i];
+        if (entry->type == CFG_RETIRED) {
+            retired++;
+            continue;
+        }
         fprintf(out, "  %s (%s", entry->env, cfg_type_name(entry->type));
         if (entry->secret)
             fprintf(out, ", secret");
@@ -159,4 +184,10 @@ void cfg_print_help(FILE *out, const char *usage, const cfg_entry_t *table, size
             fprintf(out, ", %" PRId64 "..%" PRId64, entry->min, entry->max);
         fprintf(out, ")\n      %s\n", entry->help);
     }
+    if (retired == 0)
+        return;
+    fprintf(out, "\nRetired (ignored; a warning at start when set):\n");
+    for (size_t i = 0; i < count; i++)
+        if (table[i].type == CFG_RETIRED)
+            fprintf(out, "  %s: %s\n", table[i].env, table[i].help);
 }

@@ -25,6 +25,9 @@ static const cfg_entry_t api_config_table[] = {
     {"PROFILED_HTTP_IDLE_TIMEOUT", CFG_DURATION, API_CFG(http_idle_timeout_ms), "60s", 100, 3600000, false,
      "A keep-alive connection with no request under way for this long is closed; so is one whose peer "
      "does not read its answer for this long."},
+    CFG_RETIRED_ROW("PROFILED_HTTP_READ_TIMEOUT",
+                    "evhttp's single inactivity timeout, replaced by PROFILED_HTTP_HEADER_TIMEOUT, "
+                    "PROFILED_HTTP_BODY_TIMEOUT and PROFILED_HTTP_IDLE_TIMEOUT"),
     {"PROFILED_HTTP_MAX_CONNECTIONS", CFG_INT, API_CFG(http_max_connections), "10000", 1, 1000000, false,
      "Connections open at once, idle or half-sent (split evenly over the threads); a connection beyond "
      "it is answered 503 at once and closed."},

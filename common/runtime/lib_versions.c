@@ -19,5 +19,6 @@ void lib_versions_log(void)
     log_field_str(&fields, "libpq", pq_text);
     log_field_str(&fields, "libevent", event_get_version());
     log_field_str(&fields, "msgpack_c", msgpack_version());
+    log_field_str(&fields, "msgpack_c_headers", MSGPACK_VERSION);
     log_info(&fields, "libraries");
 }

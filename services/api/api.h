@@ -108,6 +108,7 @@ typedef struct api_metrics {
     metrics_histogram_t *apply_wait;     /* Kafka ack to applied (or to the APPLY_WAIT deadline) */
     metrics_counter_t *pending_answers;  /* PUTs answered before the worker applied them */
     metrics_counter_t *notify_malformed; /* profiled_applied entries that could not be read */
+    metrics_counter_t *outcome_unknown;  /* merges and patches answered 200 without their outcome */
 } api_metrics_t;
 
 typedef struct api api_t;
@@ -123,6 +124,7 @@ typedef struct api_held {
 typedef enum api_put_state {
     API_PUT_HELD,     /* produced; the request waits for the delivery report */
     API_PUT_APPLYING, /* acknowledged; the request waits for the worker (applied.h) */
+    API_PUT_OUTCOME,  /* applied (a merge or patch): the request waits for its outcome read (get.h) */
     API_PUT_ANSWERED, /* answered without a report (deadline, shutdown, connection gone); awaits the report */
 } api_put_state_t;
 
@@ -140,11 +142,23 @@ typedef struct api_put {
     api_ack_t ack;
     bool prefer_given; /* the request carried a profiled-ack preference: answer Preference-Applied */
     api_applied_wait_t applied;
+    struct api_get *outcome_read; /* API_PUT_OUTCOME: the read of its outcome (api_pg_outcome_cancel) */
     uint8_t command_id[HTTP_COMMAND_ID_BYTES];
     struct api_put *free_next; /* on the loop's free list */
 } api_put_t;
 
-/* One GET waiting for PostgreSQL, in the connection's FIFO. */
+/* What the worker recorded for a command (applied_commands.outcome), as api_pg_outcome reads it. */
+typedef enum api_outcome {
+    API_OUTCOME_APPLIED, /* applied, skipped as stale, or no record (dead-lettered): not refused */
+    API_OUTCOME_REFUSED, /* a merge or patch that could not apply to the stored profile; nothing changed */
+    API_OUTCOME_UNKNOWN, /* not read: PostgreSQL down, slow past the deadline, or an older schema */
+} api_outcome_t;
+
+/* Called once on the loop thread with the outcome and, when refused, the worker's reason. */
+typedef void (*api_outcome_fn)(void *arg, api_outcome_t outcome, const char *reason, size_t reason_len);
+
+/* One read waiting for PostgreSQL, in the connection's FIFO: a GET, or the outcome read of an
+ * applied write (api_pg_outcome: `done` set, `req` NULL). */
 typedef struct api_get {
     api_held_t held;
     struct api_get *next;
@@ -155,9 +169,13 @@ typedef struct api_get {
     size_t recipient_id_len;
     char recipient_id[HTTP_RECIPIENT_ID_CAP];
     char *if_none_match; /* the request's If-None-Match (copied), or NULL */
-    bool got_result;     /* its result arrived; the NULL that ends it is next */
-    bool aborted;        /* PGRES_PIPELINE_ABORTED: not run (another GET of its batch failed); sent again */
-    uint8_t attempts;    /* sends after an abort */
+    api_outcome_fn done; /* an outcome read: its hook, NULL once called or cancelled */
+    void *done_arg;
+    bool outcome; /* an outcome read (command_id below), not a GET */
+    uint8_t command_id[HTTP_COMMAND_ID_BYTES];
+    bool got_result;  /* its result arrived; the NULL that ends it is next */
+    bool aborted;     /* PGRES_PIPELINE_ABORTED: not run (another GET of its batch failed); sent again */
+    uint8_t attempts; /* sends after an abort */
 } api_get_t;
 
 typedef enum api_pg_state {
@@ -182,7 +200,8 @@ typedef struct api_pg {
     size_t queued;                    /* both lists */
     struct event *send_event;         /* sends the waiting GETs once the loop's ready callbacks ran */
     bool send_pending;
-    int prepare_syncs;   /* PREPARING: Syncs answered (two: LISTEN, then Prepare and positions) */
+    bool outcome_ready;  /* the outcome statement is prepared (the worker's schema has outcomes) */
+    int prepare_syncs;   /* PREPARING: Syncs answered (three: LISTEN; Prepare and positions; outcomes) */
     int prepare_results; /* PREPARING: results other than Syncs answered */
 } api_pg_t;
 

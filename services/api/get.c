@@ -49,6 +49,11 @@ static const char api_get_statement[] = "profiled_get";
  * group per topic; README "Read your writes"). */
 static const char api_positions_query[] = "SELECT partition, max(next_offset) FROM kafka_positions "
                                           "WHERE topic = $1 GROUP BY partition";
+/* What the worker recorded for a command (migration 002): NULL applied, 'stale', or 'refused' with a
+ * reason. One primary-key read, run once the command's position was applied (so the row, written in the
+ * same transaction as that position, is there). */
+static const char api_outcome_query[] = "SELECT outcome, reason FROM applied_commands WHERE command_id = $1";
+static const char api_outcome_statement[] = "profiled_outcome";
 
 static void api_pg_socket_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -140,6 +145,33 @@ static void api_get_answer(api_loop_t *loop, api_get_t *get, int status, const c
     get->req = NULL;
 }
 
+/* True while someone waits for the entry's result: a GET's client, or an outcome read's hook. */
+static bool api_get_waiting(const api_get_t *get)
+{
+    return get->req || get->done;
+}
+
+/* Calls an outcome read's hook once; a no-op when it was called, expired or cancelled. */
+static void api_outcome_answer(api_loop_t *loop, api_get_t *get, api_outcome_t outcome, const char *reason,
+                               size_t reason_len)
+{
+    if (!get->done)
+        return;
+    api_held_remove(loop, &get->held);
+    api_outcome_fn done = get->done;
+    get->done = NULL;
+    done(get->done_arg, outcome, reason, reason_len);
+}
+
+/* Fails an entry that could not be read: a GET gets `status`, an outcome read UNKNOWN. */
+static void api_get_fail(api_loop_t *loop, api_get_t *get, int status, const char *message)
+{
+    if (get->outcome)
+        api_outcome_answer(loop, get, API_OUTCOME_UNKNOWN, NULL, 0);
+    else
+        api_get_answer(loop, get, status, message, NULL, 0, NULL);
+}
+
 /* Frees the sent FIFO's head (its Sync arrived). */
 static void api_get_pop(api_loop_t *loop)
 {
@@ -170,13 +202,13 @@ static void api_get_drop_all(api_loop_t *loop, const char *message)
     api_pg_t *pg = &loop->pg;
     while (pg->head) {
         if (message)
-            api_get_answer(loop, pg->head, 503, message, NULL, 0, NULL);
+            api_get_fail(loop, pg->head, 503, message);
         api_get_pop(loop);
     }
     while (pg->wait_head) {
         api_get_t *get = api_get_unwait(pg);
         if (message)
-            api_get_answer(loop, get, 503, message, NULL, 0, NULL);
+            api_get_fail(loop, get, 503, message);
         pg->queued--;
         free(get->if_none_match);
         free(get);
@@ -262,11 +294,14 @@ static void api_pg_connect_step(api_loop_t *loop)
     if (!PQsendQueryParams(pg->conn, "LISTEN profiled_applied", 0, NULL, NULL, NULL, NULL, 0) ||
         !PQpipelineSync(pg->conn) || !PQsendPrepare(pg->conn, api_get_statement, api_get_query, 1, NULL) ||
         !PQsendQueryParams(pg->conn, api_positions_query, 1, NULL, &topic, NULL, NULL, 0) ||
+        !PQpipelineSync(pg->conn) ||
+        !PQsendPrepare(pg->conn, api_outcome_statement, api_outcome_query, 1, NULL) ||
         !PQpipelineSync(pg->conn)) {
         api_pg_fail(loop, "statement could not be prepared");
         return;
     }
     pg->prepare_syncs = pg->prepare_results = 0;
+    pg->outcome_ready = false;
     pg->state = API_PG_PREPARING;
     api_pg_flush(loop);
 }
@@ -320,7 +355,9 @@ static void api_pg_send(api_loop_t *loop)
     bool sent = false;
     while (pg->wait_head) {
         api_get_t *get = api_get_unwait(pg);
-        if (!get->req) { /* answered by its deadline, or its client left, before it was sent */
+        if (get->outcome && !pg->outcome_ready)
+            api_outcome_answer(loop, get, API_OUTCOME_UNKNOWN, NULL, 0); /* an older schema: no outcomes */
+        if (!api_get_waiting(get)) { /* answered by its deadline, or its client left, before it was sent */
             pg->queued--;
             free(get->if_none_match);
             free(get);
@@ -331,10 +368,12 @@ static void api_pg_send(api_loop_t *loop)
         else
             pg->head = get;
         pg->tail = get;
-        const char *values[1] = {get->recipient_id};
-        int lengths[1] = {(int)get->recipient_id_len};
-        int formats[1] = {0};
-        if (!PQsendQueryPrepared(pg->conn, api_get_statement, 1, values, lengths, formats, 0)) {
+        /* A GET sends the recipient id as text; an outcome read the command id as binary bytea. */
+        const char *values[1] = {get->outcome ? (const char *)get->command_id : get->recipient_id};
+        int lengths[1] = {get->outcome ? (int)sizeof(get->command_id) : (int)get->recipient_id_len};
+        int formats[1] = {get->outcome ? 1 : 0};
+        if (!PQsendQueryPrepared(pg->conn, get->outcome ? api_outcome_statement : api_get_statement, 1,
+                                 values, lengths, formats, 0)) {
             api_pg_fail(loop, "query could not be sent");
             return;
         }
@@ -374,7 +413,7 @@ static void api_get_finish(api_loop_t *loop)
 {
     api_pg_t *pg = &loop->pg;
     api_get_t *get = pg->head;
-    if (get->aborted && get->req && get->attempts < 3) {
+    if (get->aborted && api_get_waiting(get) && get->attempts < 3) {
         pg->head = get->next;
         if (!pg->head)
             pg->tail = NULL;
@@ -389,8 +428,7 @@ static void api_get_finish(api_loop_t *loop)
         return;
     }
     if (get->aborted)
-        api_get_answer(loop, get, 503, "PostgreSQL aborted the read (another query failed); retry", NULL, 0,
-                       NULL);
+        api_get_fail(loop, get, 503, "PostgreSQL aborted the read (another query failed); retry");
     api_get_pop(loop);
 }
 
@@ -402,19 +440,35 @@ static void api_pg_positions(api_loop_t *loop, PGresult *result)
                             (int64_t)atoll(PQgetvalue(result, row, 1)));
 }
 
-/* The answers of the connection's set-up, in order: LISTEN, Sync, Prepare, the positions, Sync. A
- * failed LISTEN or Prepare closes the connection (retried with backoff); a failed positions read
- * (no kafka_positions table: the worker never migrated this database) is logged, and writes then
- * wait for notifications or their PROFILED_APPLY_WAIT. */
+/* The answers of the connection's set-up, in order: LISTEN, Sync, Prepare, the positions, Sync, the
+ * outcome Prepare, Sync. A failed LISTEN or GET Prepare closes the connection (retried with backoff); a
+ * failed positions read (no kafka_positions table: the worker never migrated this database) is
+ * logged, and writes then wait for notifications or their PROFILED_APPLY_WAIT; a failed outcome
+ * Prepare (a schema before migration 002) is logged, and merges and patches are then answered
+ * without their outcome. */
 static int api_pg_prepared(api_loop_t *loop, PGresult *result)
 {
     api_pg_t *pg = &loop->pg;
     ExecStatusType status = PQresultStatus(result);
     if (status == PGRES_PIPELINE_SYNC) {
-        if (++pg->prepare_syncs < 2)
+        if (++pg->prepare_syncs < 3)
             return 0;
     } else {
-        int step = pg->prepare_results++; /* 0 LISTEN, 1 Prepare, 2 positions */
+        int step = pg->prepare_results++; /* 0 LISTEN, 1 Prepare, 2 positions, 3 outcome Prepare */
+        if (step == 3) {
+            pg->outcome_ready = status == PGRES_COMMAND_OK;
+            if (!pg->outcome_ready) {
+                char reason[300];
+                snprintf(reason, sizeof(reason), "%s", PQresultErrorMessage(result));
+                reason[strcspn(reason, "\n")] = '\0';
+                log_fields_t fields = LOG_FIELDS_INIT;
+                log_field_int(&fields, "loop", loop->index);
+                log_field_str(&fields, "error", reason);
+                log_warn(&fields, "cannot prepare the outcome read (applied_commands.outcome); merges and "
+                                  "patches are answered without it");
+            }
+            return 0;
+        }
         if (step == 2 && status == PGRES_TUPLES_OK) {
             api_pg_positions(loop, result);
             return 0;
@@ -459,9 +513,29 @@ static void api_pg_notifies(api_loop_t *loop)
     }
 }
 
+/* Hands an outcome read its result: refused (with the reason), or not; UNKNOWN on an error. */
+static void api_outcome_result(api_loop_t *loop, api_get_t *get, PGresult *result)
+{
+    if (PQresultStatus(result) != PGRES_TUPLES_OK) {
+        metrics_counter_add(loop->api->m.pg_errors, 1);
+        api_outcome_answer(loop, get, API_OUTCOME_UNKNOWN, NULL, 0);
+        return;
+    }
+    if (PQntuples(result) == 1 && !PQgetisnull(result, 0, 0) &&
+        strcmp(PQgetvalue(result, 0, 0), "refused") == 0)
+        api_outcome_answer(loop, get, API_OUTCOME_REFUSED, PQgetvalue(result, 0, 1),
+                           (size_t)PQgetlength(result, 0, 1));
+    else
+        api_outcome_answer(loop, get, API_OUTCOME_APPLIED, NULL, 0);
+}
+
 /* Answers the GET a result belongs to (the first result answers; a later one is ignored). */
 static void api_pg_answer_result(api_loop_t *loop, api_get_t *get, PGresult *result)
 {
+    if (get->outcome) {
+        api_outcome_result(loop, get, result);
+        return;
+    }
     ExecStatusType status = PQresultStatus(result);
     char message[400];
     if (status == PGRES_TUPLES_OK && PQntuples(result) == 1) {
@@ -608,6 +682,54 @@ void api_get_handle(api_loop_t *loop, http_req_t *req, const char *recipient_id,
     api_held_add(loop, &get->held);
     http_req_hold(req, api_get_detach, get);
     api_pg_send_soon(loop);
+}
+
+/* ---- outcome reads ------------------------------------------------------ */
+
+/* The outcome read's deadline passed (PostgreSQL too slow), or the shutdown deadline: UNKNOWN. */
+static void api_outcome_expire(api_held_t *held)
+{
+    api_get_t *get = (api_get_t *)held;
+    api_outcome_fn done = get->done;
+    get->done = NULL; /* stays in the FIFO until its query (if sent) completes */
+    if (done)
+        done(get->done_arg, API_OUTCOME_UNKNOWN, NULL, 0);
+}
+
+api_get_t *api_pg_outcome(api_loop_t *loop, const uint8_t command_id[HTTP_COMMAND_ID_BYTES],
+                          api_outcome_fn done, void *arg)
+{
+    api_pg_t *pg = &loop->pg;
+    if (pg->state == API_PG_DOWN || pg->queued >= API_PG_QUEUE_MAX ||
+        (pg->state == API_PG_IDLE && !pg->outcome_ready))
+        return NULL;
+    api_get_t *get = xcalloc(1, sizeof(*get), "an outcome read");
+    get->loop = loop;
+    get->outcome = true;
+    get->done = done;
+    get->done_arg = arg;
+    memcpy(get->command_id, command_id, sizeof(get->command_id));
+    get->started_us = api_now_us();
+    get->held.expire = api_outcome_expire;
+    /* The full request deadline, from now: the loop's deadline list stays in deadline order. */
+    get->held.deadline_us = get->started_us + loop->api->config.request_deadline_ms * 1000;
+    if (pg->wait_tail)
+        pg->wait_tail->next = get;
+    else
+        pg->wait_head = get;
+    pg->wait_tail = get;
+    pg->queued++;
+    api_held_add(loop, &get->held);
+    api_pg_send_soon(loop);
+    return get;
+}
+
+void api_pg_outcome_cancel(api_loop_t *loop, api_get_t *read)
+{
+    if (!read->done)
+        return;
+    api_held_remove(loop, &read->held);
+    read->done = NULL;
 }
 
 int api_pg_init(api_loop_t *loop, char *errstr, size_t errstr_size)

@@ -61,6 +61,7 @@ typedef struct api_config {
     int64_t kafka_queue_max;
     char *pg_dsn;
     int64_t pg_connect_timeout_ms;
+    int64_t pg_connections_per_loop; /* PROFILED_PG_CONNECTIONS_PER_LOOP */
     char *log_level;
     int64_t max_body_bytes;
     int64_t max_depth;
@@ -186,7 +187,10 @@ typedef enum api_pg_state {
     API_PG_IDLE,       /* prepared: GETs are sent at once, many in flight (pipeline mode) */
 } api_pg_state_t;
 
+/* One of the loop's PostgreSQL connections (PROFILED_PG_CONNECTIONS_PER_LOOP). */
 typedef struct api_pg {
+    api_loop_t *loop;
+    unsigned index; /* in loop->pgs */
     api_pg_state_t state;
     PGconn *conn;
     struct event *read_event, *write_event; /* on PQsocket; re-created when the socket changes */
@@ -230,10 +234,13 @@ struct api_loop {
     _Atomic bool kafka_down;  /* no broker any more after one was up: PUTs answer 503 at once */
     _Atomic bool kafka_seen;  /* a broker was up once (statistics); start-up is not an outage */
     _Atomic bool kafka_fatal; /* the idempotent producer hit a fatal error */
-    _Atomic bool pg_up;       /* the loop's PostgreSQL connection is established (GETs can be answered) */
+    _Atomic bool pg_up; /* one of the loop's PostgreSQL connections is prepared (GETs can be answered) */
 
-    api_pg_t pg;
-    api_applied_t applied; /* the worker's positions and the requests waiting on them */
+    api_pg_t *pgs; /* PROFILED_PG_CONNECTIONS_PER_LOOP of them; a read goes to the least busy (get.c) */
+    unsigned pg_count, pg_next; /* pg_next: where the next choice starts, so ties go round */
+    int pg_up_count;            /* connections prepared (API_PG_IDLE) */
+    size_t pg_queued;           /* reads queued on all of them (the drain waits for none) */
+    api_applied_t applied;      /* the worker's positions and the requests waiting on them */
 
     api_held_t held; /* sentinel of the deadline list */
     struct event *deadline_timer;

@@ -691,6 +691,37 @@ static void api_pg_enqueue(api_pg_t *pg, api_get_t *get)
 
 /* ---- the GET handler ---------------------------------------------------- */
 
+/* If-None-Match as one list (a copy), or NULL: a list-valued field sent on several lines is their
+ * values in order, joined by commas (RFC 9110 §5.3); empty lines add nothing (§5.6.1). */
+static char *api_get_if_none_match(const http_req_t *req)
+{
+    size_t cursor = 0, total = 0, count = 0;
+    const char *value;
+    while ((value = http_req_header_next(req, "If-None-Match", &cursor)) != NULL) {
+        size_t len = strlen(value);
+        total += len + 2;
+        count += len > 0;
+    }
+    if (count == 0)
+        return NULL;
+    char *joined = xmalloc(total + 1, "a GET's If-None-Match");
+    size_t at = 0;
+    cursor = 0;
+    while ((value = http_req_header_next(req, "If-None-Match", &cursor)) != NULL) {
+        size_t len = strlen(value);
+        if (len == 0)
+            continue;
+        if (at > 0) {
+            memcpy(joined + at, ", ", 2);
+            at += 2;
+        }
+        memcpy(joined + at, value, len);
+        at += len;
+    }
+    joined[at] = '\0';
+    return joined;
+}
+
 void api_get_handle(api_loop_t *loop, http_req_t *req, const char *recipient_id, size_t recipient_id_len,
                     int64_t started_us, uint64_t request_seq)
 {
@@ -711,10 +742,7 @@ void api_get_handle(api_loop_t *loop, http_req_t *req, const char *recipient_id,
     get->request_seq = request_seq;
     memcpy(get->recipient_id, recipient_id, recipient_id_len + 1);
     get->recipient_id_len = recipient_id_len;
-    const char *if_none_match = http_req_header(req, "If-None-Match");
-    if (if_none_match) {
-        get->if_none_match = xstrdup(if_none_match, "a GET's If-None-Match");
-    }
+    get->if_none_match = api_get_if_none_match(req);
     get->held.expire = api_get_expire;
     get->held.deadline_us = started_us + loop->api->config.request_deadline_ms * 1000;
     http_req_hold(req, api_get_detach, get);

@@ -15,7 +15,9 @@
  *   refused:   a PATCH the worker refuses (a failing `test`, a missing
  *              path) and a merge whose result is over the limits are
  *              answered 400 naming the operation and reason, and change
- *              nothing; good ones are answered 200 visible and show.
+ *              nothing; good ones are answered 200 visible and show. An
+ *              outcome that cannot be read (a statement timeout) is
+ *              answered 200 visible, X-Profiled-Outcome: unknown.
  *   pg lost:   the api's PostgreSQL connections cut (a proxy): held PUTs
  *              still end by PROFILED_APPLY_WAIT; a position committed while
  *              the connection was down (its NOTIFY lost) is read from
@@ -833,6 +835,48 @@ START_TEST(test_refused_write)
 }
 END_TEST
 
+/* The outcome read fails (a statement timeout: a row-level security policy on applied_commands
+ * sleeps for sessions that set ryw.slow, as only the api's does here): the refused patch is answered
+ * 200 visible with X-Profiled-Outcome: unknown, counted, never a 5xx. */
+START_TEST(test_outcome_unknown)
+{
+    ryw_env_t env;
+    ryw_setup(&env, "unknown");
+    worker_start(&env, "20ms");
+    char dsn[800], dsn_override[900];
+    ryw_exec(env.conn, "CREATE POLICY all_rows ON applied_commands USING (true) WITH CHECK (true)");
+    ryw_exec(env.conn,
+             "CREATE POLICY slow_outcomes ON applied_commands AS RESTRICTIVE FOR SELECT USING "
+             "(current_setting('ryw.slow', true) IS DISTINCT FROM 'on' OR pg_sleep(1) IS NOT NULL)");
+    ryw_exec(env.conn, "ALTER TABLE applied_commands ENABLE ROW LEVEL SECURITY");
+    ryw_exec(env.conn, "ALTER TABLE applied_commands FORCE ROW LEVEL SECURITY");
+    snprintf(dsn, sizeof(dsn), "%s options='-csearch_path=%s -cstatement_timeout=300 -cryw.slow=on'",
+             test_env_require("PROFILED_PG_DSN"), env.schema);
+    snprintf(dsn_override, sizeof(dsn_override), "PROFILED_PG_DSN=%s", dsn);
+    const char *const overrides[] = {dsn_override, env.topic_override, "PROFILED_PUT_ACK=applied", NULL};
+    harness_api_t a;
+    harness_api_start(&a, overrides);
+    harness_client_t client;
+    harness_client_init(&client, a.port);
+    write_result_t w;
+    write_json(&client, "PUT", "unk-1", "{\"profile\":{\"email\":\"a@example.com\"}}", NULL, &w);
+    ck_assert_int_eq(w.status, 200);
+    ck_assert_str_eq(w.visibility, "visible");
+    write_json(&client, "PATCH", "unk-1",
+               "{\"patch\":[{\"op\":\"test\",\"path\":\"/email\",\"value\":\"b@example.com\"}]}", NULL, &w);
+    ck_assert_msg(w.status == 200, "unreadable outcome answered %d %s", w.status, w.body);
+    ck_assert_str_eq(w.visibility, "visible");
+    ck_assert_str_eq(w.outcome, "unknown");
+    ck_assert(metric_value(a.port, "profiled_api_outcome_unknown_total") == 1);
+    char profile[2048];
+    get_profile(&client, "unk-1", profile, sizeof(profile));
+    ck_assert_msg(strstr(profile, "a@example.com") != NULL, "%s", profile);
+    harness_client_close(&client);
+    ck_assert_int_eq(harness_api_stop(&a, SIGTERM, 30000), 0);
+    ryw_teardown(&env);
+}
+END_TEST
+
 static Suite *api_applied_suite(void)
 {
     Suite *suite = suite_create("api_applied");
@@ -845,6 +889,7 @@ static Suite *api_applied_suite(void)
     TCase *refused = tcase_create("refused");
     tcase_set_timeout(refused, 240);
     tcase_add_test(refused, test_refused_write);
+    tcase_add_test(refused, test_outcome_unknown);
     suite_add_tcase(suite, refused);
     return suite;
 }

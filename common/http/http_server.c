@@ -1244,6 +1244,20 @@ const char *http_req_header(const http_req_t *req, const char *name)
     return NULL;
 }
 
+const char *http_req_header_next(const http_req_t *req, const char *name, size_t *cursor)
+{
+    const http_conn_t *conn = (const http_conn_t *)req;
+    const http_header_t *headers = http_conn_headers(conn);
+    for (size_t i = *cursor; i < conn->header_count; i++) {
+        if (http_name_is(conn, &headers[i], name)) {
+            *cursor = i + 1;
+            return (const char *)conn->head.data + headers[i].value;
+        }
+    }
+    *cursor = conn->header_count;
+    return NULL;
+}
+
 void http_req_add_header(http_req_t *req, const char *name, const char *value)
 {
     http_conn_t *conn = (http_conn_t *)req;

@@ -134,6 +134,9 @@ size_t http_server_connections(const http_server_t *server);
 
 /* The value of the first header `name` (case-insensitive), or NULL. */
 const char *http_req_header(const http_req_t *req, const char *name);
+/* Each header line `name` in turn, for list-valued fields sent on several lines (RFC 9110 §5.3:
+ * they combine, in order, joined by commas): *cursor starts at 0; NULL after the last. */
+const char *http_req_header_next(const http_req_t *req, const char *name, size_t *cursor);
 
 /* Adds a header to the answer; name and value are copied. No CR, LF or NUL in either. */
 void http_req_add_header(http_req_t *req, const char *name, const char *value);

@@ -61,6 +61,7 @@ typedef struct api_config {
     int64_t kafka_queue_max;
     char *pg_dsn;
     int64_t pg_connect_timeout_ms;
+    int64_t pg_connections_per_loop; /* PROFILED_PG_CONNECTIONS_PER_LOOP */
     char *log_level;
     int64_t max_body_bytes;
     int64_t max_depth;
@@ -108,6 +109,7 @@ typedef struct api_metrics {
     metrics_histogram_t *apply_wait;     /* Kafka ack to applied (or to the APPLY_WAIT deadline) */
     metrics_counter_t *pending_answers;  /* PUTs answered before the worker applied them */
     metrics_counter_t *notify_malformed; /* profiled_applied entries that could not be read */
+    metrics_counter_t *outcome_unknown;  /* merges and patches answered 200 without their outcome */
 } api_metrics_t;
 
 typedef struct api api_t;
@@ -123,6 +125,7 @@ typedef struct api_held {
 typedef enum api_put_state {
     API_PUT_HELD,     /* produced; the request waits for the delivery report */
     API_PUT_APPLYING, /* acknowledged; the request waits for the worker (applied.h) */
+    API_PUT_OUTCOME,  /* applied (a merge or patch): the request waits for its outcome read (get.h) */
     API_PUT_ANSWERED, /* answered without a report (deadline, shutdown, connection gone); awaits the report */
 } api_put_state_t;
 
@@ -140,11 +143,23 @@ typedef struct api_put {
     api_ack_t ack;
     bool prefer_given; /* the request carried a profiled-ack preference: answer Preference-Applied */
     api_applied_wait_t applied;
+    struct api_get *outcome_read; /* API_PUT_OUTCOME: the read of its outcome (api_pg_outcome_cancel) */
     uint8_t command_id[HTTP_COMMAND_ID_BYTES];
     struct api_put *free_next; /* on the loop's free list */
 } api_put_t;
 
-/* One GET waiting for PostgreSQL, in the connection's FIFO. */
+/* What the worker recorded for a command (applied_commands.outcome), as api_pg_outcome reads it. */
+typedef enum api_outcome {
+    API_OUTCOME_APPLIED, /* applied, skipped as stale, or no record (dead-lettered): not refused */
+    API_OUTCOME_REFUSED, /* a merge or patch that could not apply to the stored profile; nothing changed */
+    API_OUTCOME_UNKNOWN, /* not read: PostgreSQL down, slow past the deadline, or an older schema */
+} api_outcome_t;
+
+/* Called once on the loop thread with the outcome and, when refused, the worker's reason. */
+typedef void (*api_outcome_fn)(void *arg, api_outcome_t outcome, const char *reason, size_t reason_len);
+
+/* One read waiting for PostgreSQL, in the connection's FIFO: a GET, or the outcome read of an
+ * applied write (api_pg_outcome: `done` set, `req` NULL). */
 typedef struct api_get {
     api_held_t held;
     struct api_get *next;
@@ -155,9 +170,13 @@ typedef struct api_get {
     size_t recipient_id_len;
     char recipient_id[HTTP_RECIPIENT_ID_CAP];
     char *if_none_match; /* the request's If-None-Match (copied), or NULL */
-    bool got_result;     /* its result arrived; the NULL that ends it is next */
-    bool aborted;        /* PGRES_PIPELINE_ABORTED: not run (another GET of its batch failed); sent again */
-    uint8_t attempts;    /* sends after an abort */
+    api_outcome_fn done; /* an outcome read: its hook, NULL once called or cancelled */
+    void *done_arg;
+    bool outcome; /* an outcome read (command_id below), not a GET */
+    uint8_t command_id[HTTP_COMMAND_ID_BYTES];
+    bool got_result;  /* its result arrived; the NULL that ends it is next */
+    bool aborted;     /* PGRES_PIPELINE_ABORTED: not run (another GET of its batch failed); sent again */
+    uint8_t attempts; /* sends after an abort */
 } api_get_t;
 
 typedef enum api_pg_state {
@@ -168,7 +187,10 @@ typedef enum api_pg_state {
     API_PG_IDLE,       /* prepared: GETs are sent at once, many in flight (pipeline mode) */
 } api_pg_state_t;
 
+/* One of the loop's PostgreSQL connections (PROFILED_PG_CONNECTIONS_PER_LOOP). */
 typedef struct api_pg {
+    api_loop_t *loop;
+    unsigned index; /* in loop->pgs */
     api_pg_state_t state;
     PGconn *conn;
     struct event *read_event, *write_event; /* on PQsocket; re-created when the socket changes */
@@ -182,7 +204,8 @@ typedef struct api_pg {
     size_t queued;                    /* both lists */
     struct event *send_event;         /* sends the waiting GETs once the loop's ready callbacks ran */
     bool send_pending;
-    int prepare_syncs;   /* PREPARING: Syncs answered (two: LISTEN, then Prepare and positions) */
+    bool outcome_ready;  /* the outcome statement is prepared (the worker's schema has outcomes) */
+    int prepare_syncs;   /* PREPARING: Syncs answered (three: LISTEN; Prepare and positions; outcomes) */
     int prepare_results; /* PREPARING: results other than Syncs answered */
 } api_pg_t;
 
@@ -211,10 +234,13 @@ struct api_loop {
     _Atomic bool kafka_down;  /* no broker any more after one was up: PUTs answer 503 at once */
     _Atomic bool kafka_seen;  /* a broker was up once (statistics); start-up is not an outage */
     _Atomic bool kafka_fatal; /* the idempotent producer hit a fatal error */
-    _Atomic bool pg_up;       /* the loop's PostgreSQL connection is established (GETs can be answered) */
+    _Atomic bool pg_up; /* one of the loop's PostgreSQL connections is prepared (GETs can be answered) */
 
-    api_pg_t pg;
-    api_applied_t applied; /* the worker's positions and the requests waiting on them */
+    api_pg_t *pgs; /* PROFILED_PG_CONNECTIONS_PER_LOOP of them; a read goes to the least busy (get.c) */
+    unsigned pg_count, pg_next; /* pg_next: where the next choice starts, so ties go round */
+    int pg_up_count;            /* connections prepared (API_PG_IDLE) */
+    size_t pg_queued;           /* reads queued on all of them (the drain waits for none) */
+    api_applied_t applied;      /* the worker's positions and the requests waiting on them */
 
     api_held_t held; /* sentinel of the deadline list */
     struct event *deadline_timer;

@@ -49,6 +49,9 @@ static const cfg_entry_t api_config_table[] = {
     CFG_SHARED_PG_DSN(API_CFG),
     {"PROFILED_PG_CONNECT_TIMEOUT", CFG_DURATION, API_CFG(pg_connect_timeout_ms), "5s", 100, 600000, false,
      "A PostgreSQL connection attempt taking longer fails (and is retried with backoff)."},
+    {"PROFILED_PG_CONNECTIONS_PER_LOOP", CFG_INT, API_CFG(pg_connections_per_loop), "1", 1, 16, false,
+     "PostgreSQL connections of each event-loop thread, each pipelining many GETs; a GET goes to the least "
+     "busy one. Each LISTENs for the worker's positions and reconnects on its own."},
     {"PROFILED_PUT_ACK", CFG_STRING, API_CFG(put_ack), "applied", 0, 0, false,
      "When a PUT is answered 200: applied (once Kafka acknowledged it and the worker applied it, so a "
      "GET on any replica sees it; see PROFILED_APPLY_WAIT) or kafka (once Kafka acknowledged it). A "

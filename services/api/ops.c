@@ -125,6 +125,11 @@ void api_metrics_register(api_t *api)
     m->notify_malformed =
         metrics_counter(api->metrics, "profiled_api_applied_notify_malformed_total",
                         "Entries of profiled_applied notifications that could not be read", NULL);
+    m->outcome_unknown = metrics_counter(
+        api->metrics, "profiled_api_outcome_unknown_total",
+        "Merges and patches answered 200 visible without reading whether the worker refused them "
+        "(PostgreSQL unreachable or too slow)",
+        NULL);
     metrics_gauge(api->metrics, "profiled_api_applied_waiting",
                   "Writes acknowledged by Kafka, held until the worker applies them", NULL,
                   api_applied_waiting, api);

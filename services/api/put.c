@@ -10,9 +10,12 @@
  * In applied mode (PROFILED_PUT_ACK, or the request's `Prefer:
  * profiled-ack=`), an acknowledged command of any kind is held once more,
  * until the worker applied its position (applied.h) or PROFILED_APPLY_WAIT
- * passed; both answer as above, saying which in X-Profiled-Visibility. (A
- * PATCH the worker refused is answered like an applied one: its outcome is
- * not read back yet; README "Every write".)
+ * passed; both answer as above, saying which in X-Profiled-Visibility. A
+ * merge or patch can be refused by the worker (a failing `test`, a missing
+ * path, a result over the limits: decided against the stored profile), so
+ * once applied its outcome is read back (get.h's api_pg_outcome, pipelined
+ * with the GETs) and a refusal is answered 400 with the worker's reason
+ * (README "Every write"). Replace and delete cannot be refused: no read.
  */
 #include "put.h"
 
@@ -26,6 +29,7 @@
 #include <time.h>
 
 #include "codec.h"
+#include "get.h"
 #include "json_patch.h"
 #include "json_transcode.h"
 #include "log.h"
@@ -80,8 +84,11 @@ static void api_put_expire(api_held_t *held)
 static void api_put_detach(void *arg)
 {
     api_put_t *put = arg;
-    if (put->state == API_PUT_APPLYING) {
-        api_applied_cancel(&put->loop->applied, &put->applied);
+    if (put->state == API_PUT_APPLYING || put->state == API_PUT_OUTCOME) {
+        if (put->state == API_PUT_APPLYING)
+            api_applied_cancel(&put->loop->applied, &put->applied);
+        else
+            api_pg_outcome_cancel(put->loop, put->outcome_read);
         api_put_free(put->loop, put);
         api_loop_check_drained(put->loop);
         return;
@@ -110,12 +117,53 @@ static void api_put_answer(api_loop_t *loop, api_put_t *put, const char *visibil
     put->req = NULL;
 }
 
+/* get.h's hook: what the worker recorded for an applied merge or patch. A refusal changed nothing, and
+ * is answered as Courier answers a patch it cannot apply: 400 invalid_request_error, the message naming
+ * the operation and the reason (not 409: the official SDKs retry a 409). Otherwise 200 visible; when the
+ * outcome could not be read, 200 visible with X-Profiled-Outcome: unknown (the command is decided
+ * either way, and a 5xx would make an SDK send the patch again as a new command). */
+static void api_put_outcome(void *arg, api_outcome_t outcome, const char *reason, size_t reason_len)
+{
+    api_put_t *put = arg;
+    api_loop_t *loop = put->loop;
+    if (outcome == API_OUTCOME_REFUSED) {
+        char message[700];
+        snprintf(message, sizeof(message),
+                 "the %s cannot apply to the stored profile and changed nothing: %.*s",
+                 put->route == API_ROUTE_PATCH_PROFILE ? "patch" : "merge",
+                 (int)(reason_len > 512 ? 512 : reason_len), reason);
+        if (put->prefer_given)
+            http_req_add_header(put->req, "Preference-Applied", "profiled-ack=applied");
+        http_req_add_header(put->req, "X-Profiled-Outcome", "refused");
+        api_reply_error(loop, put->req, put->route, 400, put->started_us, put->request_seq, message);
+        put->req = NULL;
+    } else {
+        if (outcome == API_OUTCOME_UNKNOWN) {
+            metrics_counter_add(loop->api->m.outcome_unknown, 1);
+            http_req_add_header(put->req, "X-Profiled-Outcome", "unknown");
+        }
+        api_put_answer(loop, put, "visible");
+    }
+    api_put_free(loop, put);
+    api_loop_check_drained(loop);
+}
+
 /* applied.h's hook: the worker applied the command, or PROFILED_APPLY_WAIT (or the shutdown
- * deadline) passed first; either way the command is durable, so 200. */
+ * deadline) passed first; either way the command is durable, so 200, unless an applied merge or patch
+ * was refused (its outcome is read first: api_put_outcome). */
 static void api_put_applied(api_applied_wait_t *wait, bool applied)
 {
     api_put_t *put = (api_put_t *)((char *)wait - offsetof(api_put_t, applied));
     api_loop_t *loop = put->loop;
+    if (applied && (put->route == API_ROUTE_PATCH_PROFILE || put->route == API_ROUTE_POST_PROFILE)) {
+        put->outcome_read = api_pg_outcome(loop, put->command_id, api_put_outcome, put);
+        if (put->outcome_read) {
+            put->state = API_PUT_OUTCOME;
+            return; /* api_put_outcome answers and frees */
+        }
+        api_put_outcome(put, API_OUTCOME_UNKNOWN, NULL, 0);
+        return;
+    }
     if (!applied)
         metrics_counter_add(loop->api->m.pending_answers, 1);
     api_put_answer(loop, put, applied ? "visible" : "pending");
@@ -306,7 +354,10 @@ void api_put_delivered(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage, void
                     put->state = API_PUT_APPLYING;
                     return; /* api_put_applied answers and frees */
                 }
-                api_put_answer(loop, put, "visible");
+                /* Applied before its report came: as if woken now (a merge or patch reads its outcome). */
+                put->state = API_PUT_APPLYING;
+                api_put_applied(&put->applied, true);
+                return;
             } else {
                 api_put_answer(loop, put, NULL);
             }

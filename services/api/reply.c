@@ -156,7 +156,7 @@ void api_loop_check_drained(api_loop_t *loop)
 {
     if (loop->state != API_LOOP_DRAINING || loop->exit_scheduled)
         return;
-    if (loop->held.next != &loop->held || rd_kafka_outq_len(loop->rk) != 0 || loop->pg.queued != 0 ||
+    if (loop->held.next != &loop->held || rd_kafka_outq_len(loop->rk) != 0 || loop->pg_queued != 0 ||
         api_applied_held(&loop->applied) != 0)
         return;
     log_fields_t fields = LOG_FIELDS_INIT;

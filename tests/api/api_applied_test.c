@@ -12,6 +12,12 @@
  *              PROFILED_APPLY_WAIT, never 503; an api stopped with writes
  *              held answers them pending; the worker back, they are visible,
  *              and a restarted api answers visible at once.
+ *   refused:   a PATCH the worker refuses (a failing `test`, a missing
+ *              path) and a merge whose result is over the limits are
+ *              answered 400 naming the operation and reason, and change
+ *              nothing; good ones are answered 200 visible and show. An
+ *              outcome that cannot be read (a statement timeout) is
+ *              answered 200 visible, X-Profiled-Outcome: unknown.
  *   pg lost:   the api's PostgreSQL connections cut (a proxy): held PUTs
  *              still end by PROFILED_APPLY_WAIT; a position committed while
  *              the connection was down (its NOTIFY lost) is read from
@@ -709,6 +715,168 @@ START_TEST(test_pg_connection_lost)
 }
 END_TEST
 
+/* ---- refused merges and patches (issue 11) -------------------------------------------------- */
+
+typedef struct write_result {
+    int status;
+    char visibility[32], outcome[32], command_id[64];
+    char body[2048];
+} write_result_t;
+
+static void write_json(harness_client_t *client, const char *method, const char *recipient, const char *body,
+                       const char *extra_headers, write_result_t *result)
+{
+    char path[200], headers[300];
+    snprintf(path, sizeof(path), "/profiles/%s", recipient);
+    snprintf(headers, sizeof(headers), AUTH "%s", extra_headers ? extra_headers : "");
+    harness_response_t response = {0};
+    memset(result, 0, sizeof(*result));
+    ck_assert_int_eq(harness_request(client, method, path, headers, body, strlen(body), &response), 0);
+    result->status = response.status;
+    harness_header(&response, "X-Profiled-Visibility", result->visibility, sizeof(result->visibility));
+    harness_header(&response, "X-Profiled-Outcome", result->outcome, sizeof(result->outcome));
+    harness_header(&response, "X-Command-Id", result->command_id, sizeof(result->command_id));
+    snprintf(result->body, sizeof(result->body), "%s", (const char *)response.body.data);
+    harness_response_free(&response);
+}
+
+/* The profile GET returns, as text ("" for 404). */
+static void get_profile(harness_client_t *client, const char *recipient, char *out, size_t out_size)
+{
+    char path[200];
+    snprintf(path, sizeof(path), "/profiles/%s", recipient);
+    harness_response_t response = {0};
+    ck_assert_int_eq(harness_request(client, "GET", path, AUTH, NULL, 0, &response), 0);
+    ck_assert_msg(response.status == 200 || response.status == 404, "GET %s: %d", recipient, response.status);
+    snprintf(out, out_size, "%s", response.status == 200 ? (const char *)response.body.data : "");
+    harness_response_free(&response);
+}
+
+static void assert_refused(const write_result_t *w, const char *names)
+{
+    ck_assert_msg(w->status == 400, "refused write answered %d %s (X-Profiled-Visibility %s)", w->status,
+                  w->body, w->visibility);
+    ck_assert_msg(strstr(w->body, names) != NULL, "the refusal does not name %s: %s", names, w->body);
+    ck_assert_msg(strstr(w->body, "\"type\":\"invalid_request_error\"") != NULL, "%s", w->body);
+    ck_assert_str_eq(w->outcome, "refused");
+    ck_assert_msg(w->command_id[0] != '\0', "no X-Command-Id on the refusal");
+}
+
+START_TEST(test_refused_write)
+{
+    ryw_env_t env;
+    ryw_setup(&env, "refused");
+    /* Both binaries inherit it (this test runs in its own process): a profile of 4 keys at most. */
+    setenv("PROFILED_MAX_KEYS", "4", 1);
+    worker_start(&env, "20ms");
+    const char *const overrides[] = {env.dsn_override, env.topic_override, "PROFILED_PUT_ACK=applied", NULL};
+    harness_api_t a;
+    harness_api_start(&a, overrides);
+    harness_client_t client;
+    harness_client_init(&client, a.port);
+    char profile[2048];
+    write_result_t w;
+
+    write_json(&client, "PUT", "ref-1", "{\"profile\":{\"email\":\"a@example.com\",\"name\":\"Ada\"}}", NULL,
+               &w);
+    ck_assert_int_eq(w.status, 200);
+    ck_assert_str_eq(w.visibility, "visible");
+
+    /* A failing test as the second operation: 400 naming it, and the first (a replace) not applied. */
+    write_json(&client, "PATCH", "ref-1",
+               "{\"patch\":[{\"op\":\"replace\",\"path\":\"/name\",\"value\":\"Bea\"},"
+               "{\"op\":\"test\",\"path\":\"/email\",\"value\":\"b@example.com\"}]}",
+               NULL, &w);
+    assert_refused(&w, "patch[1] (test /email): the value differs");
+    get_profile(&client, "ref-1", profile, sizeof(profile));
+    ck_assert_msg(strstr(profile, "\"Ada\"") && !strstr(profile, "\"Bea\""), "refused patch changed %s",
+                  profile);
+
+    /* A remove of a missing path. */
+    write_json(&client, "PATCH", "ref-1", "{\"patch\":[{\"op\":\"remove\",\"path\":\"/phone\"}]}", NULL, &w);
+    assert_refused(&w, "patch[0] (remove /phone): no member");
+
+    /* A good patch: 200 visible, and the next GET shows it. */
+    write_json(&client, "PATCH", "ref-1",
+               "{\"patch\":[{\"op\":\"test\",\"path\":\"/email\",\"value\":\"a@example.com\"},"
+               "{\"op\":\"replace\",\"path\":\"/name\",\"value\":\"Bea\"}]}",
+               NULL, &w);
+    ck_assert_msg(w.status == 200, "good patch answered %d %s", w.status, w.body);
+    ck_assert_str_eq(w.visibility, "visible");
+    ck_assert_str_eq(w.outcome, "");
+    get_profile(&client, "ref-1", profile, sizeof(profile));
+    ck_assert_msg(strstr(profile, "\"Bea\"") != NULL, "good patch not visible: %s", profile);
+
+    /* A merge whose result (2 + 3 keys) is over PROFILED_MAX_KEYS, though its body (3 keys) is not. */
+    write_json(&client, "POST", "ref-1", "{\"profile\":{\"k1\":1,\"k2\":2,\"k3\":3}}", NULL, &w);
+    assert_refused(&w, "merge cannot apply to the stored profile");
+    ck_assert_msg(strstr(w.body, "over the limits") != NULL, "%s", w.body);
+    get_profile(&client, "ref-1", profile, sizeof(profile));
+    ck_assert_msg(!strstr(profile, "\"k1\""), "refused merge changed %s", profile);
+
+    /* A good merge: 200 visible. */
+    write_json(&client, "POST", "ref-1", "{\"profile\":{\"name\":null,\"k1\":1}}", NULL, &w);
+    ck_assert_msg(w.status == 200, "good merge answered %d %s", w.status, w.body);
+    ck_assert_str_eq(w.visibility, "visible");
+    get_profile(&client, "ref-1", profile, sizeof(profile));
+    ck_assert_msg(strstr(profile, "\"k1\"") && !strstr(profile, "\"name\""), "good merge not visible: %s",
+                  profile);
+
+    /* Answered at Kafka's ack, the outcome is not known: 200 (README "Every write"). */
+    write_json(&client, "PATCH", "ref-1", "{\"patch\":[{\"op\":\"remove\",\"path\":\"/phone\"}]}",
+               "Prefer: profiled-ack=kafka\r\n", &w);
+    ck_assert_int_eq(w.status, 200);
+    ck_assert_str_eq(w.visibility, "");
+
+    ck_assert(metric_value(a.port, "profiled_api_outcome_unknown_total") == 0);
+    harness_client_close(&client);
+    ck_assert_int_eq(harness_api_stop(&a, SIGTERM, 30000), 0);
+    ryw_teardown(&env);
+}
+END_TEST
+
+/* The outcome read fails (a statement timeout: a row-level security policy on applied_commands
+ * sleeps for sessions that set ryw.slow, as only the api's does here): the refused patch is answered
+ * 200 visible with X-Profiled-Outcome: unknown, counted, never a 5xx. */
+START_TEST(test_outcome_unknown)
+{
+    ryw_env_t env;
+    ryw_setup(&env, "unknown");
+    worker_start(&env, "20ms");
+    char dsn[800], dsn_override[900];
+    ryw_exec(env.conn, "CREATE POLICY all_rows ON applied_commands USING (true) WITH CHECK (true)");
+    ryw_exec(env.conn,
+             "CREATE POLICY slow_outcomes ON applied_commands AS RESTRICTIVE FOR SELECT USING "
+             "(current_setting('ryw.slow', true) IS DISTINCT FROM 'on' OR pg_sleep(1) IS NOT NULL)");
+    ryw_exec(env.conn, "ALTER TABLE applied_commands ENABLE ROW LEVEL SECURITY");
+    ryw_exec(env.conn, "ALTER TABLE applied_commands FORCE ROW LEVEL SECURITY");
+    snprintf(dsn, sizeof(dsn), "%s options='-csearch_path=%s -cstatement_timeout=300 -cryw.slow=on'",
+             test_env_require("PROFILED_PG_DSN"), env.schema);
+    snprintf(dsn_override, sizeof(dsn_override), "PROFILED_PG_DSN=%s", dsn);
+    const char *const overrides[] = {dsn_override, env.topic_override, "PROFILED_PUT_ACK=applied", NULL};
+    harness_api_t a;
+    harness_api_start(&a, overrides);
+    harness_client_t client;
+    harness_client_init(&client, a.port);
+    write_result_t w;
+    write_json(&client, "PUT", "unk-1", "{\"profile\":{\"email\":\"a@example.com\"}}", NULL, &w);
+    ck_assert_int_eq(w.status, 200);
+    ck_assert_str_eq(w.visibility, "visible");
+    write_json(&client, "PATCH", "unk-1",
+               "{\"patch\":[{\"op\":\"test\",\"path\":\"/email\",\"value\":\"b@example.com\"}]}", NULL, &w);
+    ck_assert_msg(w.status == 200, "unreadable outcome answered %d %s", w.status, w.body);
+    ck_assert_str_eq(w.visibility, "visible");
+    ck_assert_str_eq(w.outcome, "unknown");
+    ck_assert(metric_value(a.port, "profiled_api_outcome_unknown_total") == 1);
+    char profile[2048];
+    get_profile(&client, "unk-1", profile, sizeof(profile));
+    ck_assert_msg(strstr(profile, "a@example.com") != NULL, "%s", profile);
+    harness_client_close(&client);
+    ck_assert_int_eq(harness_api_stop(&a, SIGTERM, 30000), 0);
+    ryw_teardown(&env);
+}
+END_TEST
+
 static Suite *api_applied_suite(void)
 {
     Suite *suite = suite_create("api_applied");
@@ -718,6 +886,11 @@ static Suite *api_applied_suite(void)
     tcase_add_test(tc, test_worker_stopped);
     tcase_add_test(tc, test_pg_connection_lost);
     suite_add_tcase(suite, tc);
+    TCase *refused = tcase_create("refused");
+    tcase_set_timeout(refused, 240);
+    tcase_add_test(refused, test_refused_write);
+    tcase_add_test(refused, test_outcome_unknown);
+    suite_add_tcase(suite, refused);
     return suite;
 }
 

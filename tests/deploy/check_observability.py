@@ -41,7 +41,7 @@ BY_RE = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
 # What the dashboard must show (a panel whose title has the words) and the rules
 # must catch (an alert whose expression names the metric): the issue's list.
 DASHBOARD_MUST = ["PUT rate", "PUT latency", "Produce errors", "Apply rate", "Batch size", "Lag per partition",
-                  "Dead letters", "Fenced", "apply failures", "Held requests"]
+                  "Dead letters", "Fenced", "apply failures", "Held requests", "Read-your-writes holds"]
 ALERTS_MUST = {
     "api error ratio": r'profiled_api_requests_total\{[^}]*status=~"5',
     "p99 latency": r"histogram_quantile\(0\.99,.*profiled_api_request_duration_seconds_bucket",
@@ -51,6 +51,7 @@ ALERTS_MUST = {
     "fenced batches": r"profiled_worker_fenced_total",
     "apply failures": r"profiled_worker_apply_failures_total",
     "readiness flapping": r"changes\(profiled_api_ready",
+    "writes answered pending": r"profiled_api_pending_answers_total",
 }
 
 

@@ -4,8 +4,9 @@
 #
 #   1. PUT, then POST merges (null removes a key, objects merge deeply): GET shows the merge.
 #   2. PATCH with add/replace/remove/move/copy/test and ~0/~1 escapes: GET shows the result.
-#   3. A PATCH whose test does not match: 200 (accepted into Kafka), then recorded as refused
-#      with a reason in applied_commands, profile unchanged, nothing dead-lettered.
+#   3. A PATCH whose test does not match: recorded as refused with a reason in
+#      applied_commands, answered 400 with that reason (applied mode, the default), profile
+#      unchanged, nothing dead-lettered.
 #   4. A PATCH on a missing path is refused the same way; a later PUT still applies.
 #   5. DELETE: 204; GET then 404; a POST after it starts again from {}.
 #   6. Bad bodies are 400 in the api (bad op, bad pointer, missing value, no patch member),
@@ -77,10 +78,12 @@ profile_is '{"email":"b@example.com","custom":{"plan":"pro","a/b~c":[1,9,2],"lan
 e2e_log "PATCH applies the six operations with ~0/~1 escapes"
 
 # ---------------------------------------------------------------- 3, 4. refusals
-out="$(write_applied PATCH '{"patch":[{"op":"replace","path":"/seats","value":5},{"op":"test","path":"/email","value":"x@example.com"}]}')"
+out="$(write_applied PATCH '{"patch":[{"op":"replace","path":"/seats","value":5},{"op":"test","path":"/email","value":"x@example.com"}]}' 400)"
 [[ "$out" == "refused: patch[1] (test /email): the value differs" ]] || e2e_fail "failing test: outcome '$out'"
+jq -e '.type == "invalid_request_error" and (.message | contains("patch[1] (test /email): the value differs"))' \
+    "$HTTP_BODY" >/dev/null || e2e_fail "failing test answered $(cat "$HTTP_BODY")"
 profile_is '{"email":"b@example.com","custom":{"plan":"pro","a/b~c":[1,9,2],"lang":"en-GB"},"seats":1}'
-out="$(write_applied PATCH '{"patch":[{"op":"remove","path":"/nothing/here"}]}')"
+out="$(write_applied PATCH '{"patch":[{"op":"remove","path":"/nothing/here"}]}' 400)"
 [[ "$out" == refused:*"patch[0] (remove /nothing/here)"* ]] || e2e_fail "missing path: outcome '$out'"
 dlq="$(timeout 20 kcat -C -q -b "$PROFILED_KAFKA_BROKERS" -t "$E2E_DLQ_TOPIC" -o beginning -e -f '%k\n' 2>/dev/null | grep -cF "$rid" || true)"
 [[ "$dlq" == 0 ]] || e2e_fail "a refused patch was dead-lettered"

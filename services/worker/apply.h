@@ -8,17 +8,19 @@
  *   fence      SELECT ... FOR UPDATE the range's positions and check that
  *              PostgreSQL holds the expected ones: otherwise APPLY_FENCED
  *              before anything is written
- *   read       record every id of the range (INSERT ... ON CONFLICT DO NOTHING)
- *              and read back the ones that were recorded before; then one
- *              statement for the rows the fold needs: versions of recipients
- *              with a versioned command, profiles of those whose merge or
- *              patch builds on the stored profile (fold_plan)
+ *   read       the range's ids recorded before (one primary-key probe each);
+ *              then one statement for the rows the fold needs: versions of
+ *              recipients with a versioned command, profiles of those whose
+ *              merge or patch builds on the stored profile (fold_plan)
  *   fold       fold.h: the end state of one-at-a-time application
  *   write      COPY into a session temp table (the written commands' profiles
  *              as JSON, rendered from msgpack and sent 1 MiB at a time; NULL
- *              for a delete), one INSERT ... ON CONFLICT into profiles; the
- *              outcome ('stale', 'refused' and its reason) of those commands
- *              set on their recorded ids
+ *              for a delete), one INSERT ... ON CONFLICT into profiles; then
+ *              one COPY into applied_commands of every processed id (all but
+ *              the duplicates) with its outcome: NULL applied, 'stale', or
+ *              'refused' and its reason. An id a concurrent transaction
+ *              recorded (a copy on another partition) fails the primary key:
+ *              APPLY_RETRY, and the retry reads it as a duplicate
  *   positions  each partition's next_offset moved, fenced a second time by the
  *              UPDATE's `next_offset = expected` condition; NOTIFY
  *              profiled_applied '<topic>/<partition>/<next_offset>,...'
@@ -55,9 +57,9 @@ typedef struct apply_position {
 
 /* Where a transaction's time goes (milliseconds per step, for the debug log). */
 typedef enum apply_step {
-    APPLY_STEP_READ,      /* BEGIN, fence, versions, recording and reading ids */
+    APPLY_STEP_READ,      /* BEGIN, fence, reading ids, versions and profiles */
     APPLY_STEP_FOLD,      /* the fold and the COPY rows (CPU only) */
-    APPLY_STEP_WRITE,     /* COPY + upsert of the rows, unrecording stale ids */
+    APPLY_STEP_WRITE,     /* COPY + upsert of the rows, COPY of the ids */
     APPLY_STEP_POSITIONS, /* positions and NOTIFY */
     APPLY_STEP_COMMIT,
     APPLY_STEP_COUNT

@@ -93,6 +93,33 @@ static void lane_record(const lane_t *lane, const bisect_t *b, double seconds)
     log_debug(&fields, "batch applied");
 }
 
+/*
+ * A merge or patch builds on the stored profile, and while a transaction folds
+ * it holds each such profile several times (PostgreSQL's text, msgpack, the
+ * fold's tree, the built document). A batch is therefore applied in pieces
+ * with at most this many of them, one transaction each, in order: each piece
+ * moves the positions past its own commands only, as bisection's halves do,
+ * and a failure resumes from PostgreSQL's positions as for any batch. A
+ * replace-only batch stays one transaction. README "Memory" has the figures.
+ */
+#define LANE_BUILDS_PER_TX 1000
+
+/* The end of the piece of `batch` that starts at `lo`. */
+static size_t lane_piece_end(const batch_t *batch, size_t lo)
+{
+    size_t builds = 0, hi = lo;
+    for (; hi < batch->count; hi++) {
+        const batch_item_t *item = &batch->items[hi];
+        if (item->kind != BATCH_COMMAND ||
+            (item->command.op != CODEC_OP_MERGE && item->command.op != CODEC_OP_PATCH))
+            continue;
+        if (builds == LANE_BUILDS_PER_TX)
+            break;
+        builds++;
+    }
+    return hi;
+}
+
 /* The job: dead letters, then the transaction(s). Fills lane->result. */
 static void lane_run_job(lane_t *lane)
 {
@@ -127,8 +154,12 @@ static void lane_run_job(lane_t *lane)
     }
     if (b.dead_lettered > 0)
         lane_log_invalid(lane);
-    result->status =
-        bisect_apply(&b, &lane->batch, 0, lane->batch.count, result->errstr, sizeof(result->errstr));
+    result->status = APPLY_OK;
+    for (size_t lo = 0; lo < lane->batch.count && result->status == APPLY_OK;) {
+        size_t hi = lane_piece_end(&lane->batch, lo);
+        result->status = bisect_apply(&b, &lane->batch, lo, hi, result->errstr, sizeof(result->errstr));
+        lo = hi;
+    }
     lane_record(lane, &b, lane_now_s() - t0);
     if (result->status != APPLY_OK && PQstatus(lane->conn) != CONNECTION_OK) {
         PQfinish(lane->conn);

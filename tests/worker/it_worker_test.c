@@ -1306,6 +1306,95 @@ START_TEST(a_batch_whose_positions_moved_is_refused_and_writes_nothing)
 }
 END_TEST
 
+typedef struct id_race {
+    PGconn *conn;
+    apply_scratch_t *scratch;
+    it_t *it;
+    batch_t *batch;
+    apply_position_t position;
+    apply_counts_t counts;
+    char errstr[1024];
+    apply_status_t status;
+} id_race_t;
+
+static void *id_race_apply(void *arg)
+{
+    id_race_t *r = arg;
+    r->status = apply_run(r->conn, r->scratch, r->it->group, r->it->topic, r->batch, 0, r->batch->count,
+                          &r->position, 1, &r->counts, r->errstr, sizeof(r->errstr));
+    return NULL;
+}
+
+/* A command id that another transaction records while this batch applies (the
+ * same command produced on two partitions, applied by two lanes): the batch's
+ * lookup does not see the uncommitted id, its COPY of the ids waits on the
+ * primary key, and once the other commits, the batch must be retried (nothing
+ * written) rather than refused as bad data (which would dead-letter a command
+ * that is a plain duplicate). The retry then skips it as a duplicate. */
+START_TEST(an_id_recorded_meanwhile_elsewhere_is_retried_as_a_duplicate)
+{
+    it_t it;
+    it_setup(&it, "idrace", 1);
+    PGconn *conn = PQconnectdb(it.dsn), *other = PQconnectdb(it.dsn);
+    ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "%s", PQerrorMessage(conn));
+    ck_assert_msg(PQstatus(other) == CONNECTION_OK, "%s", PQerrorMessage(other));
+
+    char recipients[2][32];
+    batch_item_t items[2];
+    batch_t batch = {.items = items, .count = 2, .cap = 2};
+    fence_item(&it, &items[0], recipients[0], sizeof(recipients[0]), 1, 0);
+    fence_item(&it, &items[1], recipients[1], sizeof(recipients[1]), 2, 1);
+    char hex[2 * 16 + 1], sql[512];
+    for (int b = 0; b < 16; b++)
+        snprintf(hex + 2 * b, 3, "%02x", items[0].command.command_id[b]);
+    snprintf(sql, sizeof(sql),
+             "BEGIN; INSERT INTO applied_commands (command_id, recipient_id) VALUES ('\\x%s', '%s')", hex,
+             recipients[0]);
+    PGresult *res = PQexec(other, sql);
+    ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQerrorMessage(other));
+    PQclear(res);
+
+    limits_t limits = limits_default();
+    id_race_t race = {.conn = conn,
+                      .scratch = apply_scratch_new(&limits),
+                      .it = &it,
+                      .batch = &batch,
+                      .position = {.partition = 0, .stored = false, .expected = 0, .next = 2}};
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, id_race_apply, &race), 0);
+    /* until the batch waits on the other transaction's id */
+    int waited = 0;
+    while (it_int(&it, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
+                       "query LIKE 'COPY applied_commands%'") == 0) {
+        ck_assert_msg(waited < 10000, "the batch never waited on the uncommitted id");
+        nap_ms(20);
+        waited += 20;
+    }
+    res = PQexec(other, "COMMIT");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    pthread_join(thread, NULL);
+    fprintf(stderr, "while the id was being recorded elsewhere: status %d (%s)\n", (int)race.status,
+            race.errstr);
+    ck_assert_msg(race.status == APPLY_RETRY, "status %d (%s)", (int)race.status, race.errstr);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), 0);
+    ck_assert_int_eq(fence_position(&it), -1);
+
+    id_race_apply(&race);
+    ck_assert_msg(race.status == APPLY_OK, "the retry: status %d (%s)", (int)race.status, race.errstr);
+    ck_assert_int_eq(race.counts.duplicates, 1);
+    ck_assert_int_eq(race.counts.written, 1);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), 1);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 2);
+    ck_assert_int_eq(fence_position(&it), 2);
+
+    apply_scratch_destroy(race.scratch);
+    PQfinish(other);
+    PQfinish(conn);
+    it_teardown(&it);
+}
+END_TEST
+
 /* Test-only statement triggers record txid_current() of every write to
  * profiles, applied_commands and kafka_positions. With several apply
  * connections at work, every transaction that wrote rows or ids also moved
@@ -1578,6 +1667,7 @@ static Suite *worker_suite(void)
         {"rebalance", a_second_worker_joins_and_leaves, 170},
         {"zombie", a_frozen_worker_cannot_apply_after_losing_its_partitions, 170},
         {"fence", a_batch_whose_positions_moved_is_refused_and_writes_nothing, 60},
+        {"id_race", an_id_recorded_meanwhile_elsewhere_is_retried_as_a_duplicate, 60},
         {"same_tx", rows_ids_and_positions_share_one_transaction, 120},
         {"replay", a_replay_without_ids_leaves_the_rows_exact, 120},
         {"committed", kafka_committed_offsets_equal_the_positions_when_idle, 120},

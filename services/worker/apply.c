@@ -251,7 +251,7 @@ static const char apply_sql_fence[] =
  * planned as a hash join over the whole table on a young, unanalysed one).
  * The positions are locked first, so no other worker records these ids
  * meanwhile; a copy of an id on another partition is caught by the primary key
- * when the ids are written (apply_ids_failed). In-range copies are the fold's. */
+ * when the ids are written (apply_write). In-range copies are the fold's. */
 static const char apply_sql_applied[] =
     "SELECT encode(u.c, 'hex') FROM unnest($1::bytea[]) AS u(c) "
     "WHERE (SELECT true FROM applied_commands a WHERE a.command_id = u.c LIMIT 1)";

@@ -187,6 +187,7 @@ class Load:
         self.in_flight = [False] * recipients
         self.seq = [0] * recipients
         self.results = []  # (t_sent, t_answered, kind, recipient, seq, status, command_id)
+        self.ack_headers = {}  # command id of a 200 -> (partition, offset, visibility): to explain a loss
         self.skipped = 0
         self.puts = 0
         self.acked = 0
@@ -217,7 +218,12 @@ class Load:
                 if r.getheader("Connection", "").lower() == "close":
                     c.close()
                     self.local.conn = None
-                return r.status, r.getheader("X-Command-Id"), data
+                cid = r.getheader("X-Command-Id")
+                if r.status == 200 and cid and method == "PUT":
+                    with self.lock:
+                        self.ack_headers[cid] = (r.getheader("X-Kafka-Partition"), r.getheader("X-Kafka-Offset"),
+                                                 r.getheader("X-Profiled-Visibility"))
+                return r.status, cid, data
             except socket.timeout as e:
                 c.close()
                 self.local.conn = None
@@ -791,16 +797,38 @@ class Chaos:
         with self.load.lock:
             return [r for r in self.load.results if r[2] == "put" and r[5] == 200]
 
-    def missing_acked(self, ids=None):
+    def missing_acked(self, ids=None, explain=False):
         if ids is None:
             ids = sorted({r[6].replace("-", "") for r in self.acked() if r[6]})
         if not ids:
             return 0
         rows = psql(self.dsn, "CREATE TEMP TABLE acked (id bytea);\nCOPY acked FROM STDIN;\n" +
                     "".join(f"\\\\x{i}\n" for i in ids) + "\\.\n" +
-                    f"SELECT count(*) FROM acked a WHERE NOT EXISTS "
+                    f"SELECT encode(id, 'hex') FROM acked a WHERE NOT EXISTS "
                     f"(SELECT 1 FROM {self.schema}.applied_commands c WHERE c.command_id = a.id);", timeout=600)
-        return int(rows[-1][0])
+        missing = [r[0] for r in rows if r and r[0]]
+        if explain:
+            for hex_id in missing[:5]:
+                self.explain_lost(hex_id)
+        return len(missing)
+
+    def explain_lost(self, hex_id):
+        """Says what is known of a PUT answered 200 but never applied: when it was answered, the
+        partition and offset Kafka acknowledged, and what the topic holds there now."""
+        answers = [r for r in self.acked() if r[6] and r[6].replace("-", "") == hex_id]
+        with self.load.lock:
+            headers = next((v for k, v in self.load.ack_headers.items() if k.replace("-", "") == hex_id), None)
+        say(f"lost command {hex_id}: answered at {[round(r[1], 1) for r in answers]} s "
+            f"(sent {[round(r[0], 1) for r in answers]} s), partition/offset/visibility {headers}")
+        if not headers or headers[0] is None or headers[1] is None:
+            return
+        try:
+            out = subprocess.run(["kcat", "-C", "-b", self.a.brokers, "-t", self.topic, "-p", headers[0],
+                                  "-o", headers[1], "-c", "1", "-e", "-f", "offset %o key %k, %S bytes\n"],
+                                 capture_output=True, text=True, timeout=30)
+            say(f"  the topic at {headers[0]}/{headers[1]}: {out.stdout.strip() or out.stderr.strip()[:300]}")
+        except (OSError, subprocess.SubprocessError) as e:
+            say(f"  kcat: {e}")
 
     def verify(self):
         results = list(self.load.results)
@@ -809,7 +837,7 @@ class Chaos:
         no_id = [r for r in acked if not r[6]]
         if no_id:
             self.fail(f"{len(no_id)} PUTs answered 200 without X-Command-Id")
-        lost = self.missing_acked()
+        lost = self.missing_acked(explain=True)
         # Final state: the last 200 or a later ambiguous write.
         last200 = {}
         ambiguous = {}

@@ -318,14 +318,28 @@ void api_put_delivered(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage, void
     char request_id[32], id_text[HTTP_COMMAND_ID_TEXT];
     http_command_id_format(put->command_id, id_text);
 
-    if (rkmessage->err)
+    /* Belt and braces: a success is only a success if librdkafka also says the broker persisted it.
+     * A report without error in any other status would be a librdkafka fault; it gets a 503, and a
+     * line that says so, rather than a 200 for a command that may not be in the log. */
+    rd_kafka_msg_status_t status = rd_kafka_message_status(rkmessage);
+    bool persisted = rkmessage->err == RD_KAFKA_RESP_ERR_NO_ERROR && status == RD_KAFKA_MSG_STATUS_PERSISTED;
+    if (rkmessage->err == RD_KAFKA_RESP_ERR_NO_ERROR && !persisted) {
+        log_fields_t fields = LOG_FIELDS_INIT;
+        log_field_str(&fields, "command_id", id_text);
+        log_field_int(&fields, "partition", rkmessage->partition);
+        log_field_int(&fields, "offset", rkmessage->offset);
+        log_field_int(&fields, "status", (int64_t)status);
+        log_error(&fields, "Kafka reported the command delivered but not persisted; answered 503");
+    }
+    if (!persisted)
         metrics_counter_add(api->m.delivery_failed, 1);
-    else /* an ack proves a broker was up, even before the first statistics said so */
+    /* An ack proves a broker was up, even before the first statistics said so. */
+    if (rkmessage->err == RD_KAFKA_RESP_ERR_NO_ERROR)
         api_ready_kafka_state(loop, true);
 
     if (put->state == API_PUT_HELD) {
         api_held_remove(loop, &put->held);
-        if (rkmessage->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (persisted) {
             char partition[16], offset[24];
             snprintf(partition, sizeof(partition), "%" PRId32, rkmessage->partition);
             snprintf(offset, sizeof(offset), "%" PRId64, rkmessage->offset);
@@ -364,7 +378,7 @@ void api_put_delivered(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage, void
         } else {
             char message[300];
             snprintf(message, sizeof(message), "Kafka did not acknowledge the command: %s; retry",
-                     rd_kafka_err2str(rkmessage->err));
+                     rkmessage->err ? rd_kafka_err2str(rkmessage->err) : "not persisted");
             api_reply_error(loop, put->req, put->route, 503, put->started_us, put->request_seq, message);
         }
     } else {

@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "codec.h"
+#include "delivery.h"
 #include "get.h"
 #include "json_patch.h"
 #include "json_transcode.h"
@@ -318,18 +319,18 @@ void api_put_delivered(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage, void
     char request_id[32], id_text[HTTP_COMMAND_ID_TEXT];
     http_command_id_format(put->command_id, id_text);
 
-    /* Belt and braces: a success is only a success if librdkafka also says the broker persisted it.
-     * A report without error in any other status would be a librdkafka fault; it gets a 503, and a
-     * line that says so, rather than a 200 for a command that may not be in the log. */
-    rd_kafka_msg_status_t status = rd_kafka_message_status(rkmessage);
-    bool persisted = rkmessage->err == RD_KAFKA_RESP_ERR_NO_ERROR && status == RD_KAFKA_MSG_STATUS_PERSISTED;
+    /* A success is only a success if the report proves the broker wrote the command (delivery.h):
+     * librdkafka 2.0 also reports, without an offset, messages it never saw acknowledged. Those get
+     * a 503 (ambiguous: retry with the same Idempotency-Key), and a line that says so. */
+    bool persisted = api_delivery_written(rkmessage);
     if (rkmessage->err == RD_KAFKA_RESP_ERR_NO_ERROR && !persisted) {
         log_fields_t fields = LOG_FIELDS_INIT;
         log_field_str(&fields, "command_id", id_text);
         log_field_int(&fields, "partition", rkmessage->partition);
         log_field_int(&fields, "offset", rkmessage->offset);
-        log_field_int(&fields, "status", (int64_t)status);
-        log_error(&fields, "Kafka reported the command delivered but not persisted; answered 503");
+        log_field_int(&fields, "status", (int64_t)rd_kafka_message_status(rkmessage));
+        log_warn(&fields, "Kafka reported the command delivered without proof it was written (no offset, "
+                          "or not persisted); answered 503");
     }
     if (!persisted)
         metrics_counter_add(api->m.delivery_failed, 1);
@@ -355,11 +356,7 @@ void api_put_delivered(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage, void
                 log_field_int(&fields, "offset", rkmessage->offset);
                 log_debug(&fields, "command acknowledged");
             }
-            if (put->ack == API_ACK_APPLIED && rkmessage->offset < 0) {
-                /* No offset to wait for (librdkafka always reports one with acks=all). */
-                metrics_counter_add(api->m.pending_answers, 1);
-                api_put_answer(loop, put, "pending");
-            } else if (put->ack == API_ACK_APPLIED) {
+            if (put->ack == API_ACK_APPLIED) {
                 /* Hold until the worker's position passes the offset; the deadline counts from the
                  * ack, so a slow broker does not eat the worker's time. */
                 int64_t deadline = api_now_us() + api->config.apply_wait_ms * 1000;
@@ -378,7 +375,7 @@ void api_put_delivered(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage, void
         } else {
             char message[300];
             snprintf(message, sizeof(message), "Kafka did not acknowledge the command: %s; retry",
-                     rkmessage->err ? rd_kafka_err2str(rkmessage->err) : "not persisted");
+                     rkmessage->err ? rd_kafka_err2str(rkmessage->err) : "no proof it was written");
             api_reply_error(loop, put->req, put->route, 503, put->started_us, put->request_seq, message);
         }
     } else {

@@ -450,6 +450,18 @@ static void api_pg_positions(api_loop_t *loop, PGresult *result)
                             (int64_t)atoll(PQgetvalue(result, row, 1)));
 }
 
+/* A warning that a start-up statement failed, with PostgreSQL's first line of why; the loop goes on. */
+static void api_pg_warn_result(const api_loop_t *loop, const PGresult *result, const char *what)
+{
+    char reason[300];
+    snprintf(reason, sizeof(reason), "%s", PQresultErrorMessage(result));
+    reason[strcspn(reason, "\n")] = '\0';
+    log_fields_t fields = LOG_FIELDS_INIT;
+    log_field_int(&fields, "loop", loop->index);
+    log_field_str(&fields, "error", reason);
+    log_warn(&fields, "%s", what);
+}
+
 /* The answers of the connection's set-up, in order: LISTEN, Sync, Prepare, the positions, Sync, the
  * outcome Prepare, Sync. A failed LISTEN or GET Prepare closes the connection (retried with backoff); a
  * failed positions read (no kafka_positions table: the worker never migrated this database) is
@@ -467,16 +479,10 @@ static int api_pg_prepared(api_pg_t *pg, PGresult *result)
         int step = pg->prepare_results++; /* 0 LISTEN, 1 Prepare, 2 positions, 3 outcome Prepare */
         if (step == 3) {
             pg->outcome_ready = status == PGRES_COMMAND_OK;
-            if (!pg->outcome_ready) {
-                char reason[300];
-                snprintf(reason, sizeof(reason), "%s", PQresultErrorMessage(result));
-                reason[strcspn(reason, "\n")] = '\0';
-                log_fields_t fields = LOG_FIELDS_INIT;
-                log_field_int(&fields, "loop", loop->index);
-                log_field_str(&fields, "error", reason);
-                log_warn(&fields, "cannot prepare the outcome read (applied_commands.outcome); merges and "
-                                  "patches are answered without it");
-            }
+            if (!pg->outcome_ready)
+                api_pg_warn_result(loop, result,
+                                   "cannot prepare the outcome read (applied_commands.outcome); merges and "
+                                   "patches are answered without it");
             return 0;
         }
         if (step == 2 && status == PGRES_TUPLES_OK) {
@@ -484,14 +490,9 @@ static int api_pg_prepared(api_pg_t *pg, PGresult *result)
             return 0;
         }
         if (step == 2) {
-            char reason[300];
-            snprintf(reason, sizeof(reason), "%s", PQresultErrorMessage(result));
-            reason[strcspn(reason, "\n")] = '\0';
-            log_fields_t fields = LOG_FIELDS_INIT;
-            log_field_int(&fields, "loop", loop->index);
-            log_field_str(&fields, "error", reason);
-            log_warn(&fields, "cannot read the worker's positions (kafka_positions); writes held for the "
-                              "worker wait for its notifications");
+            api_pg_warn_result(loop, result,
+                               "cannot read the worker's positions (kafka_positions); writes held for the "
+                               "worker wait for its notifications");
             return 0;
         }
         if (status == PGRES_COMMAND_OK)

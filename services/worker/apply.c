@@ -650,8 +650,13 @@ static bool apply_write(apply_tx_t *tx)
     }
     if (tx->n > tx->counts->duplicates && !apply_copy(tx, "record ids", apply_sql_ids_copy, apply_id_row)) {
         /* An id recorded meanwhile by another transaction (a copy of the command
-         * on another partition) is a duplicate, not bad data: the retry reads it. */
-        if (strcmp(tx->sqlstate, "23505") == 0)
+         * on another partition) is a duplicate, not bad data: the retry reads it.
+         * No other constraint of applied_commands can fail on a command's account
+         * (the ids, recipients and outcomes are the worker's own): a NOT NULL or
+         * check failure there is the schema's (e.g. applied_at without its default,
+         * migration 003 not run), and dead-lettering would throw every command of
+         * the batch away. Retried with backoff instead, and logged, until fixed. */
+        if (strncmp(tx->sqlstate, "23", 2) == 0)
             tx->status = APPLY_RETRY;
         return false;
     }

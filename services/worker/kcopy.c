@@ -13,6 +13,7 @@
 #include "kafka_log.h"
 #include "lag.h"
 #include "log.h"
+#include "xalloc.h"
 
 #define KCOPY_CALL_TIMEOUT_MS 3000 /* one transaction step; the broker away costs this per round */
 
@@ -36,9 +37,7 @@ struct kcopy {
 
 kcopy_t *kcopy_new(const kcopy_config_t *config, metrics_t *metrics, char *errstr, size_t errstr_size)
 {
-    kcopy_t *kc = calloc(1, sizeof(*kc));
-    if (!kc)
-        abort();
+    kcopy_t *kc = xcalloc(1, sizeof(*kc), "the offset copier");
     kc->config = config;
     int n;
     if (config->instance_id && *config->instance_id)

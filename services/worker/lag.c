@@ -259,10 +259,8 @@ void lag_track(lag_t *lag, int32_t partition)
     if (atomic_load(&slot->position) == LAG_UNTRACKED)
         atomic_store(&slot->position, LAG_UNKNOWN);
     if (!slot->ring_offset) {
-        slot->ring_offset = malloc(LAG_RING * sizeof(*slot->ring_offset));
-        slot->ring_ms = malloc(LAG_RING * sizeof(*slot->ring_ms));
-        if (!slot->ring_offset || !slot->ring_ms)
-            abort();
+        slot->ring_offset = xmalloc(LAG_RING * sizeof(*slot->ring_offset), "a partition's lag ring");
+        slot->ring_ms = xmalloc(LAG_RING * sizeof(*slot->ring_ms), "a partition's lag ring");
     }
     for (int i = 0; i < LAG_RING; i++)
         slot->ring_offset[i] = -1;

@@ -21,8 +21,6 @@ set(rules
   "\"enable\\.idempotence\", \"true\"|common/runtime/kafka_conf.c")
 # "file|pattern index|count|why"
 set(known
-  "services/worker/kcopy.c|0|1|calloc failure, the worker's file this session: xcalloc"
-  "services/worker/lag.c|0|1|ring malloc failure, the worker's file this session: xmalloc"
   "services/worker/kcopy.c|1|1|a pthread_cond_timedwait deadline on its CLOCK_MONOTONIC condvar"
   "services/worker/lag.c|1|1|a pthread_cond_timedwait deadline on its CLOCK_MONOTONIC condvar")
 

@@ -1395,6 +1395,49 @@ START_TEST(an_id_recorded_meanwhile_elsewhere_is_retried_as_a_duplicate)
 }
 END_TEST
 
+/* The ids cannot be recorded because of the schema, not the commands (applied_at
+ * without its default, as before migration 003): the batch is retried, nothing
+ * written, rather than refused as bad data (which would dead-letter every command
+ * of the batch). Once the schema is right, the same batch applies. */
+START_TEST(ids_the_schema_refuses_are_retried_not_dead_lettered)
+{
+    it_t it;
+    it_setup(&it, "idschema", 1);
+    PGconn *conn = PQconnectdb(it.dsn);
+    ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "%s", PQerrorMessage(conn));
+    char recipients[2][32];
+    batch_item_t items[2];
+    batch_t batch = {.items = items, .count = 2, .cap = 2};
+    fence_item(&it, &items[0], recipients[0], sizeof(recipients[0]), 1, 0);
+    fence_item(&it, &items[1], recipients[1], sizeof(recipients[1]), 2, 1);
+    it_exec(&it, "ALTER TABLE applied_commands ALTER COLUMN applied_at DROP DEFAULT");
+
+    limits_t limits = limits_default();
+    id_race_t run = {.conn = conn,
+                     .scratch = apply_scratch_new(&limits),
+                     .it = &it,
+                     .batch = &batch,
+                     .position = {.partition = 0, .stored = false, .expected = 0, .next = 2}};
+    id_race_apply(&run);
+    fprintf(stderr, "ids refused by the schema: status %d (%s)\n", (int)run.status, run.errstr);
+    ck_assert_msg(run.status == APPLY_RETRY, "status %d (%s)", (int)run.status, run.errstr);
+    ck_assert_msg(strstr(run.errstr, "23502") != NULL, "%s", run.errstr);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), 0);
+    ck_assert_int_eq(fence_position(&it), -1);
+
+    it_exec(&it, "ALTER TABLE applied_commands ALTER COLUMN applied_at SET DEFAULT now()");
+    id_race_apply(&run);
+    ck_assert_msg(run.status == APPLY_OK, "once fixed: status %d (%s)", (int)run.status, run.errstr);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), 2);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 2);
+    ck_assert_int_eq(fence_position(&it), 2);
+
+    apply_scratch_destroy(run.scratch);
+    PQfinish(conn);
+    it_teardown(&it);
+}
+END_TEST
+
 /* Test-only statement triggers record txid_current() of every write to
  * profiles, applied_commands and kafka_positions. With several apply
  * connections at work, every transaction that wrote rows or ids also moved
@@ -1668,6 +1711,7 @@ static Suite *worker_suite(void)
         {"zombie", a_frozen_worker_cannot_apply_after_losing_its_partitions, 170},
         {"fence", a_batch_whose_positions_moved_is_refused_and_writes_nothing, 60},
         {"id_race", an_id_recorded_meanwhile_elsewhere_is_retried_as_a_duplicate, 60},
+        {"id_schema", ids_the_schema_refuses_are_retried_not_dead_lettered, 60},
         {"same_tx", rows_ids_and_positions_share_one_transaction, 120},
         {"replay", a_replay_without_ids_leaves_the_rows_exact, 120},
         {"committed", kafka_committed_offsets_equal_the_positions_when_idle, 120},

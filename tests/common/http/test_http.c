@@ -1,9 +1,12 @@
 /* Unit tests for common/http: the ops listener over a real loopback socket (its start and stop, and the
- * probes served strictly), the If-None-Match matcher, and the error bodies' escaping. Links
- * profiled_http alone. */
+ * probes served strictly), the If-None-Match matcher, a header sent on several lines read through
+ * http_server over a socketpair, and the error bodies' escaping. Links profiled_http alone. */
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdatomic.h>
@@ -18,6 +21,7 @@
 #include "buf.h"
 #include "http_error.h"
 #include "http_etag.h"
+#include "http_server.h"
 #include "metrics.h"
 #include "ops_http.h"
 
@@ -213,6 +217,89 @@ START_TEST(http_etag_matches_if_none_match)
 }
 END_TEST
 
+/* The handler answers with every If-None-Match line it reads through http_req_header_next, joined by
+ * '|', then what http_req_header gives ('first=...'). */
+static void header_lines_request_cb(void *arg, http_req_t *req)
+{
+    (void)arg;
+    char body[256] = "";
+    size_t cursor = 0, used = 0;
+    const char *value;
+    while ((value = http_req_header_next(req, "If-None-Match", &cursor)) != NULL)
+        used += (size_t)snprintf(body + used, sizeof(body) - used, "%s|", value);
+    const char *first = http_req_header(req, "if-none-match");
+    used += (size_t)snprintf(body + used, sizeof(body) - used, "first=%s", first ? first : "(none)");
+    http_req_respond(req, 200, "text/plain", body, used);
+}
+
+static bool header_lines_head_cb(void *arg, http_req_t *req)
+{
+    (void)arg;
+    (void)req;
+    return true;
+}
+
+/* One request through the layer over a socketpair; the answer's body into body. */
+static void header_lines_exchange(const char *request, char *body, size_t body_size)
+{
+    struct event_base *base = event_base_new();
+    http_server_config_t config = {.max_connections = 2,
+                                   .max_header_bytes = 4096,
+                                   .max_body_bytes = 1024,
+                                   .header_timeout_ms = 5000,
+                                   .body_timeout_ms = 5000,
+                                   .idle_timeout_ms = 5000};
+    http_server_hooks_t hooks = {.head = header_lines_head_cb, .request = header_lines_request_cb};
+    http_server_t *server = http_server_new(base, &config, &hooks, NULL);
+    ck_assert_ptr_nonnull(server);
+    int fds[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    fcntl(fds[0], F_SETFL, O_NONBLOCK);
+    fcntl(fds[1], F_SETFL, O_NONBLOCK);
+    http_server_adopt(server, bufferevent_socket_new(base, fds[0], BEV_OPT_CLOSE_ON_FREE));
+    ck_assert_int_eq(write(fds[1], request, strlen(request)), (ssize_t)strlen(request));
+
+    char answer[4096];
+    size_t answer_len = 0;
+    answer[0] = '\0';
+    for (int round = 0; round < 2000 && !strstr(answer, "first="); round++) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        ssize_t n = read(fds[1], answer + answer_len, sizeof(answer) - 1 - answer_len);
+        if (n > 0) {
+            answer_len += (size_t)n;
+            answer[answer_len] = '\0';
+        } else {
+            usleep(1000);
+        }
+    }
+    ck_assert_msg(strncmp(answer, "HTTP/1.1 200", 12) == 0, "answer: %s", answer);
+    const char *start = strstr(answer, "\r\n\r\n");
+    ck_assert_ptr_nonnull(start);
+    snprintf(body, body_size, "%s", start + 4);
+    close(fds[1]);
+    http_server_free(server);
+    event_base_free(base);
+}
+
+START_TEST(http_header_on_several_lines)
+{
+    char body[256];
+    /* Three lines, in order, whatever the name's case, with another header between them. */
+    header_lines_exchange(
+        "GET /x HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"a\"\r\nAccept: */*\r\n"
+        "if-none-match: \"b\", \"c\"\r\nIF-NONE-MATCH: W/\"d\"\r\nConnection: close\r\n\r\n",
+        body, sizeof(body));
+    ck_assert_str_eq(body, "\"a\"|\"b\", \"c\"|W/\"d\"|first=\"a\"");
+    /* One line. */
+    header_lines_exchange("GET /x HTTP/1.1\r\nHost: t\r\nIf-None-Match: *\r\nConnection: close\r\n\r\n", body,
+                          sizeof(body));
+    ck_assert_str_eq(body, "*|first=*");
+    /* None: the cursor gives nothing at once. */
+    header_lines_exchange("GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", body, sizeof(body));
+    ck_assert_str_eq(body, "first=(none)");
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("http");
@@ -222,6 +309,7 @@ int main(void)
     tcase_add_test(tcase, ops_http_stops_right_after_start);
     tcase_add_test(tcase, http_etag_matches_if_none_match);
     tcase_add_test(tcase, ops_http_serves_probes_strictly);
+    tcase_add_test(tcase, http_header_on_several_lines);
     suite_add_tcase(suite, tcase);
     SRunner *runner = srunner_create(suite);
     srunner_run_all(runner, CK_NORMAL);

@@ -29,10 +29,10 @@
 #include <time.h>
 
 #include "codec.h"
-#include "delivery.h"
 #include "get.h"
 #include "json_patch.h"
 #include "json_transcode.h"
+#include "kafka_delivery.h"
 #include "log.h"
 #include "prefer.h"
 #include "ready.h"
@@ -319,10 +319,10 @@ void api_put_delivered(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage, void
     char request_id[32], id_text[HTTP_COMMAND_ID_TEXT];
     http_command_id_format(put->command_id, id_text);
 
-    /* A success is only a success if the report proves the broker wrote the command (delivery.h):
+    /* A success is only a success if the report proves the broker wrote the command (kafka_delivery.h):
      * librdkafka 2.0 also reports, without an offset, messages it never saw acknowledged. Those get
      * a 503 (ambiguous: retry with the same Idempotency-Key), and a line that says so. */
-    bool persisted = api_delivery_written(rkmessage);
+    bool persisted = kafka_delivery_written(rkmessage);
     if (rkmessage->err == RD_KAFKA_RESP_ERR_NO_ERROR && !persisted) {
         log_fields_t fields = LOG_FIELDS_INIT;
         log_field_str(&fields, "command_id", id_text);

@@ -19,6 +19,7 @@
 
 #include "import.h"
 #include "kafka_conf.h"
+#include "kafka_delivery.h"
 #include "kafka_log.h"
 #include "log.h"
 
@@ -30,7 +31,9 @@ static void import_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkmessa
     uint64_t seq = (uint64_t)(uintptr_t)rkmessage->_private;
     import_slot_t *slot = &im->ring[seq % (uint64_t)im->options.window];
     im->reports_pending--;
-    if (rkmessage->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    /* The checkpoint passes a line only on a report that proves the write (kafka_delivery.h):
+     * librdkafka 2.0 also reports lines it never saw acknowledged as delivered, without an offset. */
+    if (kafka_delivery_written(rkmessage)) {
         slot->done = true;
         im->counts.acked++;
         im->last_ack_us = import_now_us();
@@ -44,7 +47,8 @@ static void import_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkmessa
         return; /* we purged it while stopping; the checkpoint stays before it */
     if (im->stop != IMPORT_KAFKA_FAILED) {
         snprintf(im->failure, sizeof(im->failure), "Kafka did not acknowledge line %" PRIu64 " of %s: %s",
-                 slot->line, im->options.files[slot->file], rd_kafka_err2str(rkmessage->err));
+                 slot->line, im->options.files[slot->file],
+                 rkmessage->err ? rd_kafka_err2str(rkmessage->err) : "reported without proof it was written");
         im->stop = IMPORT_KAFKA_FAILED;
     }
 }

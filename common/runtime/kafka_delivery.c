@@ -1,9 +1,9 @@
 /*
- * delivery: what a delivery report proves about a command (delivery.h).
+ * kafka_delivery: what a delivery report proves (kafka_delivery.h).
  */
-#include "delivery.h"
+#include "kafka_delivery.h"
 
-bool api_delivery_written(const rd_kafka_message_t *rkmessage)
+bool kafka_delivery_written(const rd_kafka_message_t *rkmessage)
 {
     /* An acks=all acknowledgement from the broker always carries the offset it wrote at; the
      * reports librdkafka makes up for messages it did not see acknowledged carry none. */

@@ -1,9 +1,9 @@
 /*
- * Unit test of delivery.h against librdkafka's own mock broker (no services): the idempotent
+ * Unit test of kafka_delivery.h against librdkafka's own mock broker (no services): the idempotent
  * producer's first ProduceRequest of a partition is refused NOT_LEADER_FOR_PARTITION (as by a
  * broker just restarted) while a second one, sent before that answer, is accepted. librdkafka 2.0
  * then reports the first message delivered, PERSISTED and without an offset ("implicit ack"),
- * though the log never got it. api_delivery_written must not take that report for a write: a 200
+ * though the log never got it. kafka_delivery_written must not take that report for a write: a 200
  * on it is a command acknowledged and lost (the chaos suite's "lost 1").
  */
 #include <check.h>
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "delivery.h"
+#include "kafka_delivery.h"
 
 #define PRODUCE_API_KEY 0
 
@@ -36,7 +36,7 @@ static void on_report(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage, void 
     snprintf(r->value, sizeof(r->value), "%.*s", (int)rkmessage->len, (const char *)rkmessage->payload);
     r->err = rkmessage->err;
     r->offset = rkmessage->offset;
-    r->written = api_delivery_written(rkmessage);
+    r->written = kafka_delivery_written(rkmessage);
 }
 
 static const report_t *report_of(const char *value)

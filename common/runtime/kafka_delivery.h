@@ -1,8 +1,9 @@
 /*
- * delivery: what a delivery report proves about a command.
+ * kafka_delivery: what a delivery report proves about a message: the api answers a PUT 200, and
+ * profiled-import moves its checkpoint past a line, only on a report that proves the write.
  */
-#ifndef PROFILED_API_DELIVERY_H
-#define PROFILED_API_DELIVERY_H
+#ifndef PROFILED_KAFKA_DELIVERY_H
+#define PROFILED_KAFKA_DELIVERY_H
 
 #include <librdkafka/rdkafka.h>
 #include <stdbool.h>
@@ -14,8 +15,8 @@
  * rd_kafka_dr_implicit_ack), on the premise that the broker refuses a sequence gap. A broker
  * holding no state for the producer id accepts any sequence, so after a NOT_LEADER refusal (a
  * broker just restarted) a fresh producer's message is reported PERSISTED, offset -1001, and was
- * never written. Such a report is not proof: the caller answers it as ambiguous (503, retry with
- * the same Idempotency-Key), never 200. */
-bool api_delivery_written(const rd_kafka_message_t *rkmessage);
+ * never written. Such a report is not proof: the caller takes it as ambiguous (the api: 503, retry
+ * with the same Idempotency-Key, never 200; profiled-import: the job stops before that line). */
+bool kafka_delivery_written(const rd_kafka_message_t *rkmessage);
 
 #endif

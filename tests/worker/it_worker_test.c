@@ -273,32 +273,63 @@ END_TEST
 /* A transaction over 240 partitions moves 240 positions; their NOTIFY list is over
  * PostgreSQL's 8000-byte payload limit, and must not make the worker split the batch
  * (it read as a data error): one transaction still writes rows of more than 200
- * partitions (a one-payload NOTIFY fits ~180 here). */
+ * partitions (a one-payload NOTIFY fits ~180 here).
+ *
+ * The worker hands a batch to its lane as soon as a poll comes back empty, so a
+ * batch started while the fetch is still arriving may hold only some partitions.
+ * To make the wide batch certain, the lane is first held on a lock behind a lone
+ * command; everything else is fetched meanwhile and forms the next batch. */
 START_TEST(a_batch_over_many_partitions_notifies_in_pieces)
 {
     enum { PARTITIONS = 240, COMMANDS = 2400 };
     it_t it;
     it_setup(&it, "notify", PARTITIONS);
     it_exec(&it, "LISTEN profiled_applied");
+    PGconn *holder = PQconnectdb(it.dsn);
+    ck_assert_msg(PQstatus(holder) == CONNECTION_OK, "%s", PQerrorMessage(holder));
+    PGresult *res = PQexec(holder, "BEGIN; LOCK TABLE profiles IN SHARE MODE");
+    ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQerrorMessage(holder));
+    PQclear(res);
+
+    it_produce(&it, "notify-first", COMMANDS + 1, false, 0, 0);
+    it_flush(&it);
+    /* one connection: a batch then spans every partition */
+    const char *env[] = {"PROFILED_BATCH_MAX_WAIT=5s", "PROFILED_APPLY_CONNECTIONS=1", NULL};
+    pid_t pid = it_worker_start(&it, env);
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> %d "
+             "AND datname = current_database()",
+             PQbackendPID(holder));
+    int waited = 0;
+    while (it_int(&it, sql) == 0) {
+        ck_assert_msg(waited < 30000, "the first batch never waited on the held lock");
+        nap_ms(50);
+        waited += 50;
+    }
     char recipient[32];
     for (int r = 0; r < COMMANDS; r++) {
         snprintf(recipient, sizeof(recipient), "notify%d", r);
         it_produce(&it, recipient, (uint64_t)r + 1, false, 0, 0);
     }
     it_flush(&it);
-    /* one connection: a batch then spans every partition */
-    const char *env[] = {"PROFILED_BATCH_MAX_WAIT=5s", "PROFILED_APPLY_CONNECTIONS=1", NULL};
-    pid_t pid = it_worker_start(&it, env);
+    nap_ms(3000); /* the worker fetches them into its open batch; its lane is busy */
+    res = PQexec(holder, "COMMIT");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    PQfinish(holder);
+
     expect_caught_up(&it);
-    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), COMMANDS);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), COMMANDS + 1);
     int64_t widest =
         it_int(&it, "SELECT max(n) FROM (SELECT count(DISTINCT kafka_partition) AS n FROM profiles "
                     "GROUP BY xmin::text) AS t");
+    fprintf(stderr, "the widest transaction wrote rows of %" PRId64 " partitions\n", widest);
     ck_assert_msg(widest > 200, "the widest transaction wrote rows of %" PRId64 " partitions (want > 200)",
                   widest);
     /* every partition's position was notified, in payloads under the limit */
     int notified = 0;
-    for (int i = 0; i < 50 && notified < PARTITIONS; i++) {
+    for (int i = 0; i < 50 && notified < PARTITIONS + 1; i++) {
         PQconsumeInput(it.pg);
         PGnotify *n;
         while ((n = PQnotifies(it.pg)) != NULL) {
@@ -307,10 +338,10 @@ START_TEST(a_batch_over_many_partitions_notifies_in_pieces)
                 notified++;
             PQfreemem(n);
         }
-        if (notified < PARTITIONS)
+        if (notified < PARTITIONS + 1)
             nap_ms(100);
     }
-    ck_assert_int_ge(notified, PARTITIONS);
+    ck_assert_int_ge(notified, PARTITIONS + 1);
     expect_stops_cleanly(&it, pid);
     it_teardown(&it);
 }

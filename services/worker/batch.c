@@ -2,13 +2,16 @@
 
 #include "xalloc.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-void batch_add(batch_t *batch, rd_kafka_message_t *message, const limits_t *limits)
+void batch_add(batch_t *batch, rd_kafka_message_t *message, const limits_t *limits, size_t max_items)
 {
     if (batch->count == batch->cap) {
         size_t cap = batch->cap ? batch->cap * 2 : 256;
+        if (cap > max_items && max_items > batch->count)
+            cap = max_items;
         batch_item_t *items = xrealloc(batch->items, cap * sizeof(*items), "batch items");
         batch->items = items;
         batch->cap = cap;
@@ -29,17 +32,33 @@ void batch_add(batch_t *batch, rd_kafka_message_t *message, const limits_t *limi
     item->value = item->record + item->key_len;
     rd_kafka_message_destroy(message);
     buf_reset(&batch->json);
+    codec_failure_t failure;
     if (codec_decode(item->value, item->value_len, item->key, item->key_len, limits, &item->command,
-                     &batch->json, &item->failure) == 0)
+                     &batch->json, &failure) == 0) {
         item->kind = BATCH_COMMAND;
-    else
-        item->kind = BATCH_INVALID;
+        return;
+    }
+    item->kind = BATCH_INVALID;
+    item->failure = xmalloc(sizeof(*item->failure), "a command's failure");
+    *item->failure = failure;
+}
+
+void batch_reject(batch_t *batch, size_t at, const char *reason)
+{
+    batch_item_t *item = &batch->items[at];
+    item->kind = BATCH_REJECTED;
+    if (!item->failure)
+        item->failure = xmalloc(sizeof(*item->failure), "a command's failure");
+    item->failure->code = CODEC_OK;
+    snprintf(item->failure->message, sizeof(item->failure->message), "%s", reason);
 }
 
 void batch_clear(batch_t *batch)
 {
-    for (size_t i = 0; i < batch->count; i++)
+    for (size_t i = 0; i < batch->count; i++) {
         free(batch->items[i].record);
+        free(batch->items[i].failure);
+    }
     batch->count = 0;
     buf_reset(&batch->json);
     batch->opened_ms = 0;

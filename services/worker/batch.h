@@ -41,7 +41,10 @@ typedef struct batch_item {
     batch_kind_t kind;
     bool dead_lettered;      /* its dead letter was acknowledged by Kafka */
     codec_command_t command; /* BATCH_COMMAND */
-    codec_failure_t failure; /* BATCH_INVALID, BATCH_REJECTED */
+    /* BATCH_INVALID, BATCH_REJECTED: owned, NULL otherwise. A pointer, not the
+     * struct: its 256-byte message would be half of every item, and a lane
+     * holds up to two batches of PROFILED_BATCH_MAX_COMMANDS items. */
+    codec_failure_t *failure;
 } batch_item_t;
 
 typedef struct batch {
@@ -52,8 +55,14 @@ typedef struct batch {
 } batch_t;
 
 /* Copies `message` into the batch, destroys it (ownership is taken) and decodes
- * the copy (into a COMMAND or INVALID item). */
-void batch_add(batch_t *batch, rd_kafka_message_t *message, const limits_t *limits);
+ * the copy (into a COMMAND or INVALID item). `max_items` is the most the batch
+ * will hold (PROFILED_BATCH_MAX_COMMANDS): the item array grows by doubling up
+ * to it, not past it, so a full batch costs max_items items, not the next power
+ * of two (8,192 for 5,000). */
+void batch_add(batch_t *batch, rd_kafka_message_t *message, const limits_t *limits, size_t max_items);
+
+/* Marks item `at` BATCH_REJECTED with `reason` (PostgreSQL refused its row). */
+void batch_reject(batch_t *batch, size_t at, const char *reason);
 
 /* Frees the records; keeps the rest of the memory. */
 void batch_clear(batch_t *batch);

@@ -29,9 +29,7 @@ static int bisect_reject(bisect_t *b, batch_t *batch, size_t at, char *errstr, s
     log_field_int(&fields, "offset", item->offset);
     log_field_str(&fields, "error", errstr);
     log_warn(&fields, "PostgreSQL rejected a command; dead-lettering it");
-    item->kind = BATCH_REJECTED;
-    item->failure.code = CODEC_OK;
-    snprintf(item->failure.message, sizeof(item->failure.message), "%s", errstr);
+    batch_reject(batch, at, errstr);
     return bisect_dead_letter(b, batch, at, at + 1, errstr, errstr_size);
 }
 

@@ -76,13 +76,13 @@ int dlq_send(rd_kafka_t *dlq, const char *dlq_topic, const char *source_topic, b
             continue;
         }
         const char *code =
-            item->kind == BATCH_REJECTED ? DLQ_CODE_POSTGRES_REJECTED : codec_error_name(item->failure.code);
+            item->kind == BATCH_REJECTED ? DLQ_CODE_POSTGRES_REJECTED : codec_error_name(item->failure->code);
         char partition[16], offset[32];
         snprintf(partition, sizeof(partition), "%" PRId32, item->partition);
         snprintf(offset, sizeof(offset), "%" PRId64, item->offset);
         rd_kafka_headers_t *headers = rd_kafka_headers_new(5);
         rd_kafka_header_add(headers, DLQ_HEADER_CODE, -1, code, -1);
-        rd_kafka_header_add(headers, DLQ_HEADER_MESSAGE, -1, item->failure.message, -1);
+        rd_kafka_header_add(headers, DLQ_HEADER_MESSAGE, -1, item->failure->message, -1);
         rd_kafka_header_add(headers, DLQ_HEADER_TOPIC, -1, source_topic, -1);
         rd_kafka_header_add(headers, DLQ_HEADER_PARTITION, -1, partition, -1);
         rd_kafka_header_add(headers, DLQ_HEADER_OFFSET, -1, offset, -1);

@@ -59,8 +59,8 @@ static void lane_log_invalid(const lane_t *lane)
         log_field_str(&fields, "topic", lane->lanes->config.topic);
         log_field_int(&fields, "partition", item->partition);
         log_field_int(&fields, "offset", item->offset);
-        log_field_str(&fields, "code", codec_error_name(item->failure.code));
-        log_field_str(&fields, "reason", item->failure.message);
+        log_field_str(&fields, "code", codec_error_name(item->failure->code));
+        log_field_str(&fields, "reason", item->failure->message);
         log_warn(&fields, "invalid command dead-lettered");
     }
 }

@@ -18,6 +18,7 @@
 struct apply_scratch {
     limits_t limits;
     buf_t recipients, profiles, ids, partitions, notify; /* profiles: COPY rows */
+    buf_t expected, next, stored_flags, payloads;        /* the positions statement's arrays */
     buf_t json;                                          /* one profile's JSON */
     buf_t needs;                                         /* bool array: read the profile */
     buf_t stored;                                        /* read profiles, as msgpack */
@@ -48,6 +49,10 @@ void apply_scratch_destroy(apply_scratch_t *scratch)
     buf_free(&scratch->ids);
     buf_free(&scratch->partitions);
     buf_free(&scratch->notify);
+    buf_free(&scratch->expected);
+    buf_free(&scratch->next);
+    buf_free(&scratch->stored_flags);
+    buf_free(&scratch->payloads);
     buf_free(&scratch->json);
     buf_free(&scratch->needs);
     buf_free(&scratch->stored);
@@ -165,8 +170,9 @@ static int apply_hex_decode(const char *hex, size_t len, uint8_t *out, size_t ou
 /* ------------------------------------------------ the transaction */
 
 const char *const apply_step_names[APPLY_STEP_COUNT] = {
-    [APPLY_STEP_READ] = "ms_read",     [APPLY_STEP_FOLD] = "ms_fold",
-    [APPLY_STEP_WRITE] = "ms_write",   [APPLY_STEP_POSITIONS] = "ms_positions",
+    [APPLY_STEP_READ] = "ms_read",
+    [APPLY_STEP_FOLD] = "ms_fold",
+    [APPLY_STEP_WRITE] = "ms_write",
     [APPLY_STEP_COMMIT] = "ms_commit",
 };
 
@@ -234,6 +240,110 @@ static bool apply_exec_ok(apply_tx_t *tx, apply_step_t step, const char *what, c
     return ok;
 }
 
+/* One statement of a pipeline: its result is kept in `res` on success. */
+typedef struct apply_stmt {
+    const char *what, *sql;
+    int nparams;
+    const char *const *params;
+    ExecStatusType expect;
+    PGresult *res;
+} apply_stmt_t;
+
+/* Leaves pipeline mode, reading whatever is still queued (after a failure). */
+static void apply_pipeline_exit(PGconn *conn)
+{
+    for (int tries = 0; PQpipelineStatus(conn) != PQ_PIPELINE_OFF && tries < 64; tries++) {
+        if (PQexitPipelineMode(conn) == 1)
+            return;
+        PGresult *res = PQgetResult(conn);
+        if (!res && PQstatus(conn) != CONNECTION_OK)
+            return; /* the lane closes a broken connection */
+        PQclear(res);
+    }
+}
+
+/*
+ * Sends `count` statements in one pipeline (libpq pipeline mode: one round
+ * trip to PostgreSQL instead of one each; on a loaded machine every round trip
+ * waits for the backend to be scheduled, so their number is most of a small
+ * batch's latency) and reads their results in order, timed in `step`. A
+ * statement that fails makes PostgreSQL skip the rest up to the sync (inside a
+ * transaction block, which the caller rolls back). On failure, every result is
+ * cleared and tx->status/errstr name the first failing statement; `*failed` (if
+ * not NULL) its index and its SQLSTATE in tx->sqlstate.
+ */
+static bool apply_pipeline(apply_tx_t *tx, apply_step_t step, apply_stmt_t *stmts, size_t count,
+                           size_t *failed)
+{
+    double t0 = apply_ms();
+    char reason[512] = "";
+    bool ok = PQenterPipelineMode(tx->conn) == 1;
+    size_t bad = count, sent = 0;
+    bool data_error = false;
+    tx->sqlstate[0] = '\0';
+    if (!ok)
+        pgconn_error(tx->conn, NULL, reason, sizeof(reason));
+    for (; ok && sent < count; sent++)
+        if (PQsendQueryParams(tx->conn, stmts[sent].sql, stmts[sent].nparams, NULL, stmts[sent].params, NULL,
+                              NULL, 0) != 1) {
+            pgconn_error(tx->conn, NULL, reason, sizeof(reason));
+            bad = sent;
+            ok = false;
+            break;
+        }
+    if (sent > 0 && PQpipelineSync(tx->conn) != 1 && ok) {
+        pgconn_error(tx->conn, NULL, reason, sizeof(reason));
+        ok = false;
+    }
+    for (size_t i = 0; i < count; i++)
+        stmts[i].res = NULL;
+    /* Each statement sent: its result, then NULL. */
+    for (size_t i = 0; i < sent && PQstatus(tx->conn) == CONNECTION_OK; i++) {
+        PGresult *res = PQgetResult(tx->conn);
+        if (!res) {
+            if (ok)
+                pgconn_error(tx->conn, NULL, reason, sizeof(reason));
+            ok = false;
+            bad = bad < i ? bad : i;
+            break;
+        }
+        if (ok && PQresultStatus(res) != stmts[i].expect) {
+            pgconn_error(tx->conn, res, reason, sizeof(reason));
+            data_error = pgconn_is_data_error(res);
+            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            snprintf(tx->sqlstate, sizeof(tx->sqlstate), "%s", state ? state : "");
+            ok = false;
+            bad = i;
+        }
+        if (ok)
+            stmts[i].res = res;
+        else
+            PQclear(res);
+        PQclear(PQgetResult(tx->conn)); /* the NULL that ends it */
+    }
+    if (sent > 0 && PQstatus(tx->conn) == CONNECTION_OK) {
+        PGresult *sync = PQgetResult(tx->conn); /* PGRES_PIPELINE_SYNC */
+        if (ok && PQresultStatus(sync) != PGRES_PIPELINE_SYNC) {
+            pgconn_error(tx->conn, sync, reason, sizeof(reason));
+            ok = false;
+        }
+        PQclear(sync);
+    }
+    apply_pipeline_exit(tx->conn);
+    tx->counts->ms[step] += apply_ms() - t0;
+    if (ok)
+        return true;
+    for (size_t i = 0; i < count; i++) {
+        PQclear(stmts[i].res);
+        stmts[i].res = NULL;
+    }
+    snprintf(tx->errstr, tx->errstr_size, "%s: %s", bad < count ? stmts[bad].what : "pipeline", reason);
+    tx->status = PQstatus(tx->conn) == CONNECTION_OK && data_error ? APPLY_REJECTED : APPLY_RETRY;
+    if (failed)
+        *failed = bad;
+    return false;
+}
+
 /* The rows the fold needs: versions of recipients with a versioned command,
  * and the profile of those fold_plan marked ($2 true), in one statement. */
 static const char apply_sql_rows[] =
@@ -281,7 +391,11 @@ static const char apply_sql_staging[] =
     "CREATE TEMP TABLE IF NOT EXISTS apply_rows (recipient_id text, profile jsonb, command_id bytea, "
     "kafka_partition int, kafka_offset bigint, version numeric(20, 0)) ON COMMIT DELETE ROWS";
 
-#define APPLY_COPY_PIECE ((size_t)1 << 20) /* bytes per PQputCopyData call */
+/* Bytes per PQputCopyData call. The row buffer grows to about twice this, and
+ * libpq's output buffer as much again, per lane: at 1 MiB they held 4 MiB of
+ * a two-lane worker's peak (heaptrack); 128 KiB costs 44 calls of a 5,000-row
+ * batch instead of 6, no measurable time. */
+#define APPLY_COPY_PIECE ((size_t)128 << 10)
 
 static const char apply_sql_copy[] =
     "COPY apply_rows (recipient_id, profile, command_id, kafka_partition, kafka_offset, version) FROM STDIN";
@@ -297,13 +411,36 @@ static const char apply_sql_upsert[] =
     "kafka_offset = EXCLUDED.kafka_offset, version = coalesce(EXCLUDED.version, p.version), "
     "updated_at = EXCLUDED.updated_at";
 
-static const char apply_sql_position_update[] =
-    "UPDATE kafka_positions SET next_offset = $4, updated_at = now() "
-    "WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND next_offset = $5";
+/*
+ * Every position of the range moved and notified in one statement, so that
+ * it and COMMIT go in one round trip (apply_pipeline). Fenced a second time:
+ * an existing position moves only from `expected` (it is locked since the
+ * fence, so this holds unless the fence itself is broken), a new one is
+ * inserted only if no other worker inserted it meanwhile. Were a position not
+ * to move, the statement fails (a cast of the text "fenced ..." to int,
+ * SQLSTATE 22P02, evaluated only in that case: its operand depends on the
+ * CTEs, so the planner cannot fold it), the pipeline skips the COMMIT and the
+ * transaction rolls back; apply_finish reads that error as APPLY_FENCED.
+ * $3..$6: partition, expected, next, stored, one element per position;
+ * $7: the NOTIFY payloads (sent only if the transaction commits).
+ */
+#define APPLY_FENCED_TEXT "fenced by another worker: "
+static const char apply_sql_positions[] =
+    "WITH v AS (SELECT * FROM unnest($3::int[], $4::bigint[], $5::bigint[], $6::bool[]) "
+    "AS v(partition, expected, next, stored)), "
+    "moved AS (UPDATE kafka_positions k SET next_offset = v.next, updated_at = now() FROM v "
+    "WHERE v.stored AND k.consumer_group = $1 AND k.topic = $2 AND k.partition = v.partition "
+    "AND k.next_offset = v.expected RETURNING 1), "
+    "added AS (INSERT INTO kafka_positions (consumer_group, topic, partition, next_offset, updated_at) "
+    "SELECT $1, $2, partition, next, now() FROM v WHERE NOT v.stored ON CONFLICT DO NOTHING RETURNING 1), "
+    "done AS (SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM added) AS n) "
+    "SELECT CASE WHEN n = cardinality($3::int[]) THEN n "
+    "ELSE ('" APPLY_FENCED_TEXT
+    "' || n || ' of ' || cardinality($3::int[]) || ' positions moved')::bigint END, "
+    "(SELECT count(pg_notify('profiled_applied', p)) FROM unnest($7::text[]) AS u(p)) FROM done";
 
-static const char apply_sql_position_insert[] =
-    "INSERT INTO kafka_positions (consumer_group, topic, partition, next_offset, updated_at) "
-    "VALUES ($1, $2, $3, $4, now()) ON CONFLICT DO NOTHING";
+/* SQLSTATE of apply_sql_positions's deliberate failure (invalid_text_representation). */
+#define APPLY_FENCED_SQLSTATE "22P02"
 
 /* PostgreSQL refuses a NOTIFY payload of 8000 bytes or more (22023, which would read as a
  * data error and split the range for nothing): a range over many partitions notifies in
@@ -369,11 +506,8 @@ static void apply_collect(apply_tx_t *tx)
     arr_close(&s->ids);
 }
 
-/* Step "fence": locks the positions of the range's partitions and checks that
- * PostgreSQL holds what we expect (a missing row where we expect none). A
- * mismatch means another worker moved a partition since we read it:
- * APPLY_FENCED, before any work is done. */
-static bool apply_fence(apply_tx_t *tx)
+/* The range's partitions as an int[] literal, in tx->positions order. */
+static const char *apply_partitions_array(apply_tx_t *tx)
 {
     buf_t *array = &tx->s->partitions;
     arr_open(array);
@@ -383,13 +517,16 @@ static bool apply_fence(apply_tx_t *tx)
         arr_raw(array, number);
     }
     arr_close(array);
-    const char *params[3] = {tx->group, tx->topic, (const char *)array->data};
-    PGresult *res =
-        apply_exec(tx, APPLY_STEP_READ, "lock positions", apply_sql_fence, 3, params, PGRES_TUPLES_OK);
-    if (!res)
-        return false;
-    bool ok = true;
-    for (size_t p = 0; p < tx->position_count && ok; p++) {
+    return (const char *)array->data;
+}
+
+/* Step "fence": the positions of the range's partitions, locked (apply_sql_fence),
+ * must be what we expect (a missing row where we expect none). A mismatch
+ * means another worker moved a partition since we read it: APPLY_FENCED,
+ * before anything is written. */
+static bool apply_fence_check(apply_tx_t *tx, const PGresult *res)
+{
+    for (size_t p = 0; p < tx->position_count; p++) {
         const apply_position_t *pos = &tx->positions[p];
         bool found = false;
         int64_t held = 0;
@@ -404,11 +541,10 @@ static bool apply_fence(apply_tx_t *tx)
                      ", this worker expected %s%" PRId64 " (another worker moved it)",
                      pos->partition, found ? "" : "none/", held, pos->stored ? "" : "none/", pos->expected);
             tx->status = APPLY_FENCED;
-            ok = false;
+            return false;
         }
     }
-    PQclear(res);
-    return ok;
+    return true;
 }
 
 /* Permissive limits for reading back stored profiles: they were within the
@@ -419,19 +555,14 @@ static const limits_t apply_read_limits = {.max_body_bytes = SIZE_MAX,
                                            .max_string_bytes = UINT32_MAX,
                                            .max_keys = UINT32_MAX};
 
-/* Step "read": first the ids recorded before (recording the range's ids in the
- * same statement); then, in one statement, the rows the fold needs: the version
+/* Step "read": the ids recorded before (tx->ids_res, read with the fence by
+ * apply_begin); then, in one statement, the rows the fold needs: the version
  * of every recipient with a versioned command, and the profile of those
  * fold_plan marks (a merge or patch that builds on the stored profile). A
  * replace-only range without versions reads no row. */
 static bool apply_read_state(apply_tx_t *tx)
 {
     apply_scratch_t *s = tx->s;
-    const char *id_params[1] = {(const char *)s->ids.data};
-    tx->ids_res =
-        apply_exec(tx, APPLY_STEP_READ, "read applied ids", apply_sql_applied, 1, id_params, PGRES_TUPLES_OK);
-    if (!tx->ids_res)
-        return false;
     tx->applied_count = (size_t)PQntuples(tx->ids_res);
     if (s->applied_cap < tx->applied_count) {
         s->applied_cap = tx->applied_count;
@@ -643,8 +774,7 @@ static bool apply_write(apply_tx_t *tx)
 {
     if (tx->counts->written > 0) {
         const char *params[1] = {tx->topic};
-        if (!apply_exec_ok(tx, APPLY_STEP_WRITE, "create staging table", apply_sql_staging, 0, NULL) ||
-            !apply_copy(tx, "copy rows", apply_sql_copy, apply_profile_row) ||
+        if (!apply_copy(tx, "copy rows", apply_sql_copy, apply_profile_row) ||
             !apply_exec_ok(tx, APPLY_STEP_WRITE, "upsert profiles", apply_sql_upsert, 1, params))
             return false;
     }
@@ -663,54 +793,108 @@ static bool apply_write(apply_tx_t *tx)
     return true;
 }
 
-/* Sends `payload` as one NOTIFY (delivered only if the transaction commits) and empties it. */
-static bool apply_notify(apply_tx_t *tx, buf_t *payload)
+/* Steps BEGIN, "fence" and the ids' lookup, in one round trip: BEGIN, the
+ * staging table (created once per session; IF NOT EXISTS is a catalog
+ * lookup), the positions locked, the range's ids recorded before. The lookup
+ * runs before the fence is checked, which is harmless: it writes nothing, and
+ * a fenced transaction is rolled back. */
+static bool apply_begin(apply_tx_t *tx)
 {
-    buf_terminate(payload);
-    const char *params[1] = {(const char *)payload->data};
-    PGresult *res = apply_exec(tx, APPLY_STEP_POSITIONS, "notify", "SELECT pg_notify('profiled_applied', $1)",
-                               1, params, PGRES_TUPLES_OK);
-    buf_reset(payload);
-    if (!res)
+    const char *fence_params[3] = {tx->group, tx->topic, apply_partitions_array(tx)};
+    const char *id_params[1] = {(const char *)tx->s->ids.data};
+    apply_stmt_t stmts[4] = {
+        {.what = "begin", .sql = "BEGIN", .expect = PGRES_COMMAND_OK},
+        {.what = "create staging table", .sql = apply_sql_staging, .expect = PGRES_COMMAND_OK},
+        {.what = "lock positions",
+         .sql = apply_sql_fence,
+         .nparams = 3,
+         .params = fence_params,
+         .expect = PGRES_TUPLES_OK},
+        {.what = "read applied ids",
+         .sql = apply_sql_applied,
+         .nparams = 1,
+         .params = id_params,
+         .expect = PGRES_TUPLES_OK},
+    };
+    if (!apply_pipeline(tx, APPLY_STEP_READ, stmts, tx->n > 0 ? 4 : 3, NULL))
         return false;
-    PQclear(res);
-    return true;
+    PQclear(stmts[0].res);
+    PQclear(stmts[1].res);
+    bool fenced_ok = apply_fence_check(tx, stmts[2].res);
+    PQclear(stmts[2].res);
+    tx->ids_res = stmts[3].res; /* NULL when n == 0 */
+    return fenced_ok;
 }
 
-/* Step "positions", fenced: the update only matches the offset we believe
- * PostgreSQL holds. Zero rows means another worker moved the partition. */
-static bool apply_move_positions(apply_tx_t *tx)
+/* Appends `entry` to the NOTIFY payloads (a text[] literal being built in
+ * `array`), starting a new payload in `payload` when it would pass the limit. */
+static void apply_payload_flush(buf_t *array, buf_t *payload)
 {
-    buf_t *notify = &tx->s->notify;
-    buf_reset(notify);
+    if (payload->len == 0)
+        return;
+    arr_quoted(array, (const char *)payload->data, payload->len);
+    buf_reset(payload);
+}
+
+/* Steps "positions" and COMMIT, in one round trip: apply_sql_positions moves
+ * (fenced) and notifies every position of the range, then COMMIT. A fence
+ * failure there is its deliberate 22P02: APPLY_FENCED, the COMMIT skipped. */
+static bool apply_finish(apply_tx_t *tx)
+{
+    apply_scratch_t *s = tx->s;
+    arr_open(&s->expected);
+    arr_open(&s->next);
+    arr_open(&s->stored_flags);
+    arr_open(&s->payloads);
+    buf_reset(&s->notify);
     for (size_t p = 0; p < tx->position_count; p++) {
         const apply_position_t *pos = &tx->positions[p];
-        char partition[16], next[32], expected[32];
-        snprintf(partition, sizeof(partition), "%" PRId32, pos->partition);
-        snprintf(next, sizeof(next), "%" PRId64, pos->next);
-        snprintf(expected, sizeof(expected), "%" PRId64, pos->expected);
-        const char *params[5] = {tx->group, tx->topic, partition, next, expected};
-        PGresult *res = pos->stored ? apply_exec(tx, APPLY_STEP_POSITIONS, "move position",
-                                                 apply_sql_position_update, 5, params, PGRES_COMMAND_OK)
-                                    : apply_exec(tx, APPLY_STEP_POSITIONS, "insert position",
-                                                 apply_sql_position_insert, 4, params, PGRES_COMMAND_OK);
-        if (!res)
-            return false;
-        bool moved = strcmp(PQcmdTuples(res), "1") == 0;
-        PQclear(res);
-        if (!moved) {
-            snprintf(tx->errstr, tx->errstr_size,
-                     "partition %s: position is no longer %s (another worker moved it)", partition,
-                     pos->stored ? expected : "unset");
-            tx->status = APPLY_FENCED;
-            return false;
-        }
-        size_t entry = strlen(tx->topic) + strlen(partition) + strlen(next) + 3;
-        if (notify->len > 0 && notify->len + entry > APPLY_NOTIFY_MAX_BYTES && !apply_notify(tx, notify))
-            return false;
-        buf_appendf(notify, "%s%s/%s/%s", notify->len ? "," : "", tx->topic, partition, next);
+        char number[32];
+        snprintf(number, sizeof(number), "%" PRId64, pos->expected);
+        arr_raw(&s->expected, number);
+        snprintf(number, sizeof(number), "%" PRId64, pos->next);
+        arr_raw(&s->next, number);
+        arr_raw(&s->stored_flags, pos->stored ? "t" : "f");
+        char entry[256];
+        int len =
+            snprintf(entry, sizeof(entry), "%s/%" PRId32 "/%" PRId64, tx->topic, pos->partition, pos->next);
+        if (len < 0 || (size_t)len >= sizeof(entry)) /* a topic name is at most 249 bytes */
+            fatal_abort("a NOTIFY entry of %d bytes", len);
+        if (s->notify.len > 0 && s->notify.len + 1 + (size_t)len > APPLY_NOTIFY_MAX_BYTES)
+            apply_payload_flush(&s->payloads, &s->notify);
+        buf_appendf(&s->notify, "%s%s", s->notify.len ? "," : "", entry);
     }
-    return notify->len == 0 || apply_notify(tx, notify);
+    apply_payload_flush(&s->payloads, &s->notify);
+    arr_close(&s->expected);
+    arr_close(&s->next);
+    arr_close(&s->stored_flags);
+    arr_close(&s->payloads);
+    const char *params[7] = {tx->group,
+                             tx->topic,
+                             apply_partitions_array(tx),
+                             (const char *)s->expected.data,
+                             (const char *)s->next.data,
+                             (const char *)s->stored_flags.data,
+                             (const char *)s->payloads.data};
+    apply_stmt_t stmts[2] = {
+        {.what = "move positions",
+         .sql = apply_sql_positions,
+         .nparams = 7,
+         .params = params,
+         .expect = PGRES_TUPLES_OK},
+        {.what = "commit", .sql = "COMMIT", .expect = PGRES_COMMAND_OK},
+    };
+    size_t failed = 0;
+    if (!apply_pipeline(tx, APPLY_STEP_COMMIT, stmts, 2, &failed)) {
+        /* 22P02 alone could also be a malformed literal of ours: the text names the fence */
+        if (failed == 0 && strcmp(tx->sqlstate, APPLY_FENCED_SQLSTATE) == 0 &&
+            strstr(tx->errstr, "\"" APPLY_FENCED_TEXT))
+            tx->status = APPLY_FENCED; /* a position moved under us: never bad data */
+        return false;
+    }
+    PQclear(stmts[0].res);
+    PQclear(stmts[1].res);
+    return true;
 }
 
 apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, const char *topic,
@@ -731,13 +915,8 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
                      .errstr = errstr,
                      .errstr_size = errstr_size,
                      .status = APPLY_RETRY};
-    bool in_tx = false;
-
     apply_collect(&tx);
-    if (!apply_exec_ok(&tx, APPLY_STEP_READ, "begin", "BEGIN", 0, NULL))
-        goto fail;
-    in_tx = true;
-    if (!apply_fence(&tx))
+    if (!apply_begin(&tx))
         goto fail;
     if (tx.n > 0) {
         if (!apply_read_state(&tx))
@@ -746,10 +925,7 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
         if (!apply_write(&tx))
             goto fail;
     }
-    if (!apply_move_positions(&tx))
-        goto fail;
-    in_tx = false; /* a failed COMMIT ends the transaction either way */
-    if (!apply_exec_ok(&tx, APPLY_STEP_COMMIT, "commit", "COMMIT", 0, NULL))
+    if (!apply_finish(&tx))
         goto fail;
     PQclear(tx.rows_res);
     PQclear(tx.ids_res);
@@ -758,7 +934,9 @@ apply_status_t apply_run(PGconn *conn, apply_scratch_t *s, const char *group, co
 fail:
     PQclear(tx.rows_res);
     PQclear(tx.ids_res);
-    if (in_tx && PQstatus(conn) == CONNECTION_OK)
+    /* Whatever failed (a statement, the COMMIT skipped after one, the fence),
+     * a transaction still open is rolled back; a failed COMMIT ended it. */
+    if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) != PQTRANS_IDLE)
         pgconn_exec_quiet(conn, "ROLLBACK");
     memset(counts, 0, sizeof(*counts));
     return tx.status;
@@ -783,8 +961,8 @@ static bool apply_copy_send(apply_tx_t *tx, buf_t *rows, char *reason, size_t re
 }
 
 /* The rows are built and sent a piece at a time rather than as one buffer of
- * the whole batch: a lane then holds ~1 MiB of COPY text, not a second copy of
- * every profile of its batch (README, "Memory"). */
+ * the whole batch: a lane then holds ~2 x APPLY_COPY_PIECE of COPY text, not a
+ * second copy of every profile of its batch (README, "Memory"). */
 static bool apply_copy(apply_tx_t *tx, const char *what, const char *sql, apply_copy_row_fn row_fn)
 {
     apply_scratch_t *s = tx->s;

@@ -57,11 +57,10 @@ typedef struct apply_position {
 
 /* Where a transaction's time goes (milliseconds per step, for the debug log). */
 typedef enum apply_step {
-    APPLY_STEP_READ,      /* BEGIN, fence, reading ids, versions and profiles */
-    APPLY_STEP_FOLD,      /* the fold and the COPY rows (CPU only) */
-    APPLY_STEP_WRITE,     /* COPY + upsert of the rows, COPY of the ids */
-    APPLY_STEP_POSITIONS, /* positions and NOTIFY */
-    APPLY_STEP_COMMIT,
+    APPLY_STEP_READ,   /* BEGIN, fence, reading ids (one round trip), versions and profiles */
+    APPLY_STEP_FOLD,   /* the fold and the COPY rows (CPU only) */
+    APPLY_STEP_WRITE,  /* COPY + upsert of the rows, COPY of the ids */
+    APPLY_STEP_COMMIT, /* positions, NOTIFY and COMMIT (one round trip) */
     APPLY_STEP_COUNT
 } apply_step_t;
 

@@ -480,7 +480,7 @@ static void worker_message(worker_t *w, rd_kafka_message_t *m)
     lag_fetched(w->lag, m->partition, m->offset, rd_kafka_message_timestamp(m, NULL));
     if (w->open[l].count == 0)
         w->open[l].opened_ms = worker_now_ms();
-    batch_add(&w->open[l], m, &w->limits);
+    batch_add(&w->open[l], m, &w->limits, (size_t)w->config->batch_max_commands);
 }
 
 /* ------------------------------------------------------------------ readiness */
@@ -563,34 +563,53 @@ static int worker_start_pg(worker_t *w)
 }
 
 /*
- * Bounded prefetch. librdkafka's defaults fetch up to 1 MiB a partition per
- * request and queue up to 64 MiB or 100,000 messages a partition, far more
- * than the worker can use: it holds at most two batches a lane (the open one
- * and the one applying), and the broker is close. What costs memory is the
- * per-partition fetch size (a fetched response stays allocated until every
- * message of it was polled; measured at 100k × 1 KiB over 6 partitions, two
- * lanes: peak RSS 82 MiB with 1 MiB a partition, 47 MiB with 64 KiB, at the
- * same apply rate). So, from the batch size B (commands of ~1 KiB):
- *   queued.max.messages.kbytes = max(1024, B / 4)   (a quarter batch ahead)
- *   fetch.max.bytes            = the same, in bytes
- *   max.partition.fetch.bytes  = max(64 KiB, that / 32)
+ * Bounded prefetch. librdkafka's defaults fetch up to 1 MiB a partition and 50
+ * MiB a request, and queue up to 64 MiB or 100,000 messages, far more than
+ * the worker can use: it holds at most two batches a lane (the open one and
+ * the one applying), and the broker is close. From the batch size B:
+ *   queued.max.messages.kbytes = max(1024, B / 4)   (a quarter batch of 1 KiB commands ahead)
  *   queued.min.messages        = B
- * A larger message is still fetched whole (librdkafka grows the request).
- * PROFILED_KAFKA_PROPERTIES may override each. Memory as a function of the
- * settings: README, "Memory".
+ *   fetch.max.bytes            = max(64 KiB, that / 8), in bytes
+ *   max.partition.fetch.bytes  = max(32 KiB, fetch.max.bytes / 2)
+ * The queue limit is checked before a fetch is sent, in decompressed bytes;
+ * the fetch limits count the bytes on the wire, and one response is
+ * decompressed whole into the queue. With compressed topics the response is
+ * what costs memory: the bench's lz4 commands compress ~20x, so a 1.25 MiB
+ * response (the former fetch.max.bytes) became ~25 MiB of messages, measured
+ * (heaptrack) at 13-15 MiB held by librdkafka at the peak. An eighth of the
+ * queue bounds it to ~3 MiB there, and it still carries ~140 uncompressed
+ * 1 KiB commands a round trip, more than a lane applies in that time. The
+ * broker still returns a record batch larger than the limits whole.
+ * message.max.bytes (librdkafka requires fetch.max.bytes >= it; a consumer
+ * sends no message) follows fetch.max.bytes. PROFILED_KAFKA_PROPERTIES may
+ * override each. Memory as a function of the settings: README, "Memory".
  */
+typedef struct worker_fetch_limits {
+    int64_t queued_kbytes, queued_messages, fetch_bytes, partition_bytes;
+} worker_fetch_limits_t;
+
+static worker_fetch_limits_t worker_fetch_limits(int64_t batch_max_commands)
+{
+    worker_fetch_limits_t l;
+    l.queued_kbytes = batch_max_commands / 4 < 1024 ? 1024 : batch_max_commands / 4;
+    l.queued_messages = batch_max_commands;
+    l.fetch_bytes = l.queued_kbytes * 1024 / 8 < 65536 ? 65536 : l.queued_kbytes * 1024 / 8;
+    l.partition_bytes = l.fetch_bytes / 2 < 32768 ? 32768 : l.fetch_bytes / 2;
+    return l;
+}
+
 static int worker_consumer_limits(rd_kafka_conf_t *conf, int64_t batch_max_commands, char *errstr,
                                   size_t errstr_size)
 {
-    int64_t kbytes = batch_max_commands / 4 < 1024 ? 1024 : batch_max_commands / 4;
-    int64_t partition_bytes = kbytes * 1024 / 32 < 65536 ? 65536 : kbytes * 1024 / 32;
+    worker_fetch_limits_t l = worker_fetch_limits(batch_max_commands);
     char queued_kbytes[32], queued_messages[32], fetch_bytes[32], partition_fetch[32];
-    snprintf(queued_kbytes, sizeof(queued_kbytes), "%" PRId64, kbytes);
-    snprintf(queued_messages, sizeof(queued_messages), "%" PRId64, batch_max_commands);
-    snprintf(fetch_bytes, sizeof(fetch_bytes), "%" PRId64, kbytes * 1024);
-    snprintf(partition_fetch, sizeof(partition_fetch), "%" PRId64, partition_bytes);
+    snprintf(queued_kbytes, sizeof(queued_kbytes), "%" PRId64, l.queued_kbytes);
+    snprintf(queued_messages, sizeof(queued_messages), "%" PRId64, l.queued_messages);
+    snprintf(fetch_bytes, sizeof(fetch_bytes), "%" PRId64, l.fetch_bytes);
+    snprintf(partition_fetch, sizeof(partition_fetch), "%" PRId64, l.partition_bytes);
     if (kafka_conf_set(conf, "queued.max.messages.kbytes", queued_kbytes, errstr, errstr_size) < 0 ||
         kafka_conf_set(conf, "queued.min.messages", queued_messages, errstr, errstr_size) < 0 ||
+        kafka_conf_set(conf, "message.max.bytes", fetch_bytes, errstr, errstr_size) < 0 ||
         kafka_conf_set(conf, "fetch.max.bytes", fetch_bytes, errstr, errstr_size) < 0 ||
         kafka_conf_set(conf, "max.partition.fetch.bytes", partition_fetch, errstr, errstr_size) < 0)
         return -1;

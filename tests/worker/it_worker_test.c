@@ -1426,6 +1426,68 @@ START_TEST(an_id_recorded_meanwhile_elsewhere_is_retried_as_a_duplicate)
 }
 END_TEST
 
+/* The second fence, in the statement that moves the positions (apply_sql_positions):
+ * a partition without a stored position, whose position another member inserts
+ * while this batch applies (uncommitted when the first fence reads, so that one
+ * passes). The batch's insert waits on it; once the other commits, the batch
+ * must be refused as fenced with nothing written (its rows, ids and COMMIT go
+ * in the same pipeline: a fence seen only after them must roll them back), and
+ * the other member's position stays. */
+START_TEST(a_position_inserted_meanwhile_fences_the_batch_at_its_commit)
+{
+    it_t it;
+    it_setup(&it, "fenceins", 1);
+    PGconn *conn = PQconnectdb(it.dsn), *other = PQconnectdb(it.dsn);
+    ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "%s", PQerrorMessage(conn));
+    ck_assert_msg(PQstatus(other) == CONNECTION_OK, "%s", PQerrorMessage(other));
+
+    char recipients[2][32];
+    batch_item_t items[2];
+    batch_t batch = {.items = items, .count = 2, .cap = 2};
+    fence_item(&it, &items[0], recipients[0], sizeof(recipients[0]), 1, 0);
+    fence_item(&it, &items[1], recipients[1], sizeof(recipients[1]), 2, 1);
+    char sql[512];
+    snprintf(sql, sizeof(sql), "BEGIN; INSERT INTO kafka_positions VALUES ('%s', '%s', 0, 10, now())",
+             it.group, it.topic);
+    PGresult *res = PQexec(other, sql);
+    ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQerrorMessage(other));
+    PQclear(res);
+
+    limits_t limits = limits_default();
+    id_race_t race = {.conn = conn,
+                      .scratch = apply_scratch_new(&limits),
+                      .it = &it,
+                      .batch = &batch,
+                      .position = {.partition = 0, .stored = false, .expected = 0, .next = 2}};
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, id_race_apply, &race), 0);
+    /* until the batch's position insert waits on the other transaction's */
+    int waited = 0;
+    while (it_int(&it, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
+                       "query LIKE 'WITH v AS%kafka_positions%'") == 0) {
+        ck_assert_msg(waited < 10000, "the batch never waited on the uncommitted position");
+        nap_ms(20);
+        waited += 20;
+    }
+    res = PQexec(other, "COMMIT");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    pthread_join(thread, NULL);
+    fprintf(stderr, "while the position was inserted elsewhere: status %d (%s)\n", (int)race.status,
+            race.errstr);
+    ck_assert_msg(race.status == APPLY_FENCED, "status %d (%s)", (int)race.status, race.errstr);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), 0);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 0);
+    ck_assert_int_eq(fence_position(&it), 10);
+    ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_IDLE);
+
+    apply_scratch_destroy(race.scratch);
+    PQfinish(other);
+    PQfinish(conn);
+    it_teardown(&it);
+}
+END_TEST
+
 /* The ids cannot be recorded because of the schema, not the commands (applied_at
  * without its default, as before migration 003): the batch is retried, nothing
  * written, rather than refused as bad data (which would dead-letter every command
@@ -1742,6 +1804,7 @@ static Suite *worker_suite(void)
         {"zombie", a_frozen_worker_cannot_apply_after_losing_its_partitions, 170},
         {"fence", a_batch_whose_positions_moved_is_refused_and_writes_nothing, 60},
         {"id_race", an_id_recorded_meanwhile_elsewhere_is_retried_as_a_duplicate, 60},
+        {"fence_insert", a_position_inserted_meanwhile_fences_the_batch_at_its_commit, 60},
         {"id_schema", ids_the_schema_refuses_are_retried_not_dead_lettered, 60},
         {"same_tx", rows_ids_and_positions_share_one_transaction, 120},
         {"replay", a_replay_without_ids_leaves_the_rows_exact, 120},

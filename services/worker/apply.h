@@ -1,30 +1,35 @@
 /*
  * apply: one PostgreSQL transaction for a range of a batch, on one connection.
  *
- * The steps, in this order (each timed in its own bucket, apply_step_t):
+ * The steps, in this order (each timed in its own bucket, apply_step_t). The
+ * statements in brackets go to PostgreSQL in one pipeline, one round trip
+ * (libpq pipeline mode; a small batch's latency is mostly round trips, each
+ * waiting for the backend to be scheduled):
  *
  *   collect    the range's commands, for the fold (no I/O)
- *   BEGIN
- *   fence      SELECT ... FOR UPDATE the range's positions and check that
- *              PostgreSQL holds the expected ones: otherwise APPLY_FENCED
- *              before anything is written
- *   read       the range's ids recorded before (one primary-key probe each);
- *              then one statement for the rows the fold needs: versions of
- *              recipients with a versioned command, profiles of those whose
- *              merge or patch builds on the stored profile (fold_plan)
+ *   [BEGIN; CREATE TEMP TABLE IF NOT EXISTS (the staging table, once a session);
+ *   fence      SELECT ... FOR UPDATE the range's positions;
+ *   read       the range's ids recorded before (one primary-key probe each)]
+ *              the fence checked: PostgreSQL must hold the expected positions,
+ *              otherwise APPLY_FENCED before anything is written; then one
+ *              statement for the rows the fold needs: versions of recipients
+ *              with a versioned command, profiles of those whose merge or
+ *              patch builds on the stored profile (fold_plan)
  *   fold       fold.h: the end state of one-at-a-time application
- *   write      COPY into a session temp table (the written commands' profiles
- *              as JSON, rendered from msgpack and sent 1 MiB at a time; NULL
+ *   write      COPY into the temp table (the written commands' profiles as
+ *              JSON, rendered from msgpack and sent 128 KiB at a time; NULL
  *              for a delete), one INSERT ... ON CONFLICT into profiles; then
  *              one COPY into applied_commands of every processed id (all but
  *              the duplicates) with its outcome: NULL applied, 'stale', or
  *              'refused' and its reason. An id a concurrent transaction
  *              recorded (a copy on another partition) fails the primary key:
  *              APPLY_RETRY, and the retry reads it as a duplicate
- *   positions  each partition's next_offset moved, fenced a second time by the
- *              UPDATE's `next_offset = expected` condition; NOTIFY
- *              profiled_applied '<topic>/<partition>/<next_offset>,...'
- *   COMMIT
+ *   [positions every partition's next_offset moved in one statement, fenced a
+ *              second time (an update only from `expected`, an insert only
+ *              where no other worker inserted meanwhile), which fails
+ *              (APPLY_FENCED) unless every position moved, and NOTIFY
+ *              profiled_applied '<topic>/<partition>/<next_offset>,...';
+ *   COMMIT]    skipped by PostgreSQL when the statement before failed
  *
  * Rows, ids and positions share the one transaction (tests/worker checks the
  * txid), so a crash leaves all of them or none. No row lock is taken: every

@@ -24,6 +24,7 @@ typedef struct send_job {
     rd_kafka_t *dlq;
     batch_t batch;
     batch_item_t item;
+    codec_failure_t failure; /* the item's (batch_item_t holds it by pointer) */
     int rc;
     char errstr[512];
 } send_job_t;
@@ -39,8 +40,9 @@ static void job_init(send_job_t *job, rd_kafka_t *dlq, const char *value, int64_
     job->item.partition = 0;
     job->item.offset = offset;
     job->item.kind = BATCH_INVALID;
-    job->item.failure.code = CODEC_ERR_MALFORMED;
-    snprintf(job->item.failure.message, sizeof(job->item.failure.message), "test %s", value);
+    job->failure.code = CODEC_ERR_MALFORMED;
+    snprintf(job->failure.message, sizeof(job->failure.message), "test %s", value);
+    job->item.failure = &job->failure;
     job->batch.items = &job->item;
     job->batch.count = job->batch.cap = 1;
 }

@@ -567,22 +567,28 @@ static int worker_start_pg(worker_t *w)
  * MiB a request, and queue up to 64 MiB or 100,000 messages, far more than
  * the worker can use: it holds at most two batches a lane (the open one and
  * the one applying), and the broker is close. From the batch size B:
- *   queued.max.messages.kbytes = max(1024, B / 4)   (a quarter batch of 1 KiB commands ahead)
+ *   queued.max.messages.kbytes = max(1024, B * 3 / 5)  (~60% of a batch of 1 KiB commands)
  *   queued.min.messages        = B
- *   fetch.max.bytes            = max(64 KiB, that / 8), in bytes
+ *   fetch.max.bytes            = max(64 KiB, that / 16), in bytes (message.max.bytes the same:
+ *                                librdkafka requires fetch.max.bytes >= it; a consumer sends none)
  *   max.partition.fetch.bytes  = max(32 KiB, fetch.max.bytes / 2)
- * The queue limit is checked before a fetch is sent, in decompressed bytes;
- * the fetch limits count the bytes on the wire, and one response is
- * decompressed whole into the queue. With compressed topics the response is
- * what costs memory: the bench's lz4 commands compress ~20x, so a 1.25 MiB
- * response (the former fetch.max.bytes) became ~25 MiB of messages, measured
- * (heaptrack) at 13-15 MiB held by librdkafka at the peak. An eighth of the
- * queue bounds it to ~3 MiB there, and it still carries ~140 uncompressed
- * 1 KiB commands a round trip, more than a lane applies in that time. The
- * broker still returns a record batch larger than the limits whole.
- * message.max.bytes (librdkafka requires fetch.max.bytes >= it; a consumer
- * sends no message) follows fetch.max.bytes. PROFILED_KAFKA_PROPERTIES may
- * override each. Memory as a function of the settings: README, "Memory".
+ * Why these, measured (tests/bench/worker, 100k x 1 KiB, 2 lanes):
+ * - The queue limit is checked before a fetch is sent, in decompressed bytes,
+ *   and the fetch limits count bytes on the wire; one response is decompressed
+ *   whole into the queue. The bench's lz4 commands compress ~20x: with
+ *   fetch.max.bytes at 1.25 MiB a response became ~25 MiB of messages, and
+ *   librdkafka held 13-15 MiB at the worker's peak (heaptrack).
+ * - librdkafka 2.0 does not fetch while the queue is over its limits, and
+ *   nothing wakes its broker thread when the application drains the queue, so
+ *   each time the queue runs full (always, under a backlog: the consumer thread
+ *   waits while a lane applies) fetching pauses. The queue must hold enough to
+ *   cover that pause: with small responses and a 1.25 MiB queue the worker
+ *   applied ~30% less (8k against 11.5k rows/s, same binary, alternated);
+ *   with a 3 MiB queue and ~190 KiB responses it applied as much as with the
+ *   old limits, at 8-10 MiB less peak RSS.
+ * The broker still returns a record batch larger than the limits whole.
+ * PROFILED_KAFKA_PROPERTIES may override each. Memory as a function of the
+ * settings: README, "Memory".
  */
 typedef struct worker_fetch_limits {
     int64_t queued_kbytes, queued_messages, fetch_bytes, partition_bytes;
@@ -591,9 +597,9 @@ typedef struct worker_fetch_limits {
 static worker_fetch_limits_t worker_fetch_limits(int64_t batch_max_commands)
 {
     worker_fetch_limits_t l;
-    l.queued_kbytes = batch_max_commands / 4 < 1024 ? 1024 : batch_max_commands / 4;
+    l.queued_kbytes = batch_max_commands * 3 / 5 < 1024 ? 1024 : batch_max_commands * 3 / 5;
     l.queued_messages = batch_max_commands;
-    l.fetch_bytes = l.queued_kbytes * 1024 / 8 < 65536 ? 65536 : l.queued_kbytes * 1024 / 8;
+    l.fetch_bytes = l.queued_kbytes * 1024 / 16 < 65536 ? 65536 : l.queued_kbytes * 1024 / 16;
     l.partition_bytes = l.fetch_bytes / 2 < 32768 ? 32768 : l.fetch_bytes / 2;
     return l;
 }

@@ -811,6 +811,19 @@ int worker_run(const worker_config_t *config)
         log_field_str(&fields, "topic", config->kafka_topic);
         log_field_str(&fields, "group", config->group);
         log_field_int(&fields, "apply_connections", connections);
+        /* the prefetch limits as librdkafka holds them (ours, or PROFILED_KAFKA_PROPERTIES') */
+        static const char *const limits[][2] = {
+            {"queued.max.messages.kbytes", "queued_max_messages_kbytes"},
+            {"queued.min.messages", "queued_min_messages"},
+            {"fetch.max.bytes", "fetch_max_bytes"},
+            {"max.partition.fetch.bytes", "max_partition_fetch_bytes"},
+        };
+        for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+            char value[32];
+            size_t size = sizeof(value);
+            if (rd_kafka_conf_get(rd_kafka_conf(w->consumer), limits[i][0], value, &size) == RD_KAFKA_CONF_OK)
+                log_field_int(&fields, limits[i][1], strtoll(value, NULL, 10));
+        }
         log_info(&fields, "consuming");
     }
 

@@ -70,6 +70,31 @@ static int64_t rows_not_last(it_t *it, const char *prefix, const uint64_t *last,
 
 /* ------------------------------------------------------------------ apply and read back */
 
+/* The worker's "consuming" line names the prefetch limits librdkafka holds. */
+static void expect_logged_limits(const it_t *it, int64_t kbytes, int64_t messages, int64_t fetch,
+                                 int64_t partition)
+{
+    FILE *f = fopen(it->log_path, "r");
+    ck_assert_msg(f != NULL, "cannot read %s", it->log_path);
+    char line[4096], want[256];
+    snprintf(want, sizeof(want),
+             "\"queued_max_messages_kbytes\":%" PRId64 ",\"queued_min_messages\":%" PRId64
+             ",\"fetch_max_bytes\":%" PRId64 ",\"max_partition_fetch_bytes\":%" PRId64,
+             kbytes, messages, fetch, partition);
+    bool found = false, consuming = false;
+    while (!found && fgets(line, sizeof(line), f)) {
+        if (!strstr(line, "\"message\":\"consuming\""))
+            continue;
+        consuming = true;
+        found = strstr(line, want) != NULL;
+        if (!found)
+            fprintf(stderr, "consuming line: %s", line);
+    }
+    fclose(f);
+    ck_assert_msg(consuming, "no \"consuming\" line in %s", it->log_path);
+    ck_assert_msg(found, "the consuming line lacks %s", want);
+}
+
 START_TEST(apply_and_read_back)
 {
     it_t it;
@@ -82,8 +107,15 @@ START_TEST(apply_and_read_back)
     static const char odd[] = "odd\\one\t\"q\"\n\r,{}' \xc3\xbc\xf0\x9f\x8e\x89 \\N";
     it_produce(&it, odd, 4, false, 0, 0);
     it_flush(&it);
-    pid_t pid = it_worker_start(&it, NULL);
+    /* the prefetch limits follow the batch size (worker.c, worker_fetch_limits), and
+     * PROFILED_KAFKA_PROPERTIES still overrides one */
+    const char *env[] = {"PROFILED_BATCH_MAX_COMMANDS=2000",
+                         "PROFILED_KAFKA_PROPERTIES=session.timeout.ms=6000,heartbeat.interval.ms=500,"
+                         "max.partition.fetch.bytes=40000",
+                         NULL};
+    pid_t pid = it_worker_start(&it, env);
     expect_caught_up(&it);
+    expect_logged_limits(&it, 1200, 2000, 76800, 40000);
 
     uint64_t last[3] = {1, 2, 3};
     ck_assert_int_eq(rows_not_last(&it, "basic", last, 3), 0);

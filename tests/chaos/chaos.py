@@ -595,7 +595,9 @@ class Chaos:
                                              json.dumps({"profile": {"probe": True}}),
                                              {"Authorization": f"Bearer {self.key}"})
             took_put = now() - t_put
-            if status != 503 or took_put > 1.0:
+            # Prompt: refused at once, not at the 3 s request deadline. 2 s leaves a loaded
+            # ASan box slack (1 s was a guess of its speed) and still tells the two apart.
+            if status != 503 or took_put > 2.0:
                 self.fail(f"PUT with Kafka down: {status} in {took_put:.2f}s (expected a prompt 503)")
         time.sleep(max(0.0, down - 2.0))
         back = self.start_and_time("kafka")

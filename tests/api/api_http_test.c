@@ -561,7 +561,7 @@ START_TEST(test_descriptor_exhaustion)
              (unsigned long long)saved.rlim_max);
     harness_sh(command);
     int status = 0;
-    for (int attempt = 0; attempt < 50 && status != 200; attempt++) {
+    for (int attempt = 0; attempt < 200 && status != 200; attempt++) {
         usleep(100 * 1000);
         harness_response_t fresh = {0};
         if (harness_raw(api.port, CLOSER, strlen(CLOSER), &fresh) == 0)

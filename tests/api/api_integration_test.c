@@ -335,10 +335,11 @@ START_TEST(test_max_connections)
     char connection[32];
     ck_assert(harness_header(&response, "Connection", connection, sizeof(connection)));
     ck_assert_str_eq(connection, "close");
-    /* Once one closes, a new connection is served. */
+    /* Once one closes, a new connection is served (as soon as the api has seen the close:
+     * up to 10 s, not 2.5 s, for a loop descheduled on a loaded box). */
     harness_client_close(&clients[0]);
     int status = 0;
-    for (int attempt = 0; attempt < 50 && status != 200; attempt++) {
+    for (int attempt = 0; attempt < 200 && status != 200; attempt++) {
         usleep(50 * 1000);
         harness_client_close(&clients[2]);
         ck_assert_int_eq(harness_request(&clients[2], "GET", "/healthz", NULL, NULL, 0, &response), 0);
@@ -1191,7 +1192,7 @@ START_TEST(test_get_two_connections)
     ck_assert_int_gt(ok, 0);
     /* It reconnected: both serve again. */
     pipe_run(api.port, 10, false, NULL, clients);
-    int64_t until = now_ms() + 5000;
+    int64_t until = now_ms() + 30000; /* bounded; 5 s was short for a loaded box's reconnect */
     while (api_session_count(schema.conn) != 2) {
         ck_assert_msg(now_ms() < until, "the killed connection did not come back");
         pipe_run(api.port, 2, false, NULL, clients);

@@ -110,7 +110,7 @@ START_TEST(apply_and_read_back)
 
     /* NOTIFY named the positions applied */
     int notified = 0;
-    for (int i = 0; i < 50 && !notified; i++) {
+    for (int i = 0; i < 300 && !notified; i++) {
         PQconsumeInput(it.pg);
         PGnotify *n;
         while ((n = PQnotifies(it.pg)) != NULL) {
@@ -329,7 +329,7 @@ START_TEST(a_batch_over_many_partitions_notifies_in_pieces)
                   widest);
     /* every partition's position was notified, in payloads under the limit */
     int notified = 0;
-    for (int i = 0; i < 50 && notified < PARTITIONS + 1; i++) {
+    for (int i = 0; i < 300 && notified < PARTITIONS + 1; i++) {
         PQconsumeInput(it.pg);
         PGnotify *n;
         while ((n = PQnotifies(it.pg)) != NULL) {
@@ -718,7 +718,7 @@ START_TEST(ops_listener_metrics_purge_and_readiness)
     char lag[256];
     snprintf(lag, sizeof(lag), "profiled_worker_lag{topic=\"%s\",partition=\"0\"} 0", it.topic);
     bool lag_zero = false;
-    for (int i = 0; i < 50 && !lag_zero; i++) {
+    for (int i = 0; i < 300 && !lag_zero; i++) {
         lag_zero = it_http_get(port, "/metrics", body, sizeof(body)) == 200 && strstr(body, lag);
         if (!lag_zero)
             nap_ms(100);
@@ -727,7 +727,7 @@ START_TEST(ops_listener_metrics_purge_and_readiness)
 
     /* the purge removed the id older than the retention, kept the others */
     bool purged = false;
-    for (int i = 0; i < 100 && !purged; i++) {
+    for (int i = 0; i < 300 && !purged; i++) {
         purged = it_int(&it, "SELECT count(*) FROM applied_commands WHERE recipient_id = 'old'") == 0;
         if (!purged)
             nap_ms(100);

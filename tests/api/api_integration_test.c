@@ -1477,7 +1477,8 @@ static Suite *api_integration_suite(void)
     suite_add_tcase(suite, tc);
 
     tc = tcase_create("faults");
-    tcase_set_timeout(tc, 240);
+    /* a Kafka restart may take up to PROFILED_STACK_TIMEOUT (tests/run: 180 s) on a loaded box */
+    tcase_set_timeout(tc, 420);
     /* Unchecked: runs in the runner process even when the test died with the broker stopped. */
     tcase_add_unchecked_fixture(tc, NULL, restart_services);
     tcase_add_test(tc, test_broker_outage);

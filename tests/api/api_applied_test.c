@@ -28,6 +28,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -44,6 +45,7 @@
 
 #include "api_harness.h"
 #include "test_env.h"
+#include "test_kafka_admin.h"
 
 #define AUTH "Authorization: Bearer " HARNESS_API_KEY "\r\n"
 
@@ -110,6 +112,23 @@ static void ryw_teardown(ryw_env_t *env)
     snprintf(sql, sizeof(sql), "DROP SCHEMA %s CASCADE", env->schema);
     ryw_exec(env->conn, sql);
     PQfinish(env->conn);
+    /* The topics go too (best effort): every partition left behind lengthens each later
+     * broker restart of the run, and restarts are what a loaded box finds slowest. */
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_t *admin = NULL;
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", test_env_require("PROFILED_KAFKA_BROKERS"), errstr,
+                          sizeof(errstr)) == RD_KAFKA_CONF_OK)
+        admin = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (!admin) {
+        rd_kafka_conf_destroy(conf);
+        fprintf(stderr, "deleting test topics: %s\n", errstr);
+        return;
+    }
+    if (test_kafka_delete_topic(admin, env->topic, 10000, errstr, sizeof(errstr)) < 0 ||
+        test_kafka_delete_topic(admin, env->dlq, 10000, errstr, sizeof(errstr)) < 0)
+        fprintf(stderr, "deleting test topics: %s\n", errstr);
+    rd_kafka_destroy(admin);
 }
 
 static void dump_file(const char *path)

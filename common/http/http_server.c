@@ -61,6 +61,7 @@
 #define HTTP_BACKOFF_MAX_MS   1000
 #define HTTP_BODY_KEEP_BYTES  (64 * 1024) /* a body buffer larger than this is freed between requests */
 #define HTTP_DRAIN_MAX_BYTES  (64 * 1024) /* an unread body up to this (and max_body_bytes) is drained */
+#define HTTP_READ_BYTES       (16 * 1024) /* one recv: a whole head, or a 1 KiB PUT with its body */
 
 typedef enum http_conn_state {
     HTTP_CONN_IDLE,
@@ -83,6 +84,12 @@ typedef struct http_conn {
     struct http_conn *prev, *next;
     struct bufferevent *bev;
     struct event *timer;
+    /* A socket is read by us, not by the bufferevent (which only writes): one recv per readiness,
+     * where bufferevent_read costs an ioctl(FIONREAD) and a readv of at most 4 KiB. NULL for a
+     * bufferevent without a socket (a pair), read by the bufferevent. */
+    struct event *read_event;
+    bool read_paused; /* the input reached its bound (read_bound): the read event is off */
+    bool read_eof;    /* the peer closed its side: nothing more to read */
     http_conn_state_t state;
     http_parser parser;
 
@@ -139,6 +146,7 @@ struct http_server {
 
 static void http_conn_free(http_conn_t *conn);
 static void http_conn_process(http_conn_t *conn);
+static void http_conn_read_resume(http_conn_t *conn);
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -855,6 +863,8 @@ static void http_conn_process(http_conn_t *conn)
     }
 done:
     conn->in_process = false;
+    if (conn->read_event)
+        http_conn_read_resume(conn);
 }
 
 /* ---- connection events --------------------------------------------------- */
@@ -888,8 +898,32 @@ static void http_conn_linger(http_conn_t *conn)
     shutdown(fd, SHUT_WR);
     evbuffer_drain(bufferevent_get_input(conn->bev), evbuffer_get_length(bufferevent_get_input(conn->bev)));
     bufferevent_disable(conn->bev, EV_WRITE);
-    bufferevent_enable(conn->bev, EV_READ);
+    if (conn->read_event) {
+        /* The input is empty now: read (and drop) again; at EOF the event fires at once and closes. */
+        conn->read_paused = true;
+        conn->read_eof = false;
+        http_conn_read_resume(conn);
+    } else {
+        bufferevent_enable(conn->bev, EV_READ);
+    }
     http_conn_arm(conn, conn->server->tv_linger);
+}
+
+/* How much unparsed input a connection holds before it stops reading: a pipelining peer that runs ahead
+ * waits in its socket. */
+static size_t http_conn_read_bound(const http_conn_t *conn)
+{
+    return conn->server->config.max_header_bytes + 4096;
+}
+
+/* Reading again once the input went below its bound (after http_conn_process consumed some). */
+static void http_conn_read_resume(http_conn_t *conn)
+{
+    if (conn->read_paused && !conn->read_eof &&
+        evbuffer_get_length(bufferevent_get_input(conn->bev)) < http_conn_read_bound(conn)) {
+        conn->read_paused = false;
+        event_add(conn->read_event, NULL);
+    }
 }
 
 static void http_conn_read_cb(struct bufferevent *bev, void *arg)
@@ -956,6 +990,53 @@ static void http_conn_event_cb(struct bufferevent *bev, short events, void *arg)
         http_conn_free(conn);
 }
 
+/* The socket is readable: one recv into the input, then what bufferevent's read and event callbacks
+ * would do. Level-triggered: input left in the socket fires the event again. */
+static void http_conn_socket_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    http_conn_t *conn = arg;
+    struct evbuffer *input = bufferevent_get_input(conn->bev);
+    size_t len = evbuffer_get_length(input);
+    size_t bound = http_conn_read_bound(conn);
+    size_t want = HTTP_READ_BYTES;
+    if (conn->state != HTTP_CONN_LINGER) {
+        if (len >= bound) { /* http_conn_process resumes once it consumed some */
+            conn->read_paused = true;
+            event_del(conn->read_event);
+            return;
+        }
+        if (want > bound - len)
+            want = bound - len;
+    }
+    struct evbuffer_iovec vec;
+    /* The bufferevent keeps its input's end frozen except while it reads itself. */
+    evbuffer_unfreeze(input, 0);
+    if (evbuffer_reserve_space(input, (ev_ssize_t)want, &vec, 1) < 1)
+        fatal_abort("http_server: no memory for a connection's input");
+    if (vec.iov_len > want)
+        vec.iov_len = want;
+    ssize_t n = recv(fd, vec.iov_base, vec.iov_len, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        evbuffer_commit_space(input, &vec, 0);
+        evbuffer_freeze(input, 0);
+        return;
+    }
+    if (n <= 0) {
+        evbuffer_commit_space(input, &vec, 0);
+        evbuffer_freeze(input, 0);
+        /* Like bufferevent at EOF or on an error: stop reading, then the event callback decides. */
+        conn->read_eof = true;
+        event_del(conn->read_event);
+        http_conn_event_cb(conn->bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), conn);
+        return;
+    }
+    vec.iov_len = (size_t)n;
+    evbuffer_commit_space(input, &vec, 1);
+    evbuffer_freeze(input, 0);
+    http_conn_read_cb(conn->bev, conn);
+}
+
 static void http_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -1009,8 +1090,15 @@ static http_conn_t *http_conn_new(http_server_t *server, struct bufferevent *bev
         server->count++;
     bufferevent_setcb(bev, http_conn_read_cb, http_conn_write_cb, http_conn_event_cb, conn);
     /* Reading stays on in every state (no epoll_ctl per request); while a request is with the handler
-     * the input just accumulates, and this bound stops the reading of a pipelining peer that runs ahead. */
-    bufferevent_setwatermark(bev, EV_READ, 0, server->config.max_header_bytes + 4096);
+     * the input just accumulates, and a bound stops the reading of a pipelining peer that runs ahead. */
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    if (fd >= 0) {
+        conn->read_event = event_new(server->base, fd, EV_READ | EV_PERSIST, http_conn_socket_read_cb, conn);
+        if (!conn->read_event)
+            fatal_abort("http_server: cannot create a connection's read event");
+    } else {
+        bufferevent_setwatermark(bev, EV_READ, 0, http_conn_read_bound(conn));
+    }
     conn->state = HTTP_CONN_IDLE;
     return conn;
 }
@@ -1029,6 +1117,8 @@ static void http_conn_free(http_conn_t *conn)
         server->refused_count--;
     else
         server->count--;
+    if (conn->read_event)
+        event_free(conn->read_event);
     bufferevent_free(conn->bev);
     event_free(conn->timer);
     buf_free(&conn->head);
@@ -1224,7 +1314,10 @@ void http_server_adopt(http_server_t *server, struct bufferevent *bev)
     if (!conn)
         return;
     http_conn_arm(conn, server->tv_idle);
-    bufferevent_enable(bev, EV_READ);
+    if (conn->read_event)
+        event_add(conn->read_event, NULL);
+    else
+        bufferevent_enable(bev, EV_READ);
 }
 
 size_t http_server_connections(const http_server_t *server)

@@ -130,11 +130,16 @@ static void api_get_answer(api_loop_t *loop, api_get_t *get, int status, const c
     api_held_remove(loop, &get->held);
     if (status == 200) {
         char etag[160];
-        int etag_len = snprintf(etag, sizeof(etag), "\"%s\"", version);
-        if (etag_len > 0 && (size_t)etag_len < sizeof(etag)) {
+        size_t version_len = strlen(version);
+        size_t etag_len = version_len + 2;
+        if (etag_len < sizeof(etag)) { /* quoted by hand: no printf per GET */
+            etag[0] = '"';
+            memcpy(etag + 1, version, version_len);
+            etag[etag_len - 1] = '"';
+            etag[etag_len] = '\0';
             http_req_add_header(get->req, "ETag", etag);
             if (get->if_none_match &&
-                http_etag_matches(get->if_none_match, strlen(get->if_none_match), etag, (size_t)etag_len))
+                http_etag_matches(get->if_none_match, strlen(get->if_none_match), etag, etag_len))
                 status = 304; /* the same parts: Content-Length as for 200, no body */
         }
         /* The stored text as PostgreSQL sent it, between two constants: no parse, and no copy

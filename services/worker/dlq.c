@@ -5,24 +5,31 @@
 #include <string.h>
 
 #include "kafka_conf.h"
+#include "kafka_delivery.h"
 #include "log.h"
 
 /* Delivery reports arrive on the thread that calls rd_kafka_flush/poll on the
- * producer, i.e. the worker's thread inside dlq_send; the opaque is the item. */
+ * producer, i.e. the worker's thread inside dlq_send; the opaque is the item.
+ * Only a report that proves the write counts (kafka_delivery.h): librdkafka 2.0
+ * also reports "delivered", without an offset, a message it implicitly acked and
+ * the log may never have got. Counting that one would let the position pass a
+ * command whose dead letter is lost; left unacknowledged, the batch is retried
+ * and the dead letter sent again (at worst written twice). */
 static void dlq_delivered(rd_kafka_t *rk, const rd_kafka_message_t *message, void *opaque)
 {
     (void)rk;
     (void)opaque;
     batch_item_t *item = message->_private;
-    if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (kafka_delivery_written(message)) {
         item->dead_lettered = true;
-    else {
-        log_fields_t fields = LOG_FIELDS_INIT;
-        log_field_int(&fields, "partition", item->partition);
-        log_field_int(&fields, "offset", item->offset);
-        log_field_str(&fields, "error", rd_kafka_err2str(message->err));
-        log_warn(&fields, "dead letter not delivered");
+        return;
     }
+    log_fields_t fields = LOG_FIELDS_INIT;
+    log_field_int(&fields, "partition", item->partition);
+    log_field_int(&fields, "offset", item->offset);
+    log_field_str(&fields, "error",
+                  message->err ? rd_kafka_err2str(message->err) : "reported delivered without an offset");
+    log_warn(&fields, "dead letter not proven delivered");
 }
 
 rd_kafka_t *dlq_new(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)

@@ -80,8 +80,9 @@ START_TEST(test_implicit_ack_is_not_a_write)
     produce(rk, "warm");
     ck_assert_int_eq(rd_kafka_flush(rk, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
 
-    /* Answers take 300 ms, so B is in flight before A's refusal comes back. */
-    rd_kafka_mock_broker_set_rtt(mcluster, 1, 300);
+    /* Answers take 1 s, so B is in flight before A's refusal comes back, even on a loaded
+     * machine (B follows A by ~50 ms). */
+    rd_kafka_mock_broker_set_rtt(mcluster, 1, 1000);
     rd_kafka_mock_push_request_errors(mcluster, PRODUCE_API_KEY, 1,
                                       RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
     produce(rk, "A");

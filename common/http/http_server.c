@@ -61,6 +61,7 @@
 #define HTTP_BACKOFF_MAX_MS   1000
 #define HTTP_BODY_KEEP_BYTES  (64 * 1024) /* a body buffer larger than this is freed between requests */
 #define HTTP_DRAIN_MAX_BYTES  (64 * 1024) /* an unread body up to this (and max_body_bytes) is drained */
+#define HTTP_READ_BYTES       (16 * 1024) /* one recv: a whole head, or a 1 KiB PUT with its body */
 
 typedef enum http_conn_state {
     HTTP_CONN_IDLE,
@@ -83,6 +84,12 @@ typedef struct http_conn {
     struct http_conn *prev, *next;
     struct bufferevent *bev;
     struct event *timer;
+    /* A socket is read by us, not by the bufferevent (which only writes): one recv per readiness,
+     * where bufferevent_read costs an ioctl(FIONREAD) and a readv of at most 4 KiB. NULL for a
+     * bufferevent without a socket (a pair), read by the bufferevent. */
+    struct event *read_event;
+    bool read_paused; /* the input reached its bound (read_bound): the read event is off */
+    bool read_eof;    /* the peer closed its side: nothing more to read */
     http_conn_state_t state;
     http_parser parser;
 
@@ -133,12 +140,14 @@ struct http_server {
     const struct timeval *tv_idle, *tv_header, *tv_body, *tv_linger;
     http_parser_settings settings;
     buf_t scratch;
+    uint8_t read_buf[HTTP_READ_BYTES]; /* every recv lands here, then is appended to its input */
     char date[40];
     time_t date_at;
 };
 
 static void http_conn_free(http_conn_t *conn);
 static void http_conn_process(http_conn_t *conn);
+static void http_conn_read_resume(http_conn_t *conn);
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -218,14 +227,35 @@ static void http_conn_write_answer_parts(http_conn_t *conn, int status, const ch
         else
             conn->close_after = true;
     }
+    /* Built with appends, not printf: the head is written for every answer. */
     buf_reset(head);
-    buf_appendf(head, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, http_status_reason(status),
-                http_date(server));
+    char status_text[3] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
+                           (char)('0' + status % 10)};
+    buf_append_str(head, "HTTP/1.1 ");
+    buf_append(head, status_text, sizeof(status_text));
+    buf_append_str(head, " ");
+    buf_append_str(head, http_status_reason(status));
+    buf_append_str(head, "\r\nDate: ");
+    buf_append_str(head, http_date(server));
+    buf_append_str(head, "\r\n");
     /* A 204 has neither (RFC 9110 8.6: no Content-Length in a 204). */
-    if (content_type && status != 204)
-        buf_appendf(head, "Content-Type: %s\r\n", content_type);
-    if (status != 204)
-        buf_appendf(head, "Content-Length: %zu\r\n", body_len);
+    if (content_type && status != 204) {
+        buf_append_str(head, "Content-Type: ");
+        buf_append_str(head, content_type);
+        buf_append_str(head, "\r\n");
+    }
+    if (status != 204) {
+        char digits[24];
+        size_t at = sizeof(digits);
+        size_t value = body_len;
+        do {
+            digits[--at] = (char)('0' + value % 10);
+            value /= 10;
+        } while (value > 0);
+        buf_append_str(head, "Content-Length: ");
+        buf_append(head, digits + at, sizeof(digits) - at);
+        buf_append_str(head, "\r\n");
+    }
     if (conn->close_after)
         buf_append_str(head, "Connection: close\r\n");
     else if (conn->req.version_minor == 0)
@@ -855,6 +885,8 @@ static void http_conn_process(http_conn_t *conn)
     }
 done:
     conn->in_process = false;
+    if (conn->read_event)
+        http_conn_read_resume(conn);
 }
 
 /* ---- connection events --------------------------------------------------- */
@@ -888,8 +920,32 @@ static void http_conn_linger(http_conn_t *conn)
     shutdown(fd, SHUT_WR);
     evbuffer_drain(bufferevent_get_input(conn->bev), evbuffer_get_length(bufferevent_get_input(conn->bev)));
     bufferevent_disable(conn->bev, EV_WRITE);
-    bufferevent_enable(conn->bev, EV_READ);
+    if (conn->read_event) {
+        /* The input is empty now: read (and drop) again; at EOF the event fires at once and closes. */
+        conn->read_paused = true;
+        conn->read_eof = false;
+        http_conn_read_resume(conn);
+    } else {
+        bufferevent_enable(conn->bev, EV_READ);
+    }
     http_conn_arm(conn, conn->server->tv_linger);
+}
+
+/* How much unparsed input a connection holds before it stops reading: a pipelining peer that runs ahead
+ * waits in its socket. */
+static size_t http_conn_read_bound(const http_conn_t *conn)
+{
+    return conn->server->config.max_header_bytes + 4096;
+}
+
+/* Reading again once the input went below its bound (after http_conn_process consumed some). */
+static void http_conn_read_resume(http_conn_t *conn)
+{
+    if (conn->read_paused && !conn->read_eof &&
+        evbuffer_get_length(bufferevent_get_input(conn->bev)) < http_conn_read_bound(conn)) {
+        conn->read_paused = false;
+        event_add(conn->read_event, NULL);
+    }
 }
 
 static void http_conn_read_cb(struct bufferevent *bev, void *arg)
@@ -956,6 +1012,47 @@ static void http_conn_event_cb(struct bufferevent *bev, short events, void *arg)
         http_conn_free(conn);
 }
 
+/* The socket is readable: one recv into the input, then what bufferevent's read and event callbacks
+ * would do. Level-triggered: input left in the socket fires the event again. */
+static void http_conn_socket_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    http_conn_t *conn = arg;
+    struct evbuffer *input = bufferevent_get_input(conn->bev);
+    size_t len = evbuffer_get_length(input);
+    size_t bound = http_conn_read_bound(conn);
+    size_t want = HTTP_READ_BYTES;
+    if (conn->state != HTTP_CONN_LINGER) {
+        if (len >= bound) { /* http_conn_process resumes once it consumed some */
+            conn->read_paused = true;
+            event_del(conn->read_event);
+            return;
+        }
+        if (want > bound - len)
+            want = bound - len;
+    }
+    /* Into the server's buffer, then appended: a request's few hundred bytes then take a small chain
+     * (malloc's per-thread cache), where reserving 16 KiB in the input would allocate and free a
+     * 16 KiB chain per request. */
+    ssize_t n = recv(fd, conn->server->read_buf, want, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0) {
+        /* Like bufferevent at EOF or on an error: stop reading, then the event callback decides. */
+        conn->read_eof = true;
+        event_del(conn->read_event);
+        http_conn_event_cb(conn->bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), conn);
+        return;
+    }
+    /* The bufferevent keeps its input's end frozen except while it reads itself. */
+    evbuffer_unfreeze(input, 0);
+    int added = evbuffer_add(input, conn->server->read_buf, (size_t)n);
+    evbuffer_freeze(input, 0);
+    if (added < 0)
+        fatal_abort("http_server: no memory for a connection's input");
+    http_conn_read_cb(conn->bev, conn);
+}
+
 static void http_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -1009,8 +1106,15 @@ static http_conn_t *http_conn_new(http_server_t *server, struct bufferevent *bev
         server->count++;
     bufferevent_setcb(bev, http_conn_read_cb, http_conn_write_cb, http_conn_event_cb, conn);
     /* Reading stays on in every state (no epoll_ctl per request); while a request is with the handler
-     * the input just accumulates, and this bound stops the reading of a pipelining peer that runs ahead. */
-    bufferevent_setwatermark(bev, EV_READ, 0, server->config.max_header_bytes + 4096);
+     * the input just accumulates, and a bound stops the reading of a pipelining peer that runs ahead. */
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    if (fd >= 0) {
+        conn->read_event = event_new(server->base, fd, EV_READ | EV_PERSIST, http_conn_socket_read_cb, conn);
+        if (!conn->read_event)
+            fatal_abort("http_server: cannot create a connection's read event");
+    } else {
+        bufferevent_setwatermark(bev, EV_READ, 0, http_conn_read_bound(conn));
+    }
     conn->state = HTTP_CONN_IDLE;
     return conn;
 }
@@ -1029,6 +1133,8 @@ static void http_conn_free(http_conn_t *conn)
         server->refused_count--;
     else
         server->count--;
+    if (conn->read_event)
+        event_free(conn->read_event);
     bufferevent_free(conn->bev);
     event_free(conn->timer);
     buf_free(&conn->head);
@@ -1224,7 +1330,10 @@ void http_server_adopt(http_server_t *server, struct bufferevent *bev)
     if (!conn)
         return;
     http_conn_arm(conn, server->tv_idle);
-    bufferevent_enable(bev, EV_READ);
+    if (conn->read_event)
+        event_add(conn->read_event, NULL);
+    else
+        bufferevent_enable(bev, EV_READ);
 }
 
 size_t http_server_connections(const http_server_t *server)

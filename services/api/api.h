@@ -200,10 +200,11 @@ typedef struct api_pg {
     /* Sent, in order: results arrive in this order (pipeline mode), each ended by its Sync. An
      * entry whose client went away stays here, detached (req NULL), until its result arrives. */
     api_get_t *head, *tail;
-    api_get_t *wait_head, *wait_tail; /* not sent yet (while connecting or preparing) */
+    api_get_t *wait_head, *wait_tail; /* not sent yet (connecting, preparing, or batches in flight) */
     size_t queued;                    /* both lists */
     struct event *send_event;         /* sends the waiting GETs once the loop's ready callbacks ran */
     bool send_pending;
+    int batches;         /* IDLE: batches sent whose Sync has not come back yet */
     bool outcome_ready;  /* the outcome statement is prepared (the worker's schema has outcomes) */
     int prepare_syncs;   /* PREPARING: Syncs answered (three: LISTEN; Prepare and positions; outcomes) */
     int prepare_results; /* PREPARING: results other than Syncs answered */

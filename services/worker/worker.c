@@ -421,7 +421,10 @@ static void worker_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                              rd_kafka_topic_partition_list_t *partitions, void *opaque)
 {
     worker_t *w = opaque;
-    bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    /* NULL "on error" (rdkafka.h), as when the close's own rebalance comes after the group
+     * was left: the protocol is then the configured one (cooperative-sticky, below). */
+    const char *protocol = rd_kafka_rebalance_protocol(rk);
+    bool cooperative = !protocol || strcmp(protocol, "COOPERATIVE") == 0;
     log_fields_t fields = LOG_FIELDS_INIT;
     log_field_int(&fields, "partitions", partitions->cnt);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {

@@ -57,7 +57,23 @@ void harness_api_dump_log(const harness_api_t *api)
     fclose(log);
 }
 
-static void harness_api_spawn(harness_api_t *api, const char *const *overrides, const char *probe)
+/* true when the api's log says its port was taken (by another process between
+ * harness_free_port and the api's bind). */
+static bool harness_port_taken(const harness_api_t *api)
+{
+    FILE *log = fopen(api->log_path, "r");
+    if (!log)
+        return false;
+    char line[4096];
+    bool taken = false;
+    while (!taken && fgets(line, sizeof(line), log))
+        taken = strstr(line, "Address already in use") != NULL;
+    fclose(log);
+    return taken;
+}
+
+/* Starts the api once; false when it exited because its port was taken. */
+static bool harness_api_spawn_once(harness_api_t *api, const char *const *overrides, const char *probe)
 {
     ck_assert_msg(harness_binary != NULL, "harness_set_binary was not called");
     /* The stack's environment is required, not optional. */
@@ -105,6 +121,9 @@ static void harness_api_spawn(harness_api_t *api, const char *const *overrides, 
         harness_client_close(&client);
         int wstatus;
         if (waitpid(api->pid, &wstatus, WNOHANG) == api->pid) {
+            api->pid = 0;
+            if (harness_port_taken(api))
+                return false;
             harness_api_dump_log(api);
             ck_abort_msg("profiled-api exited during start-up (status %d)", WEXITSTATUS(wstatus));
         }
@@ -116,6 +135,19 @@ static void harness_api_spawn(harness_api_t *api, const char *const *overrides, 
         usleep(100 * 1000);
     }
     harness_client_close(&client);
+    return true;
+}
+
+static void harness_api_spawn(harness_api_t *api, const char *const *overrides, const char *probe)
+{
+    /* The port is free when picked, not necessarily when the api binds it: another
+     * process (another checkout's tests) may take it meanwhile. Then a new one is picked. */
+    for (int attempt = 0;; attempt++) {
+        if (harness_api_spawn_once(api, overrides, probe))
+            return;
+        ck_assert_msg(attempt < 4, "profiled-api found its port taken 5 times");
+        fprintf(stderr, "profiled-api: port %d was taken meanwhile; trying another\n", api->port);
+    }
 }
 
 void harness_api_start(harness_api_t *api, const char *const *overrides)
@@ -388,4 +420,52 @@ void harness_sh(const char *command)
     int status = system(command);
     ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "`%s` failed (status %d)",
                   command, status);
+}
+
+double harness_metric(int port, const char *name)
+{
+    harness_response_t response = {0};
+    double value = -1;
+    static const char get[] = "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    if (harness_raw(port, get, strlen(get), &response) == 0 && response.status == 200) {
+        size_t len = strlen(name);
+        for (const char *line = (const char *)response.body.data; line && *line;
+             line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+            if (strncmp(line, name, len) == 0 && line[len] == ' ') {
+                value = atof(line + len + 1);
+                break;
+            }
+        }
+    }
+    harness_response_free(&response);
+    return value;
+}
+
+void harness_wait_metric(int port, const char *name, double min, int timeout_ms)
+{
+    int64_t until = harness_now_ms() + timeout_ms;
+    double value;
+    while ((value = harness_metric(port, name)) < min) {
+        ck_assert_msg(harness_now_ms() < until, "%s stayed %g (want >= %g) for %d ms", name, value, min,
+                      timeout_ms);
+        usleep(50 * 1000);
+    }
+}
+
+void harness_wait_log(const harness_api_t *api, const char *needle, int timeout_ms)
+{
+    int64_t until = harness_now_ms() + timeout_ms;
+    for (;;) {
+        FILE *log = fopen(api->log_path, "r");
+        char line[4096];
+        bool found = false;
+        while (log && !found && fgets(line, sizeof(line), log))
+            found = strstr(line, needle) != NULL;
+        if (log)
+            fclose(log);
+        if (found)
+            return;
+        ck_assert_msg(harness_now_ms() < until, "no log line with \"%s\" within %d ms", needle, timeout_ms);
+        usleep(50 * 1000);
+    }
 }

@@ -74,6 +74,15 @@ void harness_kafka_fetch(const char *topic, int32_t partition, int64_t offset, b
 /* The number of partitions of `topic` (metadata, up to 10 s). */
 int32_t harness_kafka_partition_count(const char *topic);
 
+/* The value of the metric sample `name` (exact, without labels) in the api's /metrics, or -1
+ * when it cannot be read. */
+double harness_metric(int port, const char *name);
+/* Waits (up to timeout_ms) until metric `name` is at least `min`; fails the test otherwise. */
+void harness_wait_metric(int port, const char *name, double min, int timeout_ms);
+/* Waits (up to timeout_ms) until the api's log holds a line containing `needle`; fails the test
+ * otherwise. */
+void harness_wait_log(const harness_api_t *api, const char *needle, int timeout_ms);
+
 /* Runs a shell command (e.g. "$PROFILED_STACK stop kafka"), failing the test unless it exits 0. */
 void harness_sh(const char *command);
 

@@ -335,10 +335,11 @@ START_TEST(test_max_connections)
     char connection[32];
     ck_assert(harness_header(&response, "Connection", connection, sizeof(connection)));
     ck_assert_str_eq(connection, "close");
-    /* Once one closes, a new connection is served. */
+    /* Once one closes, a new connection is served (as soon as the api has seen the close:
+     * up to 10 s, not 2.5 s, for a loop descheduled on a loaded box). */
     harness_client_close(&clients[0]);
     int status = 0;
-    for (int attempt = 0; attempt < 50 && status != 200; attempt++) {
+    for (int attempt = 0; attempt < 200 && status != 200; attempt++) {
         usleep(50 * 1000);
         harness_client_close(&clients[2]);
         ck_assert_int_eq(harness_request(&clients[2], "GET", "/healthz", NULL, NULL, 0, &response), 0);
@@ -948,7 +949,8 @@ START_TEST(test_broker_outage)
         assert_error(&response, 503, "api_error", "", "PUT during the outage");
         char retry_after[16];
         ck_assert(harness_header(&response, "Retry-After", retry_after, sizeof(retry_after)));
-        ck_assert_msg(took <= 2000 + 1500, "PUT %d took %lld ms, deadline 2000 ms", i, (long long)took);
+        /* by the 2 s deadline, not the 10 s default; 4 s of slack for a loaded ASan box */
+        ck_assert_msg(took <= 2000 + 4000, "PUT %d took %lld ms, deadline 2000 ms", i, (long long)took);
     }
     /* Readiness (README "Probes"): GETs still answer from PostgreSQL and PUTs get a prompt 503,
      * so the api stays ready rather than leaving the Service. */
@@ -966,7 +968,9 @@ START_TEST(test_broker_outage)
     assert_error(&response, 503, "api_error", "Kafka", "PUT once the outage is known");
     char retry_after[16];
     ck_assert(harness_header(&response, "Retry-After", retry_after, sizeof(retry_after)));
-    ck_assert_msg(put_took <= 500, "PUT with the broker known down took %lld ms", (long long)put_took);
+    /* at once rather than by the 2 s deadline: the bound stays under the deadline, with the rest
+     * as slack for a loaded box (500 ms was missed there) */
+    ck_assert_msg(put_took <= 1500, "PUT with the broker known down took %lld ms", (long long)put_took);
 
     /* With PostgreSQL down too the api can answer nothing useful: unready. */
     harness_sh("\"$PROFILED_STACK\" stop postgres >/dev/null 2>&1");
@@ -979,7 +983,7 @@ START_TEST(test_broker_outage)
         usleep(100 * 1000);
     }
     ck_assert_msg(ready_status == 503, "/readyz still %d with the broker and PostgreSQL down", ready_status);
-    /* GETs answer again within a second of PostgreSQL's return (reconnect backoff capped at 500 ms). */
+    /* GETs answer again soon after PostgreSQL's return (reconnect backoff capped at 500 ms). */
     harness_sh("\"$PROFILED_STACK\" start postgres >/dev/null 2>&1");
     int64_t pg_back = now_ms();
     int status = 0;
@@ -991,7 +995,9 @@ START_TEST(test_broker_outage)
     }
     int64_t pg_took = now_ms() - pg_back;
     fprintf(stderr, "first GET 200 %lld ms after PostgreSQL was back\n", (long long)pg_took);
-    ck_assert_msg(status == 200 && pg_took <= 1500, "GET %d, %lld ms after PostgreSQL was back", status,
+    /* the backoff is capped at 500 ms; 4 s leaves a loaded box the reconnect itself (an uncapped
+     * backoff after this outage would wait far longer) */
+    ck_assert_msg(status == 200 && pg_took <= 4000, "GET %d, %lld ms after PostgreSQL was back", status,
                   (long long)pg_took);
 
     restart_kafka();
@@ -1012,7 +1018,9 @@ START_TEST(test_broker_outage)
             (long long)kafka_took);
     ck_assert_msg(status == 200, "no 200 within 90 s of restarting the broker (last %d)", status);
     /* librdkafka's reconnect backoff is capped at 1 s (kafka_conf.c), statistics come every 500 ms. */
-    ck_assert_msg(kafka_took <= 3000, "first 200 %lld ms after the broker was back", (long long)kafka_took);
+    /* librdkafka's default would back off up to 10 s; 6 s leaves a loaded box the reconnect, the
+     * producer id and the leaders' metadata */
+    ck_assert_msg(kafka_took <= 6000, "first 200 %lld ms after the broker was back", (long long)kafka_took);
     PQfinish(schema.conn); /* PostgreSQL's restart closed it */
     schema.conn = PQconnectdb(schema.dsn);
     char partition[16], offset[32];
@@ -1057,7 +1065,8 @@ START_TEST(test_postgres_outage)
         assert_error(&response, 503, "api_error", "PostgreSQL", "GET with PostgreSQL down");
         char retry_after[16];
         ck_assert(harness_header(&response, "Retry-After", retry_after, sizeof(retry_after)));
-        ck_assert_msg(took <= 3500, "GET took %lld ms with a 2 s deadline", (long long)took);
+        /* by the 2 s deadline, not the 10 s default; 4 s of slack for a loaded ASan box */
+        ck_assert_msg(took <= 2000 + 4000, "GET took %lld ms with a 2 s deadline", (long long)took);
     }
     /* Writes do not need PostgreSQL. */
     const char body[] = GOOD_BODY;
@@ -1183,7 +1192,7 @@ START_TEST(test_get_two_connections)
     ck_assert_int_gt(ok, 0);
     /* It reconnected: both serve again. */
     pipe_run(api.port, 10, false, NULL, clients);
-    int64_t until = now_ms() + 5000;
+    int64_t until = now_ms() + 30000; /* bounded; 5 s was short for a loaded box's reconnect */
     while (api_session_count(schema.conn) != 2) {
         ck_assert_msg(now_ms() < until, "the killed connection did not come back");
         pipe_run(api.port, 2, false, NULL, clients);
@@ -1231,16 +1240,19 @@ START_TEST(test_shutdown_broker_down)
     held_put_t held = {.port = api.port};
     pthread_t thread;
     pthread_create(&thread, NULL, held_put_thread, &held);
-    usleep(700 * 1000);
+    /* the PUT is held when the api counts it (a fixed 700 ms was a guess a loaded box missed) */
+    harness_wait_metric(api.port, "profiled_api_in_flight_requests", 1, 30000);
     int64_t signalled = now_ms();
-    int status = harness_api_stop(&api, SIGTERM, 15000);
+    int status = harness_api_stop(&api, SIGTERM, 30000);
     int64_t took = now_ms() - signalled;
     pthread_join(thread, NULL);
     if (status != 0)
         harness_api_dump_log(&api);
     ck_assert_msg(status == 0, "exit status %d after SIGTERM", status);
     ck_assert_msg(held.status == 503, "held PUT answered %d at shutdown, expected 503", held.status);
-    ck_assert_msg(took >= 1500 && took < 6000, "exit %lld ms after SIGTERM with a 2 s shutdown deadline",
+    /* by the 2 s shutdown deadline, not the 60 s request deadline; the rest is slack for a
+     * loaded ASan box */
+    ck_assert_msg(took >= 1500 && took < 15000, "exit %lld ms after SIGTERM with a 2 s shutdown deadline",
                   (long long)took);
 
     /* A second signal exits at once (status 1), without waiting for the held PUT. */
@@ -1249,15 +1261,17 @@ START_TEST(test_shutdown_broker_down)
     harness_api_start_live(&api, patient);
     held.port = api.port;
     pthread_create(&thread, NULL, held_put_thread, &held);
-    usleep(700 * 1000);
+    harness_wait_metric(api.port, "profiled_api_in_flight_requests", 1, 30000);
     kill(api.pid, SIGTERM);
-    usleep(300 * 1000);
+    /* the second signal only after the api took the first (two pending SIGTERMs are one) */
+    harness_wait_log(&api, "shutting down", 30000);
     signalled = now_ms();
-    status = harness_api_stop(&api, SIGTERM, 5000);
+    status = harness_api_stop(&api, SIGTERM, 20000);
     took = now_ms() - signalled;
     pthread_join(thread, NULL);
     ck_assert_msg(status == 1, "exit status %d after a second SIGTERM, expected 1", status);
-    ck_assert_msg(took < 2000, "second SIGTERM took %lld ms", (long long)took);
+    /* at once, not by the 60 s deadlines; slack for a loaded box */
+    ck_assert_msg(took < 10000, "second SIGTERM took %lld ms", (long long)took);
     ck_assert_msg(held.status != 200, "a PUT was answered 200 with the broker down");
 
     restart_kafka();
@@ -1343,10 +1357,15 @@ START_TEST(test_sigterm_under_load)
     pthread_t threads[LOAD_THREADS];
     for (int i = 0; i < LOAD_THREADS; i++)
         pthread_create(&threads[i], NULL, load_thread, &load);
-    usleep(1500 * 1000);
-    pthread_mutex_lock(&load.lock);
-    size_t acked_before = load.acked_count;
-    pthread_mutex_unlock(&load.lock);
+    /* SIGTERM under load: once more than 50 PUTs were acknowledged (waited for, bounded; a
+     * fixed 1.5 s could see fewer on a loaded box) */
+    size_t acked_before = 0;
+    for (int64_t until = now_ms() + 60000; acked_before <= 50 && now_ms() < until;) {
+        usleep(100 * 1000);
+        pthread_mutex_lock(&load.lock);
+        acked_before = load.acked_count;
+        pthread_mutex_unlock(&load.lock);
+    }
     int64_t signalled = now_ms();
     int status = harness_api_stop(&api, SIGTERM, 30000);
     int64_t took = now_ms() - signalled;
@@ -1355,7 +1374,8 @@ START_TEST(test_sigterm_under_load)
     if (status != 0)
         harness_api_dump_log(&api);
     ck_assert_msg(status == 0, "profiled-api exited %d after SIGTERM", status);
-    ck_assert_msg(took < 12000, "exit took %lld ms with a 10 s shutdown deadline", (long long)took);
+    /* bounded by the 10 s deadline; 10 s of slack for a loaded ASan box (the harness kills at 30 s) */
+    ck_assert_msg(took < 20000, "exit took %lld ms with a 10 s shutdown deadline", (long long)took);
     ck_assert_msg(acked_before > 50, "only %zu PUTs acknowledged before SIGTERM: no load", acked_before);
     ck_assert_int_eq(load.errors, 0);
 
@@ -1457,7 +1477,8 @@ static Suite *api_integration_suite(void)
     suite_add_tcase(suite, tc);
 
     tc = tcase_create("faults");
-    tcase_set_timeout(tc, 240);
+    /* a Kafka restart may take up to PROFILED_STACK_TIMEOUT (tests/run: 180 s) on a loaded box */
+    tcase_set_timeout(tc, 420);
     /* Unchecked: runs in the runner process even when the test died with the broker stopped. */
     tcase_add_unchecked_fixture(tc, NULL, restart_services);
     tcase_add_test(tc, test_broker_outage);

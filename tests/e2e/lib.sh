@@ -153,7 +153,11 @@ e2e_start() {
 
     api_port="$(e2e_free_port)"
     e2e_log "api: port $api_port"
+    # The SDK tests read right after each write, without polling: that holds for a PUT
+    # answered visible, and a worker stalled past the default 2 s wait on a loaded box
+    # would make it pending instead. 10 s stays under the SDK clients' 20 s timeout.
     PROFILED_KAFKA_TOPIC="$E2E_TOPIC" PROFILED_API_KEYS="$E2E_KEY" PROFILED_API_KEYS_FILE= \
+        PROFILED_APPLY_WAIT="${PROFILED_APPLY_WAIT:-10s}" \
         PROFILED_HTTP_ADDR=127.0.0.1 PROFILED_HTTP_PORT="$api_port" \
         "$E2E_API_BIN" </dev/null >"$E2E_DIR/api.out" 2>"$E2E_DIR/api.log" &
     E2E_API_PID=$!

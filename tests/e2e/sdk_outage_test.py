@@ -64,7 +64,8 @@ def case_down_put_is_503_within_deadline():
         assert e.status_code == 503, e.status_code
         assert isinstance(e.body, dict) and e.body.get("type") == "api_error", e.body
         assert e.response.headers.get("Retry-After"), f"no Retry-After: {dict(e.response.headers)}"
-        assert elapsed <= DEADLINE_S + 3.0, f"the 503 took {elapsed:.1f}s, deadline {DEADLINE_S:.1f}s"
+        # by the 3 s deadline, not the 10 s default; 5 s of slack for a loaded ASan box
+        assert elapsed <= DEADLINE_S + 5.0, f"the 503 took {elapsed:.1f}s, deadline {DEADLINE_S:.1f}s"
         print(f"     503 after {elapsed:.2f}s: {e.body.get('message')}", flush=True)
         return
     raise AssertionError("replace succeeded while the broker was stopped")

@@ -15,6 +15,9 @@ E2E_WORKER_BIN="$2"
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KAFKA_STOPPED=0
 outage_hook() {
+    # never leave an import frozen (below) behind a failure
+    [[ -z "${pid_a:-}" ]] || kill -CONT "$pid_a" 2>/dev/null || true
+    [[ -z "${pid_b:-}" ]] || kill -CONT "$pid_b" 2>/dev/null || true
     if ((KAFKA_STOPPED)); then
         "$PROFILED_STACK" start kafka >&2 || echo "import: FAIL: could not start Kafka again" >&2
     fi
@@ -48,8 +51,12 @@ PROFILED_KAFKA_TOPIC="$E2E_TOPIC" "$IMP_BIN" --job outage-b --checkpoint "$D/b.c
 pid_b=$!
 wait_progress "$D/a.ckpt" "$pid_a"
 wait_progress "$D/b.ckpt" "$pid_b"
+# Both are frozen while the broker stops (its controlled shutdown takes seconds), so that
+# neither can finish its file meanwhile on a fast box: they go on only once Kafka is down.
+kill -STOP "$pid_a" "$pid_b"
 KAFKA_STOPPED=1
 "$PROFILED_STACK" stop kafka >&2 || e2e_fail "could not stop Kafka"
+kill -CONT "$pid_a" "$pid_b"
 
 # ------------------------------------------------------------------ B stops with a checkpoint
 rc=0

@@ -12,6 +12,8 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -56,6 +58,22 @@ static void *job_send(void *arg)
     return NULL;
 }
 
+/* Set by the statistics callback (on whichever thread polls the handle) once some broker
+ * holds a message awaiting its response. */
+static atomic_bool awaiting_response;
+
+static int on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
+{
+    (void)rk;
+    (void)json_len;
+    (void)opaque;
+    static const char field[] = "\"waitresp_msg_cnt\":";
+    for (const char *at = json; (at = strstr(at, field)) != NULL; at += sizeof(field) - 1)
+        if (atoi(at + sizeof(field) - 1) > 0)
+            atomic_store(&awaiting_response, true);
+    return 0; /* librdkafka frees json */
+}
+
 static int64_t log_length(rd_kafka_t *rk)
 {
     int64_t low = -1, high = -1;
@@ -68,12 +86,15 @@ START_TEST(test_unproven_dead_letter_is_not_acknowledged)
 {
     char errstr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    const char *settings[][2] = {
-        {"test.mock.num.brokers", "1"}, {"message.timeout.ms", "15000"}, {"log_level", "3"}};
+    const char *settings[][2] = {{"test.mock.num.brokers", "1"},
+                                 {"message.timeout.ms", "15000"},
+                                 {"statistics.interval.ms", "10"},
+                                 {"log_level", "3"}};
     for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
         ck_assert_msg(rd_kafka_conf_set(conf, settings[i][0], settings[i][1], errstr, sizeof(errstr)) ==
                           RD_KAFKA_CONF_OK,
                       "%s", errstr);
+    rd_kafka_conf_set_stats_cb(conf, on_stats);
     rd_kafka_t *dlq = dlq_new(conf, errstr, sizeof(errstr));
     ck_assert_msg(dlq != NULL, "%s", errstr);
     rd_kafka_mock_cluster_t *mcluster = rd_kafka_handle_mock_cluster(dlq);
@@ -87,9 +108,16 @@ START_TEST(test_unproven_dead_letter_is_not_acknowledged)
     ck_assert_msg(warm.rc == 0, "%s", warm.errstr);
     ck_assert(warm.item.dead_lettered);
 
-    /* Answers take 1 s, so B is in flight well before A's refusal comes back, even on a
-     * loaded machine (B follows A by ~50 ms). */
-    rd_kafka_mock_broker_set_rtt(mcluster, 1, 1000);
+    /* Statistics of the warm-up served and forgotten: only A's may count below. */
+    for (int i = 0; i < 20; i++)
+        rd_kafka_poll(dlq, 10);
+    atomic_store(&awaiting_response, false);
+
+    /* Answers take 2 s, so B is in flight well before A's refusal comes back. B is sent
+     * once A's request is seen awaiting its answer (A's thread polls the handle, so the
+     * statistics come there), not ~50 ms after A's thread started: on a loaded machine A
+     * could then still be unsent, go out after B or with it, and the scenario not happen. */
+    rd_kafka_mock_broker_set_rtt(mcluster, 1, 2000);
     rd_kafka_mock_push_request_errors(mcluster, PRODUCE_API_KEY, 1,
                                       RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
     send_job_t a, b;
@@ -97,7 +125,10 @@ START_TEST(test_unproven_dead_letter_is_not_acknowledged)
     job_init(&b, dlq, "B", 3);
     pthread_t thread;
     ck_assert_int_eq(pthread_create(&thread, NULL, job_send, &a), 0);
-    usleep(50 * 1000);
+    for (int waited = 0; !atomic_load(&awaiting_response); waited += 10) {
+        ck_assert_msg(waited < 30000, "A's request was never seen awaiting its answer");
+        usleep(10 * 1000);
+    }
     job_send(&b);
     pthread_join(thread, NULL);
     rd_kafka_mock_broker_set_rtt(mcluster, 1, 0);

@@ -444,6 +444,29 @@ int it_free_port(void)
     return ntohs(addr.sin_port);
 }
 
+int it_wait_ops_port(const char *log_path, int timeout_ms)
+{
+    int64_t until = it_now_ms() + timeout_ms;
+    for (;;) {
+        int port = 0;
+        FILE *log = fopen(log_path, "r");
+        char line[4096];
+        while (log && port == 0 && fgets(line, sizeof(line), log)) {
+            const char *at = strstr(line, "\"ops listener up");
+            const char *field = at ? strstr(line, "\"port\":") : NULL;
+            if (field)
+                port = atoi(field + strlen("\"port\":"));
+        }
+        if (log)
+            fclose(log);
+        if (port > 0)
+            return port;
+        ck_assert_msg(it_now_ms() < until, "no \"ops listener up\" line with a port in %s within %d ms",
+                      log_path, timeout_ms);
+        usleep(100 * 1000);
+    }
+}
+
 int it_http_get(int port, const char *path, char *body, size_t body_size)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -84,6 +84,10 @@ void it_stack(it_t *it, const char *verb, const char *service);
 
 /* A free TCP port on 127.0.0.1 (bound and released). */
 int it_free_port(void);
+/* The port of the ops listener of the worker logging to `log_path` (started with
+ * PROFILED_OPS_PORT=0, so the kernel picks a port no other process holds), read from its
+ * "ops listener up" line; waits up to timeout_ms, fails the test otherwise. */
+int it_wait_ops_port(const char *log_path, int timeout_ms);
 /* GET http://127.0.0.1:port/path with a 2 s limit: the status (body appended
  * to `body` when not NULL, NUL-terminated), or -1 when nothing answered. */
 int it_http_get(int port, const char *path, char *body, size_t body_size);

@@ -142,7 +142,7 @@ START_TEST(apply_and_read_back)
 
     /* NOTIFY named the positions applied */
     int notified = 0;
-    for (int i = 0; i < 50 && !notified; i++) {
+    for (int i = 0; i < 300 && !notified; i++) {
         PQconsumeInput(it.pg);
         PGnotify *n;
         while ((n = PQnotifies(it.pg)) != NULL) {
@@ -361,7 +361,7 @@ START_TEST(a_batch_over_many_partitions_notifies_in_pieces)
                   widest);
     /* every partition's position was notified, in payloads under the limit */
     int notified = 0;
-    for (int i = 0; i < 50 && notified < PARTITIONS + 1; i++) {
+    for (int i = 0; i < 300 && notified < PARTITIONS + 1; i++) {
         PQconsumeInput(it.pg);
         PGnotify *n;
         while ((n = PQnotifies(it.pg)) != NULL) {
@@ -720,11 +720,12 @@ START_TEST(ops_listener_metrics_purge_and_readiness)
     it_setup(&it, "ops", 1);
     it_exec(&it, "INSERT INTO applied_commands VALUES ('\\x0001'::bytea, 'old', now() - interval '2 hours'), "
                  "('\\x0002'::bytea, 'fresh', now())");
-    int port = it_free_port();
-    char port_env[64];
-    snprintf(port_env, sizeof(port_env), "PROFILED_OPS_PORT=%d", port);
-    const char *env[] = {port_env, "PROFILED_APPLIED_RETENTION=1h", "PROFILED_PURGE_INTERVAL=1s", NULL};
+    /* port 0: the kernel's pick, read back from the log (a port picked free here could be
+     * taken by another process before the worker binds it) */
+    const char *env[] = {"PROFILED_OPS_PORT=0", "PROFILED_APPLIED_RETENTION=1h", "PROFILED_PURGE_INTERVAL=1s",
+                         NULL};
     pid_t pid = it_worker_start(&it, env);
+    int port = it_wait_ops_port(it.log_path, 30000);
     static char body[65536];
     ck_assert_msg(wait_http(port, "/healthz", 200, body, sizeof(body), 15000), "/healthz never answered 200");
     ck_assert_msg(wait_http(port, "/readyz", 200, body, sizeof(body), 20000), "/readyz never 200: %s", body);
@@ -749,7 +750,7 @@ START_TEST(ops_listener_metrics_purge_and_readiness)
     char lag[256];
     snprintf(lag, sizeof(lag), "profiled_worker_lag{topic=\"%s\",partition=\"0\"} 0", it.topic);
     bool lag_zero = false;
-    for (int i = 0; i < 50 && !lag_zero; i++) {
+    for (int i = 0; i < 300 && !lag_zero; i++) {
         lag_zero = it_http_get(port, "/metrics", body, sizeof(body)) == 200 && strstr(body, lag);
         if (!lag_zero)
             nap_ms(100);
@@ -758,7 +759,7 @@ START_TEST(ops_listener_metrics_purge_and_readiness)
 
     /* the purge removed the id older than the retention, kept the others */
     bool purged = false;
-    for (int i = 0; i < 100 && !purged; i++) {
+    for (int i = 0; i < 300 && !purged; i++) {
         purged = it_int(&it, "SELECT count(*) FROM applied_commands WHERE recipient_id = 'old'") == 0;
         if (!purged)
             nap_ms(100);
@@ -784,7 +785,11 @@ END_TEST
 
 /* A stream of `total` commands over `recipients` recipients ("<prefix><r>"),
  * produced by a thread in `chunks` chunks `pause_ms` apart, while the test's
- * thread injects faults. last[r] is the seq of recipient r's last command. */
+ * thread injects faults. last[r] is the seq of recipient r's last command.
+ * The stream produces only the first `allowed` chunks until the test allows
+ * more (stream_allow): a test whose faults need commands still coming ties the
+ * stream to its own steps, not to a guess of how long they take on a loaded
+ * machine. */
 typedef struct stream {
     it_t *it;
     const char *prefix;
@@ -792,9 +797,26 @@ typedef struct stream {
     size_t pad;
     uint64_t *last;
     atomic_int chunks_done;
+    atomic_int allowed;
     atomic_bool done;
     pthread_t thread;
 } stream_t;
+
+/* Waits until chunk k (from 0) may be produced. */
+static void stream_gate(atomic_int *allowed, int k)
+{
+    while (k >= atomic_load(allowed))
+        nap_ms(20);
+}
+
+/* Lets the stream produce its first n chunks (never fewer than already allowed). */
+static void stream_allow(stream_t *s, int n)
+{
+    if (n > s->chunks)
+        n = s->chunks;
+    if (n > atomic_load(&s->allowed))
+        atomic_store(&s->allowed, n);
+}
 
 static void *stream_run(void *arg)
 {
@@ -802,6 +824,7 @@ static void *stream_run(void *arg)
     int per_chunk = s->total / s->chunks;
     uint64_t seq = 1;
     for (int k = 0; k < s->chunks; k++) {
+        stream_gate(&s->allowed, k);
         for (int i = 0; i < per_chunk; i++, seq++) {
             int r = (int)((seq * 7919) % (uint64_t)s->recipients);
             char recipient[64];
@@ -817,8 +840,9 @@ static void *stream_run(void *arg)
     return NULL;
 }
 
-static void stream_start(stream_t *s, it_t *it, const char *prefix, int total, int recipients, int chunks,
-                         int pause_ms, size_t pad, uint64_t *last)
+/* Starts a stream allowed its first `allowed` chunks only (see stream_allow). */
+static void stream_start_held(stream_t *s, it_t *it, const char *prefix, int total, int recipients,
+                              int chunks, int pause_ms, size_t pad, uint64_t *last, int allowed)
 {
     s->it = it;
     s->prefix = prefix;
@@ -829,8 +853,15 @@ static void stream_start(stream_t *s, it_t *it, const char *prefix, int total, i
     s->pad = pad;
     s->last = last;
     atomic_init(&s->chunks_done, 0);
+    atomic_init(&s->allowed, allowed < chunks ? allowed : chunks);
     atomic_init(&s->done, false);
     ck_assert_int_eq(pthread_create(&s->thread, NULL, stream_run, s), 0);
+}
+
+static void stream_start(stream_t *s, it_t *it, const char *prefix, int total, int recipients, int chunks,
+                         int pause_ms, size_t pad, uint64_t *last)
+{
+    stream_start_held(s, it, prefix, total, recipients, chunks, pause_ms, pad, last, chunks);
 }
 
 static void stream_join(stream_t *s)
@@ -853,6 +884,20 @@ static bool wait_log(const char *file, const char *pattern, int timeout_ms)
             return false;
         nap_ms(100);
     }
+}
+
+/* The number of lines of `file` matching the grep regex `pattern` (0 when none or no file). */
+static int count_log(const char *file, const char *pattern)
+{
+    char command[1400];
+    snprintf(command, sizeof(command), "grep -c '%s' '%s' 2>/dev/null", pattern, file);
+    FILE *out = popen(command, "r");
+    ck_assert_ptr_nonnull(out);
+    int count = 0;
+    if (fscanf(out, "%d", &count) != 1)
+        count = 0;
+    pclose(out);
+    return count;
 }
 
 static bool wait_progress(it_t *it, int64_t from, int timeout_ms)
@@ -959,20 +1004,26 @@ START_TEST(sigkill_at_random_moments_changes_nothing)
     it_t it;
     it_setup(&it, "crash", 6);
     it_add_write_counter(&it);
-    enum { TOTAL = 20000, RECIPIENTS = 1000, CHUNKS = 40, KILLS = 5, MAX_KILLS = 12 };
+    enum { TOTAL = 20000, RECIPIENTS = 1000, CHUNKS = 40, KILLS = 5, MAX_KILLS = 12, PER_KILL = 6 };
     static uint64_t last[RECIPIENTS];
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     fprintf(stderr, "crash test seed %u\n", seed);
     pid_t worker = it_worker_start(&it, NULL);
     stream_t s;
-    stream_start(&s, &it, "crash", TOTAL, RECIPIENTS, CHUNKS, 1100, 64, last);
+    stream_start_held(&s, &it, "crash", TOTAL, RECIPIENTS, CHUNKS, 1100, 64, last, 0);
     /* Kill only a worker that is applying: after a restart the group first waits
      * for the killed member's session to expire, so wait for the new worker's
-     * first commit, then kill it a random moment later (most often mid-batch). */
+     * first commit, then kill it a random moment later (most often mid-batch).
+     * Each round first lets the stream produce PER_KILL more chunks (never its
+     * last), so every restarted worker has commands to apply: how many rounds
+     * fit in the stream no longer depends on how long a restart takes (on a
+     * loaded box a round took longer than the stream lasted). */
     int kills = 0, kills_while_applying = 0;
     while (kills < MAX_KILLS && kills_while_applying < KILLS + 1) {
+        int allowed = atomic_load(&s.allowed) + PER_KILL;
+        stream_allow(&s, allowed < CHUNKS - 1 ? allowed : CHUNKS - 1);
         int64_t from = it_positions_sum(&it);
-        bool applying = wait_progress(&it, from, 25000);
+        bool applying = wait_progress(&it, from, 60000);
         nap_ms((int)(rand_r(&seed) % 800));
         it_worker_kill(worker);
         kills++;
@@ -982,6 +1033,9 @@ START_TEST(sigkill_at_random_moments_changes_nothing)
                 CHUNKS);
         worker = it_worker_start(&it, NULL);
     }
+    /* the rest after the last restart: the last worker applies them, so it is past its
+     * start-up (SIGTERM handler installed) once caught up */
+    stream_allow(&s, CHUNKS);
     stream_join(&s);
     fprintf(stderr, "worker killed %d times, %d of them while applying\n", kills, kills_while_applying);
     ck_assert_int_ge(kills_while_applying, KILLS);
@@ -1006,6 +1060,7 @@ typedef struct kinds_stream {
     kinds_model_t *model;
     int refused;
     atomic_int chunks_done;
+    atomic_int allowed; /* chunks it may produce so far (stream_gate) */
     pthread_t thread;
 } kinds_stream_t;
 
@@ -1019,6 +1074,7 @@ static void *kinds_stream_run(void *arg)
     uint64_t seq = 1;
     buf_t body = {0};
     for (int k = 0; k < s->chunks; k++) {
+        stream_gate(&s->allowed, k);
         for (int i = 0; i < per_chunk; i++, seq++) {
             int r = (int)((seq * 7919) % (uint64_t)s->recipients);
             kinds_model_t *m = &s->model[r];
@@ -1121,7 +1177,7 @@ START_TEST(sigkill_during_all_kinds_changes_nothing)
 {
     it_t it;
     it_setup(&it, "kinds", 6);
-    enum { TOTAL = 8000, RECIPIENTS = 400, CHUNKS = 20, KILLS = 3, MAX_KILLS = 8 };
+    enum { TOTAL = 8000, RECIPIENTS = 400, CHUNKS = 20, KILLS = 3, MAX_KILLS = 8, PER_KILL = 5 };
     static kinds_model_t model[RECIPIENTS];
     memset(model, 0, sizeof(model));
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
@@ -1130,21 +1186,27 @@ START_TEST(sigkill_during_all_kinds_changes_nothing)
     kinds_stream_t s = {
         .it = &it, .total = TOTAL, .recipients = RECIPIENTS, .chunks = CHUNKS, .model = model};
     atomic_init(&s.chunks_done, 0);
+    atomic_init(&s.allowed, 0);
     ck_assert_int_eq(pthread_create(&s.thread, NULL, kinds_stream_run, &s), 0);
+    /* as in sigkill_at_random_moments_changes_nothing: each round lets PER_KILL more chunks
+     * (never the last) be produced, so a restarted worker always has commands to apply */
     int kills = 0, kills_while_applying = 0;
     while (kills < MAX_KILLS && kills_while_applying < KILLS) {
+        int allowed = atomic_load(&s.allowed) + PER_KILL;
+        atomic_store(&s.allowed, allowed < CHUNKS - 1 ? allowed : CHUNKS - 1);
         int64_t from = it_positions_sum(&it);
-        bool applying = wait_progress(&it, from, 25000);
+        bool applying = wait_progress(&it, from, 60000);
         nap_ms((int)(rand_r(&seed) % 800));
         it_worker_kill(worker);
         kills++;
         kills_while_applying += applying;
         worker = it_worker_start(&it, NULL);
     }
+    /* The rest after the last restart: the last worker must apply it, so once caught up it is
+     * past its start-up and has its SIGTERM handler (a SIGTERM during start-up exits 143; a
+     * fixed 3 s nap stood for this before). */
+    atomic_store(&s.allowed, CHUNKS);
     ck_assert_int_eq(pthread_join(s.thread, NULL), 0);
-    /* the stream is short: give the last restarted worker time to install its SIGTERM handler
-     * before expect_stops_cleanly (a SIGTERM during start-up exits 143) */
-    nap_ms(3000);
     expect_caught_up(&it);
     int64_t wrong = kinds_rows_wrong(&it, model, RECIPIENTS);
     int64_t processed = it_int(&it, "SELECT count(*) FROM applied_commands");
@@ -1173,8 +1235,11 @@ START_TEST(a_second_worker_joins_and_leaves)
     enum { TOTAL = 12000, RECIPIENTS = 600, CHUNKS = 30 };
     static uint64_t last[RECIPIENTS];
     pid_t first = it_worker_start(&it, NULL);
+    /* The stream is let on in thirds, after each step of the test, so the second worker
+     * joins and leaves while commands still come, however long each step takes on a
+     * loaded box (with a free-running stream it could end before the second left). */
     stream_t s;
-    stream_start(&s, &it, "rebal", TOTAL, RECIPIENTS, CHUNKS, 800, 64, last);
+    stream_start_held(&s, &it, "rebal", TOTAL, RECIPIENTS, CHUNKS, 800, 64, last, CHUNKS / 3);
     ck_assert_msg(wait_progress(&it, 0, 30000), "the first worker made no progress");
     nap_ms(2000);
     pid_t second = it_worker_start_tagged(&it, NULL, "second");
@@ -1182,15 +1247,17 @@ START_TEST(a_second_worker_joins_and_leaves)
     /* it must get partitions (cooperative: taken from the first without stopping it) */
     char second_log[1100];
     snprintf(second_log, sizeof(second_log), "%s.second", it.log_path);
-    ck_assert_msg(wait_log(second_log, "\"partitions assigned\",\"partitions\":[1-9]", 30000),
-                  "the second worker got no partition within 30 s");
+    ck_assert_msg(wait_log(second_log, "\"partitions assigned\",\"partitions\":[1-9]", 60000),
+                  "the second worker got no partition within 60 s");
+    stream_allow(&s, 2 * CHUNKS / 3);
     int64_t from = it_positions_sum(&it);
-    ck_assert_msg(wait_progress(&it, from, 20000), "no progress with two workers");
+    ck_assert_msg(wait_progress(&it, from, 30000), "no progress with two workers");
     nap_ms(3000);
     int status = it_worker_stop(second, 30000);
     ck_assert_msg(status == 0, "second worker exit status %d", status);
     fprintf(stderr, "second worker left at %d/%d chunks\n", atomic_load(&s.chunks_done), CHUNKS);
     ck_assert_msg(!atomic_load(&s.done), "the stream ended before the second worker left: not mid-stream");
+    stream_allow(&s, CHUNKS);
     stream_join(&s);
     expect_exactly_once(&it, "rebal", last, RECIPIENTS, TOTAL);
     ck_assert_msg(wait_log(it.log_path, "\"partitions revoked\"", 0),
@@ -1216,22 +1283,36 @@ START_TEST(a_frozen_worker_cannot_apply_after_losing_its_partitions)
     /* a long batch window, so that the zombie is likely frozen with a batch open */
     const char *env[] = {"PROFILED_BATCH_MAX_WAIT=400ms", NULL};
     pid_t first = it_worker_start(&it, env);
+    /* The stream is let on step by step (stream_allow), so commands still come while the
+     * first worker is frozen and after it was expelled, however long the steps take. */
     stream_t s;
-    stream_start(&s, &it, "zombie", TOTAL, RECIPIENTS, CHUNKS, 500, 64, last);
+    stream_start_held(&s, &it, "zombie", TOTAL, RECIPIENTS, CHUNKS, 500, 64, last, CHUNKS / 2);
     ck_assert_msg(wait_progress(&it, 0, 30000), "no progress");
     pid_t second = it_worker_start_tagged(&it, env, "second");
     char second_log[1100];
     snprintf(second_log, sizeof(second_log), "%s.second", it.log_path);
-    ck_assert_msg(wait_log(second_log, "\"partitions assigned\",\"partitions\":[1-9]", 30000),
-                  "the second worker got no partition within 30 s");
+    static const char assigned[] = "\"partitions assigned\",\"partitions\":[1-9]";
+    ck_assert_msg(wait_log(second_log, assigned, 60000), "the second worker got no partition within 60 s");
     nap_ms(1000);
+    int assignments = count_log(second_log, assigned);
     kill(first, SIGSTOP);
     fprintf(stderr, "first worker frozen at %d/%d chunks\n", atomic_load(&s.chunks_done), CHUNKS);
-    nap_ms(12000); /* > session.timeout.ms (6 s): expelled, its partitions go to the second */
+    stream_allow(&s, 3 * CHUNKS / 4);
+    /* Expelled once its session (6 s) expires: the second is then assigned its partitions.
+     * That assignment is what is waited for, not a fixed time. */
+    int waited = 0;
+    while (count_log(second_log, assigned) <= assignments) {
+        ck_assert_msg(waited < 60000, "the frozen worker's partitions never went to the second");
+        nap_ms(100);
+        waited += 100;
+    }
+    fprintf(stderr, "first worker expelled after %d ms frozen\n", waited);
     int64_t from = it_positions_sum(&it);
-    ck_assert_msg(wait_progress(&it, from, 20000), "no progress while the first worker is frozen");
+    stream_allow(&s, CHUNKS - 1);
+    ck_assert_msg(wait_progress(&it, from, 30000), "no progress while the first worker is frozen");
     kill(first, SIGCONT);
     fprintf(stderr, "first worker thawed at %d/%d chunks\n", atomic_load(&s.chunks_done), CHUNKS);
+    stream_allow(&s, CHUNKS);
     stream_join(&s);
     expect_exactly_once(&it, "zombie", last, RECIPIENTS, TOTAL);
     int status = it_worker_stop(second, 30000);
@@ -1717,11 +1798,9 @@ START_TEST(lag_counts_from_kafka_offsets_while_positions_are_unknown)
     it_t it;
     it_setup(&it, "lagfb", 3);
     enum { FIRST = 300, SECOND = 200, THIRD = 60 };
-    int port = it_free_port();
-    char port_env[64];
-    snprintf(port_env, sizeof(port_env), "PROFILED_OPS_PORT=%d", port);
-    const char *env[] = {port_env, "PROFILED_WORKER_INSTANCE_ID=lagfb", NULL};
+    const char *env[] = {"PROFILED_OPS_PORT=0", "PROFILED_WORKER_INSTANCE_ID=lagfb", NULL};
     pid_t pid = it_worker_start(&it, env);
+    int port = it_wait_ops_port(it.log_path, 30000);
     static char body[4096];
     ck_assert_msg(wait_http(port, "/readyz", 200, body, sizeof(body), 30000), "/readyz never 200: %s", body);
     uint64_t seq = 0;
@@ -1737,12 +1816,20 @@ START_TEST(lag_counts_from_kafka_offsets_while_positions_are_unknown)
     /* A replacement under another instance id is assigned the partitions once the
      * killed one's session expired (6 s): PostgreSQL is stopped by then. */
     it_worker_kill(pid);
-    const char *env2[] = {port_env, "PROFILED_WORKER_INSTANCE_ID=lagfb-2", NULL};
+    const char *env2[] = {"PROFILED_OPS_PORT=0", "PROFILED_WORKER_INSTANCE_ID=lagfb-2", NULL};
     pid = it_worker_start_tagged(&it, env2, "second");
     char second_log[1100];
     snprintf(second_log, sizeof(second_log), "%s.second", it.log_path);
     ck_assert_msg(wait_log(second_log, "\"consuming\"", 30000), "the replacement did not start consuming");
+    port = it_wait_ops_port(second_log, 30000);
+    /* Frozen while PostgreSQL stops: the assignment (due once the killed one's session
+     * expires) is then taken only with PostgreSQL down, however long the stop takes on a
+     * loaded box (it raced the session expiry before). */
+    kill(pid, SIGSTOP);
+    ck_assert_msg(count_log(second_log, "\"partitions assigned\",\"partitions\":[1-9]") == 0,
+                  "the replacement was assigned partitions before PostgreSQL could be stopped");
     it_stack(&it, "stop", "postgres");
+    kill(pid, SIGCONT);
     for (int i = 0; i < SECOND; i++, seq++) {
         char recipient[32];
         snprintf(recipient, sizeof(recipient), "lagfb%d", i % 30);

@@ -300,6 +300,91 @@ START_TEST(http_header_on_several_lines)
 }
 END_TEST
 
+/* A request held by its handler until the test answers it (held_req), as the api holds a GET. */
+static http_req_t *held_req;
+static int held_count;
+
+static void held_request_cb(void *arg, http_req_t *req)
+{
+    (void)arg;
+    ck_assert_ptr_null(held_req);
+    held_req = req;
+    held_count++;
+}
+
+/* A peer that pipelines far more than the layer buffers (the head bound plus 4 KiB) while each request
+ * is held: the layer stops reading at the bound and reads on as answers go out, so every request is
+ * answered, in order, and the last one's Connection: close ends it. The test answers a request only
+ * after two more loop passes, in which the layer's read callback finds the input at its bound. */
+START_TEST(http_pipelined_beyond_the_read_bound)
+{
+    enum { COUNT = 400, HEAD_BYTES = 1024 };
+    struct event_base *base = event_base_new();
+    http_server_config_t config = {.max_connections = 2,
+                                   .max_header_bytes = HEAD_BYTES,
+                                   .max_body_bytes = 1024,
+                                   .header_timeout_ms = 5000,
+                                   .body_timeout_ms = 5000,
+                                   .idle_timeout_ms = 5000};
+    http_server_hooks_t hooks = {.head = header_lines_head_cb, .request = held_request_cb};
+    http_server_t *server = http_server_new(base, &config, &hooks, NULL);
+    ck_assert_ptr_nonnull(server);
+    int fds[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    fcntl(fds[0], F_SETFL, O_NONBLOCK);
+    fcntl(fds[1], F_SETFL, O_NONBLOCK);
+    http_server_adopt(server, bufferevent_socket_new(base, fds[0], BEV_OPT_CLOSE_ON_FREE));
+
+    static const char one[] = "GET /1 HTTP/1.1\r\nHost: t\r\n\r\n";
+    static const char last[] = "GET /last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    static char raw[COUNT * sizeof(one) + sizeof(last)];
+    size_t raw_len = 0;
+    for (int i = 0; i < COUNT - 1; i++, raw_len += sizeof(one) - 1)
+        memcpy(raw + raw_len, one, sizeof(one) - 1);
+    memcpy(raw + raw_len, last, sizeof(last) - 1);
+    raw_len += sizeof(last) - 1;
+    ck_assert_uint_gt(raw_len, 2 * (HEAD_BYTES + 4096));
+    ck_assert_int_eq(write(fds[1], raw, raw_len), (ssize_t)raw_len);
+
+    static char answer[COUNT * 256];
+    size_t answer_len = 0;
+    held_req = NULL;
+    held_count = 0;
+    bool eof = false;
+    int passes_held = 0;
+    /* Bounded: at most ~4 passes a request; a layer that never reads again stops answering. */
+    for (int round = 0; round < COUNT * 50 && !eof; round++) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        if (held_req && ++passes_held > 2) {
+            http_req_t *req = held_req;
+            held_req = NULL;
+            passes_held = 0;
+            char body[32];
+            int len = snprintf(body, sizeof(body), "%d", held_count);
+            http_req_respond(req, 200, "text/plain", body, (size_t)len);
+        }
+        ssize_t n = read(fds[1], answer + answer_len, sizeof(answer) - 1 - answer_len);
+        if (n > 0)
+            answer_len += (size_t)n;
+        else if (n == 0)
+            eof = true;
+    }
+    answer[answer_len] = '\0';
+    ck_assert_msg(eof, "no EOF after %d requests held, %zu bytes answered", held_count, answer_len);
+    int answers = 0;
+    for (const char *at = answer; (at = strstr(at, "HTTP/1.1 200 OK\r\n")) != NULL; at++)
+        answers++;
+    ck_assert_int_eq(answers, COUNT);
+    char expect[32];
+    snprintf(expect, sizeof(expect), "\r\n\r\n%d", COUNT);
+    ck_assert_msg(answer_len > strlen(expect) && strcmp(answer + answer_len - strlen(expect), expect) == 0,
+                  "the last answer is not the last request's");
+    close(fds[1]);
+    http_server_free(server);
+    event_base_free(base);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("http");
@@ -310,6 +395,7 @@ int main(void)
     tcase_add_test(tcase, http_etag_matches_if_none_match);
     tcase_add_test(tcase, ops_http_serves_probes_strictly);
     tcase_add_test(tcase, http_header_on_several_lines);
+    tcase_add_test(tcase, http_pipelined_beyond_the_read_bound);
     suite_add_tcase(suite, tcase);
     SRunner *runner = srunner_create(suite);
     srunner_run_all(runner, CK_NORMAL);

@@ -9,6 +9,7 @@
 #include <check.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -39,6 +40,21 @@ static void on_report(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage, void 
     r->written = kafka_delivery_written(rkmessage);
 }
 
+/* Set by the statistics callback once some broker holds a message awaiting its response. */
+static bool awaiting_response;
+
+static int on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
+{
+    (void)rk;
+    (void)json_len;
+    (void)opaque;
+    static const char field[] = "\"waitresp_msg_cnt\":";
+    for (const char *at = json; (at = strstr(at, field)) != NULL; at += sizeof(field) - 1)
+        if (atoi(at + sizeof(field) - 1) > 0)
+            awaiting_response = true;
+    return 0; /* librdkafka frees json */
+}
+
 static const report_t *report_of(const char *value)
 {
     for (int i = 0; i < report_count; i++)
@@ -63,13 +79,15 @@ START_TEST(test_implicit_ack_is_not_a_write)
                                  {"enable.idempotence", "true"},
                                  {"acks", "all"},
                                  {"linger.ms", "0"},
-                                 {"message.timeout.ms", "10000"},
+                                 {"message.timeout.ms", "30000"},
+                                 {"statistics.interval.ms", "10"},
                                  {"log_level", "3"}};
     for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
         ck_assert_msg(rd_kafka_conf_set(conf, settings[i][0], settings[i][1], errstr, sizeof(errstr)) ==
                           RD_KAFKA_CONF_OK,
                       "%s", errstr);
     rd_kafka_conf_set_dr_msg_cb(conf, on_report);
+    rd_kafka_conf_set_stats_cb(conf, on_stats);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
     ck_assert_msg(rk != NULL, "%s", errstr);
     rd_kafka_mock_cluster_t *mcluster = rd_kafka_handle_mock_cluster(rk);
@@ -80,15 +98,25 @@ START_TEST(test_implicit_ack_is_not_a_write)
     produce(rk, "warm");
     ck_assert_int_eq(rd_kafka_flush(rk, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
 
-    /* Answers take 1 s, so B is in flight before A's refusal comes back, even on a loaded
-     * machine (B follows A by ~50 ms). */
-    rd_kafka_mock_broker_set_rtt(mcluster, 1, 1000);
+    /* Statistics of the warm-up served and forgotten: only A's may count below. */
+    for (int i = 0; i < 20; i++)
+        rd_kafka_poll(rk, 10);
+    awaiting_response = false;
+
+    /* Answers take 2 s, so B is in flight before A's refusal comes back. B is produced
+     * once A's request is sent (the statistics show it awaiting its response), not after a
+     * guessed 50 ms: on a loaded box A could still be queued then and leave in one request
+     * with B, and the scenario would not happen. */
+    rd_kafka_mock_broker_set_rtt(mcluster, 1, 2000);
     rd_kafka_mock_push_request_errors(mcluster, PRODUCE_API_KEY, 1,
                                       RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
     produce(rk, "A");
-    usleep(50 * 1000);
+    for (int waited = 0; !awaiting_response; waited += 10) {
+        ck_assert_msg(waited < 30000, "A's request was never seen awaiting its response");
+        rd_kafka_poll(rk, 10);
+    }
     produce(rk, "B");
-    ck_assert_int_eq(rd_kafka_flush(rk, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    ck_assert_int_eq(rd_kafka_flush(rk, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
     rd_kafka_mock_broker_set_rtt(mcluster, 1, 0);
 
     /* The log holds warm and B only: A was refused and never sent again. */

@@ -1469,6 +1469,29 @@ static void *id_race_apply(void *arg)
     return NULL;
 }
 
+/* Runs the race's batch on a thread until it waits on a lock (its statement LIKE `query_like`)
+ * held by `other`'s open transaction, then commits that transaction and joins: the batch's
+ * status is in race->status. */
+static void id_race_apply_past(id_race_t *race, PGconn *other, const char *query_like, const char *what)
+{
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, id_race_apply, race), 0);
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%s'",
+             query_like);
+    for (int waited = 0; it_int(race->it, sql) == 0; waited += 20) {
+        ck_assert_msg(waited < 10000, "the batch never waited on the uncommitted %s", what);
+        nap_ms(20);
+    }
+    PGresult *res = PQexec(other, "COMMIT");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    pthread_join(thread, NULL);
+    fprintf(stderr, "while the %s was being recorded elsewhere: status %d (%s)\n", what, (int)race->status,
+            race->errstr);
+}
+
 /* A command id that another transaction records while this batch applies (the
  * same command produced on two partitions, applied by two lanes): the batch's
  * lookup does not see the uncommitted id, its COPY of the ids waits on the
@@ -1504,22 +1527,7 @@ START_TEST(an_id_recorded_meanwhile_elsewhere_is_retried_as_a_duplicate)
                       .it = &it,
                       .batch = &batch,
                       .position = {.partition = 0, .stored = false, .expected = 0, .next = 2}};
-    pthread_t thread;
-    ck_assert_int_eq(pthread_create(&thread, NULL, id_race_apply, &race), 0);
-    /* until the batch waits on the other transaction's id */
-    int waited = 0;
-    while (it_int(&it, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
-                       "query LIKE 'COPY applied_commands%'") == 0) {
-        ck_assert_msg(waited < 10000, "the batch never waited on the uncommitted id");
-        nap_ms(20);
-        waited += 20;
-    }
-    res = PQexec(other, "COMMIT");
-    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
-    PQclear(res);
-    pthread_join(thread, NULL);
-    fprintf(stderr, "while the id was being recorded elsewhere: status %d (%s)\n", (int)race.status,
-            race.errstr);
+    id_race_apply_past(&race, other, "COPY applied_commands%", "id");
     ck_assert_msg(race.status == APPLY_RETRY, "status %d (%s)", (int)race.status, race.errstr);
     ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), 0);
     ck_assert_int_eq(fence_position(&it), -1);
@@ -1572,22 +1580,8 @@ START_TEST(a_position_inserted_meanwhile_fences_the_batch_at_its_commit)
                       .it = &it,
                       .batch = &batch,
                       .position = {.partition = 0, .stored = false, .expected = 0, .next = 2}};
-    pthread_t thread;
-    ck_assert_int_eq(pthread_create(&thread, NULL, id_race_apply, &race), 0);
-    /* until the batch's position insert waits on the other transaction's */
-    int waited = 0;
-    while (it_int(&it, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
-                       "query LIKE 'WITH v AS%kafka_positions%'") == 0) {
-        ck_assert_msg(waited < 10000, "the batch never waited on the uncommitted position");
-        nap_ms(20);
-        waited += 20;
-    }
-    res = PQexec(other, "COMMIT");
-    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
-    PQclear(res);
-    pthread_join(thread, NULL);
-    fprintf(stderr, "while the position was inserted elsewhere: status %d (%s)\n", (int)race.status,
-            race.errstr);
+    /* the batch's position insert waits on the other transaction's */
+    id_race_apply_past(&race, other, "WITH v AS%kafka_positions%", "position");
     ck_assert_msg(race.status == APPLY_FENCED, "status %d (%s)", (int)race.status, race.errstr);
     ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), 0);
     ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 0);

@@ -338,6 +338,53 @@ static void worker_flush_lanes(worker_t *w, const bool *lanes_to_flush)
     worker_collect(w);
 }
 
+/*
+ * librdkafka 2.0 stops fetching while the consumer queue holds more than
+ * queued.max.messages.kbytes or queued.min.messages, and nothing wakes its
+ * broker thread when the application drains the queue again: fetching resumes
+ * at that thread's next timed wake-up, up to a second later (a fixed 1,000 ms
+ * in 2.0; fetch.queue.backoff.ms, which bounds it, came in 2.4). A local
+ * broker fills the queue in milliseconds, so under a backlog it ran full at
+ * nearly every fetch, and the worker applied 13k rows/s against a 30-40k
+ * ceiling (tests/bench/worker, quiet machine), idle most of each second.
+ *
+ * Everything in the queue arrived after it was last seen empty, so the queue
+ * can have reached a limit only if this thread polled at least that much since
+ * then. In that case, when the queue is next seen empty, each partition is
+ * sought to the next offset this thread expects: a seek wakes the broker
+ * thread. Nothing is skipped: the queue is empty, and a response in flight is
+ * discarded (older fetch version) and fetched again. Partitions without known
+ * positions are paused and left alone; a failure pending a resync seeks
+ * everything itself.
+ */
+static void worker_queue_empty(worker_t *w)
+{
+    bool may_stall = w->polled_messages >= w->queue_limit_messages || w->polled_bytes >= w->queue_limit_bytes;
+    w->polled_messages = 0;
+    w->polled_bytes = 0;
+    if (!may_stall)
+        return;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)w->parts.count);
+    for (size_t i = 0; i < w->parts.count; i++) {
+        const parts_entry_t *p = &w->parts.entries[i];
+        if (p->known)
+            rd_kafka_topic_partition_list_add(list, w->config->kafka_topic, p->partition)->offset =
+                p->fetch_offset;
+    }
+    if (list->cnt > 0) {
+        rd_kafka_error_t *error = rd_kafka_seek_partitions(w->consumer, list, 0); /* 0: asynchronous */
+        if (error) {
+            /* Not fatal: the fetcher then wakes on its own, up to a second later. */
+            log_fields_t fields = LOG_FIELDS_INIT;
+            log_field_str(&fields, "error", rd_kafka_error_string(error));
+            log_debug(&fields, "fetch restart: seek refused");
+            rd_kafka_error_destroy(error);
+        } else
+            metrics_counter_add(w->m.fetch_restarts, 1);
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
 /* ------------------------------------------------------------------ rebalancing */
 
 static void worker_assign(worker_t *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *partitions,
@@ -529,6 +576,9 @@ static void worker_metrics_init(worker_t *w)
                                   "Transactions refused because another worker moved a position", NULL);
     w->m.purged = metrics_counter(m, "profiled_worker_applied_ids_purged_total",
                                   "Applied command ids deleted after the retention", NULL);
+    w->m.fetch_restarts = metrics_counter(
+        m, "profiled_worker_fetch_restarts_total",
+        "Seeks that woke librdkafka's fetcher after its queue may have reached its limits", NULL);
     w->m.lane.batch_size =
         metrics_histogram(m, "profiled_worker_batch_size", "Commands per committed transaction", NULL,
                           size_bounds, sizeof(size_bounds) / sizeof(size_bounds[0]));
@@ -723,10 +773,15 @@ static void worker_loop(worker_t *w)
         for (int l = 0; l < lanes_count(w->lanes); l++)
             if (w->open[l].count > 0 && lane_idle(lanes_get(w->lanes, l)))
                 wait = 0;
+        if (rd_kafka_queue_length(w->consumer_queue) == 0)
+            worker_queue_empty(w);
         rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, (int)wait);
         w->drained = m == NULL;
-        if (m)
+        if (m) {
+            w->polled_messages++;
+            w->polled_bytes += (int64_t)m->len;
             worker_message(w, m);
+        }
     }
     /* SIGTERM: finish the open batches (unless failing; a fenced worker's submit drops
      * them), then leave the group. */
@@ -815,6 +870,7 @@ int worker_run(const worker_config_t *config)
         log_field_str(&fields, "group", config->group);
         log_field_int(&fields, "apply_connections", connections);
         /* the prefetch limits as librdkafka holds them (ours, or PROFILED_KAFKA_PROPERTIES') */
+        w->queue_limit_bytes = w->queue_limit_messages = INT64_MAX; /* unread: never restart the fetcher */
         static const char *const limits[][2] = {
             {"queued.max.messages.kbytes", "queued_max_messages_kbytes"},
             {"queued.min.messages", "queued_min_messages"},
@@ -824,8 +880,14 @@ int worker_run(const worker_config_t *config)
         for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
             char value[32];
             size_t size = sizeof(value);
-            if (rd_kafka_conf_get(rd_kafka_conf(w->consumer), limits[i][0], value, &size) == RD_KAFKA_CONF_OK)
-                log_field_int(&fields, limits[i][1], strtoll(value, NULL, 10));
+            if (rd_kafka_conf_get(rd_kafka_conf(w->consumer), limits[i][0], value, &size) != RD_KAFKA_CONF_OK)
+                continue;
+            int64_t limit = strtoll(value, NULL, 10);
+            log_field_int(&fields, limits[i][1], limit);
+            if (i == 0)
+                w->queue_limit_bytes = limit * 1024;
+            else if (i == 1)
+                w->queue_limit_messages = limit;
         }
         log_info(&fields, "consuming");
     }

@@ -63,6 +63,7 @@ typedef struct worker_metrics {
     metrics_counter_t *apply_failures;
     metrics_counter_t *fenced;
     metrics_counter_t *purged;
+    metrics_counter_t *fetch_restarts;
 } worker_metrics_t;
 
 typedef struct worker {
@@ -76,11 +77,16 @@ typedef struct worker {
     rd_kafka_t *dlq;                  /* idempotent acks=all producer for dead letters */
     PGconn *pg; /* control connection (positions, ping, purge); NULL while disconnected */
 
-    parts_t parts;       /* assigned partitions of config->kafka_topic */
-    lanes_t *lanes;      /* the apply connections */
-    batch_t *open;       /* the open batch of each lane */
-    bool drained;        /* the last poll found nothing fetched: flush open batches now */
-    bool needs_resync;   /* positions must be re-read from PostgreSQL and partitions re-seeked */
+    parts_t parts;     /* assigned partitions of config->kafka_topic */
+    lanes_t *lanes;    /* the apply connections */
+    batch_t *open;     /* the open batch of each lane */
+    bool drained;      /* the last poll found nothing fetched: flush open batches now */
+    bool needs_resync; /* positions must be re-read from PostgreSQL and partitions re-seeked */
+    /* polled since the consumer queue was last seen empty, against librdkafka's
+     * queue limits as it holds them: when either reached its limit, the fetcher
+     * may be asleep (worker_restart_fetch) */
+    int64_t polled_messages, polled_bytes;
+    int64_t queue_limit_messages, queue_limit_bytes;
     int64_t retry_at_ms; /* monotonic time of the next PostgreSQL attempt while failing */
     int64_t backoff_ms;  /* current retry backoff */
     uint64_t rng;        /* jitter */

@@ -160,6 +160,58 @@ START_TEST(apply_and_read_back)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ fetch restarts */
+
+/* The value of a counter without labels in a /metrics page, -1 when absent. */
+static int64_t metric_value(const char *page, const char *name)
+{
+    char want[160];
+    snprintf(want, sizeof(want), "\n%s ", name);
+    const char *at = strstr(page, want);
+    return at ? strtoll(at + strlen(want), NULL, 10) : -1;
+}
+
+/* librdkafka 2.0 stops fetching when its queue reaches queued.min.messages and
+ * sleeps up to a second after the worker drains it; the worker seeks to wake
+ * it (worker.c, worker_queue_empty). With a queue limit of 100 commands, a
+ * backlog of 4,000 makes it do so many times: every command must still be
+ * applied exactly once, none skipped by a seek and none taken twice. */
+START_TEST(a_backlog_over_a_small_queue_restarts_fetching_and_loses_nothing)
+{
+    enum { RECIPIENTS = 200, COMMANDS = 4000 };
+    it_t it;
+    it_setup(&it, "fetch", 3);
+    char recipient[32];
+    for (int i = 0; i < COMMANDS; i++) {
+        snprintf(recipient, sizeof(recipient), "fetch%d", i % RECIPIENTS);
+        it_produce(&it, recipient, (uint64_t)i + 1, false, 0, 200);
+    }
+    it_flush(&it);
+    const char *env[] = {"PROFILED_OPS_PORT=0", "PROFILED_BATCH_MAX_COMMANDS=500",
+                         "PROFILED_KAFKA_PROPERTIES=queued.min.messages=100", NULL};
+    pid_t pid = it_worker_start(&it, env);
+    int port = it_wait_ops_port(it.log_path, 30000);
+    expect_caught_up(&it);
+
+    uint64_t last[RECIPIENTS];
+    for (int r = 0; r < RECIPIENTS; r++)
+        last[r] = (uint64_t)(COMMANDS - RECIPIENTS + r) + 1;
+    ck_assert_int_eq(rows_not_last(&it, "fetch", last, RECIPIENTS), 0);
+    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), COMMANDS);
+    static char body[65536];
+    ck_assert_int_eq(it_http_get(port, "/metrics", body, sizeof(body)), 200);
+    ck_assert_int_eq(metric_value(body, "profiled_worker_commands_applied_total"), COMMANDS);
+    ck_assert_msg(strstr(body, "profiled_worker_commands_skipped_total{reason=\"duplicate\"} 0\n"), "%s",
+                  body);
+    int64_t restarts = metric_value(body, "profiled_worker_fetch_restarts_total");
+    ck_assert_msg(restarts > 0,
+                  "profiled_worker_fetch_restarts_total is %lld: the fetcher was never restarted",
+                  (long long)restarts);
+    expect_stops_cleanly(&it, pid);
+    it_teardown(&it);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ duplicates */
 
 START_TEST(same_commands_twice_apply_once)
@@ -1903,6 +1955,7 @@ static Suite *worker_suite(void)
         {"stale", stale_version_is_skipped, 120},
         {"last_wins", batch_with_many_commands_per_recipient_leaves_the_last, 120},
         {"big_rows", a_batch_of_large_profiles_is_copied_whole, 120},
+        {"fetch_restart", a_backlog_over_a_small_queue_restarts_fetching_and_loses_nothing, 150},
         {"notify", a_batch_over_many_partitions_notifies_in_pieces, 150},
         {"dead_letters", invalid_commands_go_to_the_dead_letter_topic, 120},
         {"ops", ops_listener_metrics_purge_and_readiness, 120},

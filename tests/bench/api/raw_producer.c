@@ -408,7 +408,13 @@ int main(int argc, char **argv)
         return 1;
     }
     log_set_service("raw_producer");
-    log_level_min = LOG_WARN;
+    log_level_t level;
+    if (log_level_parse(bench.api_config.log_level, &level) < 0) {
+        fprintf(stderr, "raw_producer: PROFILED_LOG_LEVEL=%s is not debug, info, warn or error\n",
+                bench.api_config.log_level);
+        goto cleanup;
+    }
+    log_level_min = level;
     if (kafka_conf_check_list(bench.api_config.kafka_properties, errstr, sizeof(errstr)) < 0) {
         fprintf(stderr, "raw_producer: %s\n", errstr);
         goto cleanup;

@@ -281,4 +281,12 @@ int api_config_load(api_config_t *config, char *errstr, size_t errstr_size)
 void api_config_help(FILE *out);
 void api_config_free(api_config_t *config);
 
+/* The Kafka producer configuration of one api loop, from `config`: brokers,
+ * PROFILED_KAFKA_PROPERTIES, client.id, the producer contract (not overridable),
+ * linger, queue bound, message timeout and statistics; the callbacks are the
+ * caller's. tests/bench/api/raw_producer.c builds its producer with it too, so
+ * the bench's ceiling pays what a PUT pays. NULL with errstr. */
+rd_kafka_conf_t *api_kafka_conf(const api_config_t *config, const char *client_id, char *errstr,
+                                size_t errstr_size);
+
 #endif

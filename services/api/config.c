@@ -2,11 +2,14 @@
  * config: profiled-api's settings, one declarative table (cfg.h). The rows
  * both binaries share come from cfg_shared.h; --help prints this table.
  */
+#include <inttypes.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "api.h"
 #include "cfg.h"
 #include "cfg_shared.h"
+#include "kafka_conf.h"
 
 #define API_CFG(field) offsetof(api_config_t, field)
 
@@ -80,4 +83,40 @@ void api_config_help(FILE *out)
 void api_config_free(api_config_t *config)
 {
     cfg_free(api_config_table, CFG_ENTRY_COUNT(api_config_table), config);
+}
+
+rd_kafka_conf_t *api_kafka_conf(const api_config_t *config, const char *client_id, char *errstr,
+                                size_t errstr_size)
+{
+    char value[32], reason[512];
+    rd_kafka_conf_t *conf =
+        kafka_conf_new(config->kafka_brokers, config->kafka_properties, reason, sizeof(reason));
+    if (!conf) {
+        snprintf(errstr, errstr_size, "PROFILED_KAFKA_BROKERS / PROFILED_KAFKA_PROPERTIES: %s", reason);
+        return NULL;
+    }
+    if (kafka_conf_set(conf, "client.id", client_id, errstr, errstr_size) < 0)
+        goto error;
+    /* The durability guarantee and the partitioning contract: not overridable by
+     * PROFILED_KAFKA_PROPERTIES. */
+    if (kafka_conf_set_producer_contract(conf, errstr, errstr_size) < 0)
+        goto error;
+    snprintf(value, sizeof(value), "%" PRId64, config->kafka_linger_ms);
+    if (kafka_conf_set(conf, "linger.ms", value, errstr, errstr_size) < 0)
+        goto error;
+    snprintf(value, sizeof(value), "%" PRId64, config->kafka_queue_max);
+    if (kafka_conf_set(conf, "queue.buffering.max.messages", value, errstr, errstr_size) < 0)
+        goto error;
+    /* A command nobody waits for any more should not be written minutes later, after newer ones. */
+    snprintf(value, sizeof(value), "%" PRId64, config->request_deadline_ms);
+    if (kafka_conf_set(conf, "message.timeout.ms", value, errstr, errstr_size) < 0)
+        goto error;
+    /* Statistics tell when the broker is up again, and PUTs answer 503 at once until then: at
+     * 500 ms the first 200 after a broker returns waits at most half a second for them. */
+    if (kafka_conf_set(conf, "statistics.interval.ms", "500", errstr, errstr_size) < 0)
+        goto error;
+    return conf;
+error:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
 }

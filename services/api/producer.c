@@ -83,35 +83,11 @@ static void api_kafka_readable_cb(evutil_socket_t fd, short what, void *arg)
 int api_producer_init(api_loop_t *loop, api_delivery_fn delivered, char *errstr, size_t errstr_size)
 {
     const api_config_t *config = &loop->api->config;
-    char value[32], client_id[64];
-    char reason[512];
-    rd_kafka_conf_t *conf =
-        kafka_conf_new(config->kafka_brokers, config->kafka_properties, reason, sizeof(reason));
-    if (!conf) {
-        snprintf(errstr, errstr_size, "PROFILED_KAFKA_BROKERS / PROFILED_KAFKA_PROPERTIES: %s", reason);
-        return -1;
-    }
+    char client_id[64];
     snprintf(client_id, sizeof(client_id), "profiled-api-%u", loop->index);
-    if (kafka_conf_set(conf, "client.id", client_id, errstr, errstr_size) < 0)
-        goto error;
-    /* The durability guarantee and the partitioning contract: not overridable by
-     * PROFILED_KAFKA_PROPERTIES. */
-    if (kafka_conf_set_producer_contract(conf, errstr, errstr_size) < 0)
-        goto error;
-    snprintf(value, sizeof(value), "%" PRId64, config->kafka_linger_ms);
-    if (kafka_conf_set(conf, "linger.ms", value, errstr, errstr_size) < 0)
-        goto error;
-    snprintf(value, sizeof(value), "%" PRId64, config->kafka_queue_max);
-    if (kafka_conf_set(conf, "queue.buffering.max.messages", value, errstr, errstr_size) < 0)
-        goto error;
-    /* A command nobody waits for any more should not be written minutes later, after newer ones. */
-    snprintf(value, sizeof(value), "%" PRId64, config->request_deadline_ms);
-    if (kafka_conf_set(conf, "message.timeout.ms", value, errstr, errstr_size) < 0)
-        goto error;
-    /* Statistics tell when the broker is up again, and PUTs answer 503 at once until then: at
-     * 500 ms the first 200 after a broker returns waits at most half a second for them. */
-    if (kafka_conf_set(conf, "statistics.interval.ms", "500", errstr, errstr_size) < 0)
-        goto error;
+    rd_kafka_conf_t *conf = api_kafka_conf(config, client_id, errstr, errstr_size);
+    if (!conf)
+        return -1;
     rd_kafka_conf_set_dr_msg_cb(conf, delivered);
     rd_kafka_conf_set_stats_cb(conf, api_stats_cb);
     rd_kafka_conf_set_error_cb(conf, api_error_cb);
@@ -133,10 +109,6 @@ int api_producer_init(api_loop_t *loop, api_delivery_fn delivered, char *errstr,
         return -1;
     }
     return 0;
-error:
-    if (conf)
-        rd_kafka_conf_destroy(conf);
-    return -1;
 }
 
 void api_producer_destroy(api_loop_t *loop, int64_t deadline_us)

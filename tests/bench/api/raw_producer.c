@@ -304,27 +304,11 @@ cleanup:
 static int raw_producer_init(raw_loop_t *loop, char *errstr, size_t errstr_size)
 {
     const api_config_t *config = &loop->bench->api_config;
-    char value[32], client_id[64], reason[256];
-    rd_kafka_conf_t *conf =
-        kafka_conf_new(config->kafka_brokers, config->kafka_properties, reason, sizeof(reason));
-    if (!conf) {
-        snprintf(errstr, errstr_size, "PROFILED_KAFKA_BROKERS / PROFILED_KAFKA_PROPERTIES: %s", reason);
-        return -1;
-    }
+    char client_id[64];
     snprintf(client_id, sizeof(client_id), "profiled-raw-producer-%u", loop->index);
-    if (kafka_conf_set(conf, "client.id", client_id, errstr, errstr_size) < 0 ||
-        kafka_conf_set_producer_contract(conf, errstr, errstr_size) < 0)
-        goto error;
-    snprintf(value, sizeof(value), "%" PRId64, config->kafka_linger_ms);
-    if (kafka_conf_set(conf, "linger.ms", value, errstr, errstr_size) < 0)
-        goto error;
-    snprintf(value, sizeof(value), "%" PRId64, config->kafka_queue_max);
-    if (kafka_conf_set(conf, "queue.buffering.max.messages", value, errstr, errstr_size) < 0)
-        goto error;
-    snprintf(value, sizeof(value), "%" PRId64, config->request_deadline_ms);
-    if (kafka_conf_set(conf, "message.timeout.ms", value, errstr, errstr_size) < 0 ||
-        kafka_conf_set(conf, "statistics.interval.ms", "500", errstr, errstr_size) < 0)
-        goto error;
+    rd_kafka_conf_t *conf = api_kafka_conf(config, client_id, errstr, errstr_size);
+    if (!conf)
+        return -1;
     rd_kafka_conf_set_dr_msg_cb(conf, raw_delivered);
     rd_kafka_conf_set_stats_cb(conf, raw_stats);
     rd_kafka_conf_set_error_cb(conf, raw_error);
@@ -340,9 +324,6 @@ static int raw_producer_init(raw_loop_t *loop, char *errstr, size_t errstr_size)
     loop->rkqu = rd_kafka_queue_get_main(loop->rk);
     rd_kafka_queue_io_event_enable(loop->rkqu, loop->kafka_pipe[1], "1", 1);
     return 0;
-error:
-    rd_kafka_conf_destroy(conf);
-    return -1;
 }
 
 /* After the loop's thread was joined (or never started). */

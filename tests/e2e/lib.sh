@@ -81,13 +81,18 @@ e2e_require_env() {
     fi
 }
 
-# A TCP port on 127.0.0.1 that nothing listens on now (nothing answers a connect).
-# A race with another process remains possible; a service that cannot bind exits
-# early, and e2e_start then fails with its log.
+# A TCP port on 127.0.0.1 that nothing listens on now (nothing answers a connect),
+# below the kernel's ephemeral range: a port inside it can be the local end of any
+# outgoing connection (a client of the stack, of another test) and the bind fails,
+# which a connect cannot detect. A race with another process remains possible;
+# e2e_start then tries another port.
 e2e_free_port() {
-    local port tries=0
+    local port tries=0 ephemeral_low span
+    ephemeral_low="$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
+    ((ephemeral_low > 21000)) || ephemeral_low=32768
+    span=$((ephemeral_low - 20000))
     while ((tries++ < 200)); do
-        port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+        port=$((20000 + (RANDOM * 32768 + RANDOM) % span))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return 0
@@ -106,7 +111,8 @@ e2e_tail_logs() {
 }
 
 # e2e_wait_ready <name> <pid> <url>: /readyz answers 200 before the deadline, and the
-# process is alive all along.
+# process is alive all along. Returns 2 when it exited because its port was taken
+# meanwhile (the caller picks another); any other exit fails the test.
 e2e_wait_ready() {
     local name="$1" pid="$2" url="$3"
     local deadline=$((SECONDS + E2E_READY_TIMEOUT))
@@ -115,6 +121,10 @@ e2e_wait_ready() {
             local rc=0
             wait "$pid" || rc=$?
             [[ "$name" == api ]] && E2E_API_PID="" || E2E_WORKER_PID=""
+            if grep -q "Address already in use" "$E2E_DIR/$name.log" 2>/dev/null; then
+                e2e_log "$name: its port was taken before it could listen; trying another"
+                return 2
+            fi
             e2e_fail "$name exited (status $rc) before it was ready; its log: $E2E_DIR/$name.log"
         fi
         if curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; then
@@ -139,30 +149,40 @@ e2e_start() {
     E2E_DIR="$(mktemp -d "${TMPDIR:-/tmp}/profiled-e2e-$name.XXXXXX")"
     trap e2e_on_exit EXIT
 
-    local worker_port api_port
-    worker_port="$(e2e_free_port)"
-    e2e_log "worker: topic $E2E_TOPIC, group $E2E_GROUP, ops port $worker_port"
-    PROFILED_KAFKA_TOPIC="$E2E_TOPIC" PROFILED_KAFKA_DLQ_TOPIC="$E2E_DLQ_TOPIC" \
-        PROFILED_WORKER_GROUP="$E2E_GROUP" PROFILED_CREATE_TOPICS=true \
-        PROFILED_TOPIC_PARTITIONS="${E2E_PARTITIONS:-3}" \
-        PROFILED_OPS_ADDR=127.0.0.1 PROFILED_OPS_PORT="$worker_port" \
-        "$E2E_WORKER_BIN" </dev/null >"$E2E_DIR/worker.out" 2>"$E2E_DIR/worker.log" &
-    E2E_WORKER_PID=$!
-    e2e_wait_ready worker "$E2E_WORKER_PID" "http://127.0.0.1:$worker_port/readyz"
+    local worker_port api_port attempt rc
+    for attempt in 1 2 3; do
+        worker_port="$(e2e_free_port)"
+        e2e_log "worker: topic $E2E_TOPIC, group $E2E_GROUP, ops port $worker_port"
+        PROFILED_KAFKA_TOPIC="$E2E_TOPIC" PROFILED_KAFKA_DLQ_TOPIC="$E2E_DLQ_TOPIC" \
+            PROFILED_WORKER_GROUP="$E2E_GROUP" PROFILED_CREATE_TOPICS=true \
+            PROFILED_TOPIC_PARTITIONS="${E2E_PARTITIONS:-3}" \
+            PROFILED_OPS_ADDR=127.0.0.1 PROFILED_OPS_PORT="$worker_port" \
+            "$E2E_WORKER_BIN" </dev/null >"$E2E_DIR/worker.out" 2>"$E2E_DIR/worker.log" &
+        E2E_WORKER_PID=$!
+        rc=0
+        e2e_wait_ready worker "$E2E_WORKER_PID" "http://127.0.0.1:$worker_port/readyz" || rc=$?
+        ((rc == 0)) && break
+        ((attempt < 3)) || e2e_fail "worker: no free ops port after 3 tries; its log: $E2E_DIR/worker.log"
+    done
     E2E_WORKER_OPS="http://127.0.0.1:$worker_port"
 
-    api_port="$(e2e_free_port)"
-    e2e_log "api: port $api_port"
-    # The SDK tests read right after each write, without polling: that holds for a PUT
-    # answered visible, and a worker stalled past the default 2 s wait on a loaded box
-    # would make it pending instead. 10 s stays under the SDK clients' 20 s timeout.
-    PROFILED_KAFKA_TOPIC="$E2E_TOPIC" PROFILED_API_KEYS="$E2E_KEY" PROFILED_API_KEYS_FILE= \
-        PROFILED_APPLY_WAIT="${PROFILED_APPLY_WAIT:-10s}" \
-        PROFILED_HTTP_ADDR=127.0.0.1 PROFILED_HTTP_PORT="$api_port" \
-        "$E2E_API_BIN" </dev/null >"$E2E_DIR/api.out" 2>"$E2E_DIR/api.log" &
-    E2E_API_PID=$!
-    E2E_BASE_URL="http://127.0.0.1:$api_port"
-    e2e_wait_ready api "$E2E_API_PID" "$E2E_BASE_URL/readyz"
+    for attempt in 1 2 3; do
+        api_port="$(e2e_free_port)"
+        e2e_log "api: port $api_port"
+        # The SDK tests read right after each write, without polling: that holds for a PUT
+        # answered visible, and a worker stalled past the default 2 s wait on a loaded box
+        # would make it pending instead. 10 s stays under the SDK clients' 20 s timeout.
+        PROFILED_KAFKA_TOPIC="$E2E_TOPIC" PROFILED_API_KEYS="$E2E_KEY" PROFILED_API_KEYS_FILE= \
+            PROFILED_APPLY_WAIT="${PROFILED_APPLY_WAIT:-10s}" \
+            PROFILED_HTTP_ADDR=127.0.0.1 PROFILED_HTTP_PORT="$api_port" \
+            "$E2E_API_BIN" </dev/null >"$E2E_DIR/api.out" 2>"$E2E_DIR/api.log" &
+        E2E_API_PID=$!
+        E2E_BASE_URL="http://127.0.0.1:$api_port"
+        rc=0
+        e2e_wait_ready api "$E2E_API_PID" "$E2E_BASE_URL/readyz" || rc=$?
+        ((rc == 0)) && break
+        ((attempt < 3)) || e2e_fail "api: no free port after 3 tries; its log: $E2E_DIR/api.log"
+    done
     e2e_log "api and worker ready (logs in $E2E_DIR)"
 }
 

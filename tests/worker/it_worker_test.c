@@ -1544,6 +1544,51 @@ static void id_race_apply_past(id_race_t *race, PGconn *other, const char *query
             race->errstr);
 }
 
+/* The fixture of the tests that drive apply_run directly on a batch of two commands
+ * (partition 0, offsets 0 and 1, no stored position yet): their connection, the batch,
+ * the run's state, and with `with_other` a second connection for a competing
+ * transaction. The fixture must stay where it is: the run points into it. */
+typedef struct apply_fixture {
+    it_t it;
+    PGconn *other;
+    char recipients[2][32];
+    batch_item_t items[2];
+    batch_t batch;
+    limits_t limits;
+    id_race_t run;
+} apply_fixture_t;
+
+static PGconn *apply_fixture_connect(const it_t *it)
+{
+    PGconn *conn = PQconnectdb(it->dsn);
+    ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "%s", PQerrorMessage(conn));
+    return conn;
+}
+
+static void apply_fixture_setup(apply_fixture_t *f, const char *name, bool with_other)
+{
+    it_setup(&f->it, name, 1);
+    f->other = with_other ? apply_fixture_connect(&f->it) : NULL;
+    f->batch = (batch_t){.items = f->items, .count = 2, .cap = 2};
+    for (int k = 0; k < 2; k++)
+        fence_item(&f->it, &f->items[k], f->recipients[k], sizeof(f->recipients[k]), (uint64_t)k + 1, k);
+    f->limits = limits_default();
+    f->run = (id_race_t){.conn = apply_fixture_connect(&f->it),
+                         .scratch = apply_scratch_new(&f->limits),
+                         .it = &f->it,
+                         .batch = &f->batch,
+                         .position = {.partition = 0, .stored = false, .expected = 0, .next = 2}};
+}
+
+static void apply_fixture_teardown(apply_fixture_t *f)
+{
+    apply_scratch_destroy(f->run.scratch);
+    if (f->other)
+        PQfinish(f->other);
+    PQfinish(f->run.conn);
+    it_teardown(&f->it);
+}
+
 /* A command id that another transaction records while this batch applies (the
  * same command produced on two partitions, applied by two lanes): the batch's
  * lookup does not see the uncommitted id, its COPY of the ids waits on the
@@ -1552,50 +1597,31 @@ static void id_race_apply_past(id_race_t *race, PGconn *other, const char *query
  * that is a plain duplicate). The retry then skips it as a duplicate. */
 START_TEST(an_id_recorded_meanwhile_elsewhere_is_retried_as_a_duplicate)
 {
-    it_t it;
-    it_setup(&it, "idrace", 1);
-    PGconn *conn = PQconnectdb(it.dsn), *other = PQconnectdb(it.dsn);
-    ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "%s", PQerrorMessage(conn));
-    ck_assert_msg(PQstatus(other) == CONNECTION_OK, "%s", PQerrorMessage(other));
-
-    char recipients[2][32];
-    batch_item_t items[2];
-    batch_t batch = {.items = items, .count = 2, .cap = 2};
-    fence_item(&it, &items[0], recipients[0], sizeof(recipients[0]), 1, 0);
-    fence_item(&it, &items[1], recipients[1], sizeof(recipients[1]), 2, 1);
+    apply_fixture_t f;
+    apply_fixture_setup(&f, "idrace", true);
     char hex[2 * 16 + 1], sql[512];
     for (int b = 0; b < 16; b++)
-        snprintf(hex + 2 * b, 3, "%02x", items[0].command.command_id[b]);
+        snprintf(hex + 2 * b, 3, "%02x", f.items[0].command.command_id[b]);
     snprintf(sql, sizeof(sql),
              "BEGIN; INSERT INTO applied_commands (command_id, recipient_id) VALUES ('\\x%s', '%s')", hex,
-             recipients[0]);
-    PGresult *res = PQexec(other, sql);
-    ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQerrorMessage(other));
+             f.recipients[0]);
+    PGresult *res = PQexec(f.other, sql);
+    ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQerrorMessage(f.other));
     PQclear(res);
 
-    limits_t limits = limits_default();
-    id_race_t race = {.conn = conn,
-                      .scratch = apply_scratch_new(&limits),
-                      .it = &it,
-                      .batch = &batch,
-                      .position = {.partition = 0, .stored = false, .expected = 0, .next = 2}};
-    id_race_apply_past(&race, other, "COPY applied_commands%", "id");
-    ck_assert_msg(race.status == APPLY_RETRY, "status %d (%s)", (int)race.status, race.errstr);
-    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), 0);
-    ck_assert_int_eq(fence_position(&it), -1);
+    id_race_apply_past(&f.run, f.other, "COPY applied_commands%", "id");
+    ck_assert_msg(f.run.status == APPLY_RETRY, "status %d (%s)", (int)f.run.status, f.run.errstr);
+    ck_assert_int_eq(it_int(&f.it, "SELECT count(*) FROM profiles"), 0);
+    ck_assert_int_eq(fence_position(&f.it), -1);
 
-    id_race_apply(&race);
-    ck_assert_msg(race.status == APPLY_OK, "the retry: status %d (%s)", (int)race.status, race.errstr);
-    ck_assert_int_eq(race.counts.duplicates, 1);
-    ck_assert_int_eq(race.counts.written, 1);
-    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), 1);
-    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 2);
-    ck_assert_int_eq(fence_position(&it), 2);
-
-    apply_scratch_destroy(race.scratch);
-    PQfinish(other);
-    PQfinish(conn);
-    it_teardown(&it);
+    id_race_apply(&f.run);
+    ck_assert_msg(f.run.status == APPLY_OK, "the retry: status %d (%s)", (int)f.run.status, f.run.errstr);
+    ck_assert_int_eq(f.run.counts.duplicates, 1);
+    ck_assert_int_eq(f.run.counts.written, 1);
+    ck_assert_int_eq(it_int(&f.it, "SELECT count(*) FROM profiles"), 1);
+    ck_assert_int_eq(it_int(&f.it, "SELECT count(*) FROM applied_commands"), 2);
+    ck_assert_int_eq(fence_position(&f.it), 2);
+    apply_fixture_teardown(&f);
 }
 END_TEST
 
@@ -1608,42 +1634,23 @@ END_TEST
  * the other member's position stays. */
 START_TEST(a_position_inserted_meanwhile_fences_the_batch_at_its_commit)
 {
-    it_t it;
-    it_setup(&it, "fenceins", 1);
-    PGconn *conn = PQconnectdb(it.dsn), *other = PQconnectdb(it.dsn);
-    ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "%s", PQerrorMessage(conn));
-    ck_assert_msg(PQstatus(other) == CONNECTION_OK, "%s", PQerrorMessage(other));
-
-    char recipients[2][32];
-    batch_item_t items[2];
-    batch_t batch = {.items = items, .count = 2, .cap = 2};
-    fence_item(&it, &items[0], recipients[0], sizeof(recipients[0]), 1, 0);
-    fence_item(&it, &items[1], recipients[1], sizeof(recipients[1]), 2, 1);
+    apply_fixture_t f;
+    apply_fixture_setup(&f, "fenceins", true);
     char sql[512];
     snprintf(sql, sizeof(sql), "BEGIN; INSERT INTO kafka_positions VALUES ('%s', '%s', 0, 10, now())",
-             it.group, it.topic);
-    PGresult *res = PQexec(other, sql);
-    ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQerrorMessage(other));
+             f.it.group, f.it.topic);
+    PGresult *res = PQexec(f.other, sql);
+    ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQerrorMessage(f.other));
     PQclear(res);
 
-    limits_t limits = limits_default();
-    id_race_t race = {.conn = conn,
-                      .scratch = apply_scratch_new(&limits),
-                      .it = &it,
-                      .batch = &batch,
-                      .position = {.partition = 0, .stored = false, .expected = 0, .next = 2}};
     /* the batch's position insert waits on the other transaction's */
-    id_race_apply_past(&race, other, "WITH v AS%kafka_positions%", "position");
-    ck_assert_msg(race.status == APPLY_FENCED, "status %d (%s)", (int)race.status, race.errstr);
-    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), 0);
-    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 0);
-    ck_assert_int_eq(fence_position(&it), 10);
-    ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_IDLE);
-
-    apply_scratch_destroy(race.scratch);
-    PQfinish(other);
-    PQfinish(conn);
-    it_teardown(&it);
+    id_race_apply_past(&f.run, f.other, "WITH v AS%kafka_positions%", "position");
+    ck_assert_msg(f.run.status == APPLY_FENCED, "status %d (%s)", (int)f.run.status, f.run.errstr);
+    ck_assert_int_eq(it_int(&f.it, "SELECT count(*) FROM profiles"), 0);
+    ck_assert_int_eq(it_int(&f.it, "SELECT count(*) FROM applied_commands"), 0);
+    ck_assert_int_eq(fence_position(&f.it), 10);
+    ck_assert_int_eq(PQtransactionStatus(f.run.conn), PQTRANS_IDLE);
+    apply_fixture_teardown(&f);
 }
 END_TEST
 
@@ -1653,40 +1660,24 @@ END_TEST
  * of the batch). Once the schema is right, the same batch applies. */
 START_TEST(ids_the_schema_refuses_are_retried_not_dead_lettered)
 {
-    it_t it;
-    it_setup(&it, "idschema", 1);
-    PGconn *conn = PQconnectdb(it.dsn);
-    ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "%s", PQerrorMessage(conn));
-    char recipients[2][32];
-    batch_item_t items[2];
-    batch_t batch = {.items = items, .count = 2, .cap = 2};
-    fence_item(&it, &items[0], recipients[0], sizeof(recipients[0]), 1, 0);
-    fence_item(&it, &items[1], recipients[1], sizeof(recipients[1]), 2, 1);
-    it_exec(&it, "ALTER TABLE applied_commands ALTER COLUMN applied_at DROP DEFAULT");
+    apply_fixture_t f;
+    apply_fixture_setup(&f, "idschema", false);
+    it_exec(&f.it, "ALTER TABLE applied_commands ALTER COLUMN applied_at DROP DEFAULT");
 
-    limits_t limits = limits_default();
-    id_race_t run = {.conn = conn,
-                     .scratch = apply_scratch_new(&limits),
-                     .it = &it,
-                     .batch = &batch,
-                     .position = {.partition = 0, .stored = false, .expected = 0, .next = 2}};
-    id_race_apply(&run);
-    fprintf(stderr, "ids refused by the schema: status %d (%s)\n", (int)run.status, run.errstr);
-    ck_assert_msg(run.status == APPLY_RETRY, "status %d (%s)", (int)run.status, run.errstr);
-    ck_assert_msg(strstr(run.errstr, "23502") != NULL, "%s", run.errstr);
-    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), 0);
-    ck_assert_int_eq(fence_position(&it), -1);
+    id_race_apply(&f.run);
+    fprintf(stderr, "ids refused by the schema: status %d (%s)\n", (int)f.run.status, f.run.errstr);
+    ck_assert_msg(f.run.status == APPLY_RETRY, "status %d (%s)", (int)f.run.status, f.run.errstr);
+    ck_assert_msg(strstr(f.run.errstr, "23502") != NULL, "%s", f.run.errstr);
+    ck_assert_int_eq(it_int(&f.it, "SELECT count(*) FROM profiles"), 0);
+    ck_assert_int_eq(fence_position(&f.it), -1);
 
-    it_exec(&it, "ALTER TABLE applied_commands ALTER COLUMN applied_at SET DEFAULT now()");
-    id_race_apply(&run);
-    ck_assert_msg(run.status == APPLY_OK, "once fixed: status %d (%s)", (int)run.status, run.errstr);
-    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM profiles"), 2);
-    ck_assert_int_eq(it_int(&it, "SELECT count(*) FROM applied_commands"), 2);
-    ck_assert_int_eq(fence_position(&it), 2);
-
-    apply_scratch_destroy(run.scratch);
-    PQfinish(conn);
-    it_teardown(&it);
+    it_exec(&f.it, "ALTER TABLE applied_commands ALTER COLUMN applied_at SET DEFAULT now()");
+    id_race_apply(&f.run);
+    ck_assert_msg(f.run.status == APPLY_OK, "once fixed: status %d (%s)", (int)f.run.status, f.run.errstr);
+    ck_assert_int_eq(it_int(&f.it, "SELECT count(*) FROM profiles"), 2);
+    ck_assert_int_eq(it_int(&f.it, "SELECT count(*) FROM applied_commands"), 2);
+    ck_assert_int_eq(fence_position(&f.it), 2);
+    apply_fixture_teardown(&f);
 }
 END_TEST
 

@@ -44,6 +44,22 @@
 #define BODY14 "{\"profile\":{}}"
 #define CLOSER "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
 
+/* The status of a fresh connection's CLOSER request, tried every 100 ms up to `attempts`
+ * times until it is 200 (0 when no answer came): for what the api serves again only
+ * once it has seen something happen. */
+static int closer_status_within(int port, int attempts)
+{
+    int status = 0;
+    for (int attempt = 0; attempt < attempts && status != 200; attempt++) {
+        usleep(100 * 1000);
+        harness_response_t response = {0};
+        if (harness_raw(port, CLOSER, strlen(CLOSER), &response) == 0)
+            status = response.status;
+        harness_response_free(&response);
+    }
+    return status;
+}
+
 static int64_t now_ms(void)
 {
     struct timespec now;
@@ -467,15 +483,7 @@ START_TEST(test_max_connections_idle)
     /* One of the idle ones leaves: a new connection is served once the api has seen the close
      * (waited for, bounded: a fixed 200 ms was a guess that a loaded box can miss). */
     close(held[0]);
-    int status = 0;
-    for (int attempt = 0; attempt < 100 && status != 200; attempt++) {
-        usleep(100 * 1000);
-        harness_response_t response = {0};
-        if (harness_raw(api.port, CLOSER, strlen(CLOSER), &response) == 0)
-            status = response.status;
-        harness_response_free(&response);
-    }
-    ck_assert_int_eq(status, 200);
+    ck_assert_int_eq(closer_status_within(api.port, 100), 200);
     close(held[1]);
     close(held[2]);
     buf_free(&out);
@@ -560,15 +568,7 @@ START_TEST(test_descriptor_exhaustion)
     snprintf(command, sizeof(command), "prlimit --pid %d --nofile=%llu:", (int)api.pid,
              (unsigned long long)saved.rlim_max);
     harness_sh(command);
-    int status = 0;
-    for (int attempt = 0; attempt < 200 && status != 200; attempt++) {
-        usleep(100 * 1000);
-        harness_response_t fresh = {0};
-        if (harness_raw(api.port, CLOSER, strlen(CLOSER), &fresh) == 0)
-            status = fresh.status;
-        harness_response_free(&fresh);
-    }
-    ck_assert_int_eq(status, 200);
+    ck_assert_int_eq(closer_status_within(api.port, 200), 200);
     harness_response_free(&response);
     harness_client_close(&client);
     ck_assert_int_eq(harness_api_stop(&api, SIGTERM, 30000), 0);
